@@ -1,0 +1,57 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the engine, with enough context to tell
+/// the user what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum MinusError {
+    /// A tensor operation failed (shape mismatch, device error, ...).
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A weights file is unreadable, truncated or of the wrong kind.
+    #[error("{path}: {message}")]
+    BadWeights { path: PathBuf, message: String },
+
+    /// A tensor a network needs is not in the file.
+    #[error("{path}: missing tensor `{key}`")]
+    MissingTensor { path: PathBuf, key: String },
+
+    /// A configuration file is missing or malformed.
+    #[error("{path}: bad config: {message}")]
+    BadConfig { path: PathBuf, message: String },
+
+    /// An input image could not be decoded.
+    #[error("{path}: cannot read image: {message}")]
+    BadImage { path: PathBuf, message: String },
+
+    /// The request itself is inconsistent (bad size, adapter without encoder, ...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// The user cancelled the generation.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl MinusError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for the library.
+pub type Result<T> = std::result::Result<T, MinusError>;

@@ -1,0 +1,101 @@
+//! CLIP's text tower (`CLIPTextModel`): token ids → last hidden state.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use serde::Deserialize;
+
+use super::clip_transformer::{ClipEncoder, ClipTransformerConfig};
+use super::layers::Activation;
+
+/// The fields of a transformers `CLIPTextConfig` the encoder needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClipTextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_text_act")]
+    pub hidden_act: String,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+
+fn default_text_act() -> String {
+    "quick_gelu".to_string()
+}
+
+impl ClipTextConfig {
+    fn transformer(&self) -> candle_core::Result<ClipTransformerConfig> {
+        let activation = Activation::from_config_name(&self.hidden_act).ok_or_else(|| {
+            candle_core::Error::Msg(format!("unsupported hidden_act `{}`", self.hidden_act))
+        })?;
+        Ok(ClipTransformerConfig {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            layer_norm_eps: self.layer_norm_eps,
+            activation,
+        })
+    }
+}
+
+/// The CLIP text encoder used by SD 1.5 (output: last hidden state after the final norm).
+pub struct ClipTextModel {
+    token_embedding: Embedding,
+    position_embedding: Tensor,
+    encoder: ClipEncoder,
+    final_layer_norm: LayerNorm,
+    num_layers: usize,
+}
+
+impl ClipTextModel {
+    /// Loads the model; `vb` points at the level holding `embeddings`, `encoder`, `final_layer_norm`.
+    pub fn load(vb: VarBuilder, config: &ClipTextConfig) -> candle_core::Result<Self> {
+        let transformer = config.transformer()?;
+        let h = config.hidden_size;
+        let embeddings = vb.pp("embeddings");
+        let token_embedding =
+            candle_nn::embedding(config.vocab_size, h, embeddings.pp("token_embedding"))?;
+        let position_embedding = embeddings.get(
+            (config.max_position_embeddings, h),
+            "position_embedding.weight",
+        )?;
+        Ok(Self {
+            token_embedding,
+            position_embedding,
+            encoder: ClipEncoder::load(vb.pp("encoder"), &transformer)?,
+            final_layer_norm: candle_nn::layer_norm(
+                h,
+                config.layer_norm_eps,
+                vb.pp("final_layer_norm"),
+            )?,
+            num_layers: config.num_hidden_layers,
+        })
+    }
+
+    /// Encodes a batch of token ids `[batch, seq]` (u32) into `[batch, seq, hidden]`.
+    pub fn forward(&self, token_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let seq_len = token_ids.dim(1)?;
+        let tokens = self.token_embedding.forward(token_ids)?;
+        let positions = self.position_embedding.narrow(0, 0, seq_len)?;
+        let xs = tokens.broadcast_add(&positions)?;
+        let mask = causal_mask(seq_len, xs.dtype(), xs.device())?;
+        let xs = self.encoder.forward(&xs, Some(&mask), self.num_layers)?;
+        self.final_layer_norm.forward(&xs)
+    }
+}
+
+/// `[seq, seq]` additive mask hiding later positions.
+fn causal_mask(seq_len: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> = (0..seq_len)
+        .flat_map(|i| (0..seq_len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (seq_len, seq_len), device)?.to_dtype(dtype)
+}

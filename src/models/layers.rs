@@ -1,0 +1,103 @@
+//! Small building blocks shared by the networks.
+
+use candle_core::{D, DType, Module, Tensor};
+use candle_nn::ops::softmax_last_dim;
+
+/// Queries are processed in slices of at most this many rows, so the attention
+/// matrix of large images never has to exist at once.
+const QUERY_SLICE_ROWS: usize = 4096;
+
+/// Multi-head scaled dot-product attention.
+///
+/// `q`: `[batch, q_len, heads*head_dim]`, `k`/`v`: `[batch, kv_len, heads*head_dim]`;
+/// `mask` (optional) is added to the scores and broadcasts to `[batch, heads, q_len, kv_len]`.
+/// Returns `[batch, q_len, heads*head_dim]`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let (batch, q_len, channels) = q.dims3()?;
+    let kv_len = k.dim(1)?;
+    let head_dim = channels / heads;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let split = |t: &Tensor, len: usize| {
+        t.reshape((batch, len, heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let q = (split(q, q_len)? * scale)?;
+    let k_t = split(k, kv_len)?.transpose(2, 3)?.contiguous()?;
+    let v = split(v, kv_len)?;
+    let mut slices = Vec::with_capacity(q_len.div_ceil(QUERY_SLICE_ROWS));
+    for start in (0..q_len).step_by(QUERY_SLICE_ROWS) {
+        let rows = QUERY_SLICE_ROWS.min(q_len - start);
+        let q_slice = q.narrow(2, start, rows)?;
+        let mut scores = q_slice.matmul(&k_t)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = softmax_f32(&scores)?;
+        slices.push(probs.matmul(&v)?);
+    }
+    let out = if slices.len() == 1 {
+        slices.remove(0)
+    } else {
+        Tensor::cat(&slices, 2)?
+    };
+    out.transpose(1, 2)?.reshape((batch, q_len, channels))
+}
+
+/// Softmax over the last dimension, computed in f32 whatever the input dtype.
+fn softmax_f32(scores: &Tensor) -> candle_core::Result<Tensor> {
+    let dtype = scores.dtype();
+    if dtype == DType::F32 {
+        softmax_last_dim(scores)
+    } else {
+        softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)
+    }
+}
+
+/// The activations the networks use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `x * sigmoid(1.702 x)`, CLIP's text encoder.
+    QuickGelu,
+    /// The exact (erf) GELU.
+    Gelu,
+    /// The tanh approximation of GELU.
+    GeluTanh,
+}
+
+impl Activation {
+    /// Parses the `hidden_act` value of a transformers config.
+    pub fn from_config_name(name: &str) -> Option<Self> {
+        match name {
+            "quick_gelu" => Some(Self::QuickGelu),
+            "gelu" => Some(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Some(Self::GeluTanh),
+            _ => None,
+        }
+    }
+}
+
+impl Module for Activation {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+            Self::Gelu => xs.gelu_erf(),
+            Self::GeluTanh => xs.gelu(),
+        }
+    }
+}
+
+/// Splits the last dimension in two halves.
+pub fn chunk2_last(xs: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = xs.dim(D::Minus1)? / 2;
+    Ok((
+        xs.narrow(D::Minus1, 0, half)?,
+        xs.narrow(D::Minus1, half, half)?,
+    ))
+}

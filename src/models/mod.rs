@@ -1,0 +1,11 @@
+//! The networks of SD 1.5 + IP-Adapter, written against candle.
+
+pub mod clip_text;
+pub mod clip_transformer;
+pub mod clip_vision;
+pub mod ip_adapter;
+pub mod layers;
+pub mod resnet;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;

@@ -1,0 +1,258 @@
+//! The UNet's down, mid and up blocks.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, VarBuilder};
+
+use super::super::resnet::{ResnetBlock2D, ResnetConfig, Upsample2D, conv3x3};
+use super::IpConditioning;
+use super::transformer::{Transformer2D, TransformerConfig};
+
+/// Settings every block of one UNet shares.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockContext {
+    pub temb_channels: usize,
+    pub groups: usize,
+    pub eps: f64,
+    pub context_dim: usize,
+    pub linear_projection: bool,
+    pub transformer_depth: usize,
+}
+
+impl BlockContext {
+    fn resnet(&self, in_channels: usize, out_channels: usize) -> ResnetConfig {
+        ResnetConfig {
+            in_channels,
+            out_channels,
+            temb_channels: Some(self.temb_channels),
+            groups: self.groups,
+            eps: self.eps,
+        }
+    }
+
+    fn transformer(&self, channels: usize, heads: usize) -> TransformerConfig {
+        TransformerConfig {
+            channels,
+            context_dim: self.context_dim,
+            heads,
+            groups: self.groups,
+            depth: self.transformer_depth,
+            linear_projection: self.linear_projection,
+        }
+    }
+}
+
+/// Loads `count` transformers of `vb.attentions.{i}`, appending the width of each
+/// of their `attn2` layers to `ip_layers` (IP-Adapter layer order).
+fn load_attentions(
+    vb: &VarBuilder,
+    count: usize,
+    config: TransformerConfig,
+    ip_layers: &mut Vec<usize>,
+) -> candle_core::Result<Vec<Transformer2D>> {
+    (0..count)
+        .map(|i| {
+            let t = Transformer2D::load(vb.pp(format!("attentions.{i}")), config, ip_layers.len())?;
+            ip_layers.extend(std::iter::repeat_n(
+                config.channels,
+                t.cross_attention_layers(),
+            ));
+            Ok(t)
+        })
+        .collect()
+}
+
+/// The inputs every block's forward pass needs besides the feature map.
+pub struct StepInputs<'a> {
+    pub temb_silu: &'a Tensor,
+    pub text: &'a Tensor,
+    pub ip: Option<&'a IpConditioning<'a>>,
+}
+
+/// `CrossAttnDownBlock2D` (with attentions) or `DownBlock2D` (without).
+pub struct DownBlock {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Vec<Transformer2D>,
+    downsampler: Option<Conv2d>,
+}
+
+impl DownBlock {
+    /// Loads one down block; `heads` is `None` for a block without attention.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        vb: VarBuilder,
+        ctx: &BlockContext,
+        in_channels: usize,
+        out_channels: usize,
+        layers: usize,
+        heads: Option<usize>,
+        downsample: bool,
+        ip_layers: &mut Vec<usize>,
+    ) -> candle_core::Result<Self> {
+        let resnets = (0..layers)
+            .map(|i| {
+                let cin = if i == 0 { in_channels } else { out_channels };
+                ResnetBlock2D::load(vb.pp(format!("resnets.{i}")), ctx.resnet(cin, out_channels))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let attentions = match heads {
+            Some(heads) => {
+                load_attentions(&vb, layers, ctx.transformer(out_channels, heads), ip_layers)?
+            }
+            None => Vec::new(),
+        };
+        let downsampler = downsample
+            .then(|| conv3x3(out_channels, out_channels, 2, vb.pp("downsamplers.0.conv")))
+            .transpose()?;
+        Ok(Self {
+            resnets,
+            attentions,
+            downsampler,
+        })
+    }
+
+    /// Runs the block, pushing every intermediate output onto `skips`.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        inputs: &StepInputs,
+        skips: &mut Vec<Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            xs = resnet.forward(&xs, Some(inputs.temb_silu))?;
+            if let Some(attn) = self.attentions.get(i) {
+                xs = attn.forward(&xs, inputs.text, inputs.ip)?;
+            }
+            skips.push(xs.clone());
+        }
+        if let Some(down) = &self.downsampler {
+            xs = down.forward(&xs)?;
+            skips.push(xs.clone());
+        }
+        Ok(xs)
+    }
+}
+
+/// `UNetMidBlock2DCrossAttn`: resnet, transformer, resnet.
+pub struct MidBlock {
+    resnet_in: ResnetBlock2D,
+    attention: Transformer2D,
+    resnet_out: ResnetBlock2D,
+}
+
+impl MidBlock {
+    /// Loads the mid block.
+    pub fn load(
+        vb: VarBuilder,
+        ctx: &BlockContext,
+        channels: usize,
+        heads: usize,
+        ip_layers: &mut Vec<usize>,
+    ) -> candle_core::Result<Self> {
+        let mut attentions = load_attentions(&vb, 1, ctx.transformer(channels, heads), ip_layers)?;
+        Ok(Self {
+            resnet_in: ResnetBlock2D::load(vb.pp("resnets.0"), ctx.resnet(channels, channels))?,
+            attention: attentions.remove(0),
+            resnet_out: ResnetBlock2D::load(vb.pp("resnets.1"), ctx.resnet(channels, channels))?,
+        })
+    }
+
+    /// Runs the mid block.
+    pub fn forward(&self, xs: &Tensor, inputs: &StepInputs) -> candle_core::Result<Tensor> {
+        let xs = self.resnet_in.forward(xs, Some(inputs.temb_silu))?;
+        let xs = self.attention.forward(&xs, inputs.text, inputs.ip)?;
+        self.resnet_out.forward(&xs, Some(inputs.temb_silu))
+    }
+}
+
+/// Channel counts of one up block, as diffusers derives them.
+#[derive(Debug, Clone, Copy)]
+pub struct UpBlockChannels {
+    /// Output channels of the previous (deeper) up block.
+    pub prev_out: usize,
+    /// Output channels of this block.
+    pub out: usize,
+    /// Channels of the down block that feeds this block's last skip connection.
+    pub skip_in: usize,
+}
+
+/// `CrossAttnUpBlock2D` (with attentions) or `UpBlock2D` (without).
+pub struct UpBlock {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Vec<Transformer2D>,
+    upsampler: Option<Upsample2D>,
+}
+
+impl UpBlock {
+    /// Loads one up block with `layers` resnets (layers_per_block + 1).
+    pub fn load(
+        vb: VarBuilder,
+        ctx: &BlockContext,
+        channels: UpBlockChannels,
+        layers: usize,
+        heads: Option<usize>,
+        upsample: bool,
+        ip_layers: &mut Vec<usize>,
+    ) -> candle_core::Result<Self> {
+        let resnets = (0..layers)
+            .map(|i| {
+                let skip = if i + 1 == layers {
+                    channels.skip_in
+                } else {
+                    channels.out
+                };
+                let cin = if i == 0 {
+                    channels.prev_out
+                } else {
+                    channels.out
+                };
+                ResnetBlock2D::load(
+                    vb.pp(format!("resnets.{i}")),
+                    ctx.resnet(cin + skip, channels.out),
+                )
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let attentions = match heads {
+            Some(heads) => {
+                load_attentions(&vb, layers, ctx.transformer(channels.out, heads), ip_layers)?
+            }
+            None => Vec::new(),
+        };
+        let upsampler = upsample
+            .then(|| Upsample2D::load(vb.pp("upsamplers.0"), channels.out))
+            .transpose()?;
+        Ok(Self {
+            resnets,
+            attentions,
+            upsampler,
+        })
+    }
+
+    /// Runs the block, taking its skip connections from the end of `skips`; the
+    /// upsampler (if any) scales to the size of the next remaining skip.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        inputs: &StepInputs,
+        skips: &mut Vec<Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            let skip = skips
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("UNet skip stack underflow".into()))?;
+            xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, Some(inputs.temb_silu))?;
+            if let Some(attn) = self.attentions.get(i) {
+                xs = attn.forward(&xs, inputs.text, inputs.ip)?;
+            }
+        }
+        if let Some(up) = &self.upsampler {
+            let (height, width) = match skips.last() {
+                Some(skip) => (skip.dim(2)?, skip.dim(3)?),
+                None => (xs.dim(2)? * 2, xs.dim(3)? * 2),
+            };
+            xs = up.forward(&xs, height, width)?;
+        }
+        Ok(xs)
+    }
+}

@@ -1,0 +1,286 @@
+//! SD 1.5's `UNet2DConditionModel`, with IP-Adapter's decoupled image attention
+//! in every cross-attention layer.
+
+mod blocks;
+mod transformer;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+use super::ip_adapter::IpAttentionWeights;
+use super::resnet::conv3x3;
+use blocks::{BlockContext, DownBlock, MidBlock, StepInputs, UpBlock, UpBlockChannels};
+
+/// An integer or one value per block, as diffusers configs allow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PerBlock {
+    Same(usize),
+    Each(Vec<usize>),
+}
+
+impl PerBlock {
+    fn get(&self, block: usize) -> usize {
+        match self {
+            Self::Same(v) => *v,
+            Self::Each(values) => values.get(block).or(values.last()).copied().unwrap_or(1),
+        }
+    }
+}
+
+/// The fields of a diffusers UNet `config.json` that SD 1.5 uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UNetConfig {
+    #[serde(default = "default_in_channels")]
+    pub in_channels: usize,
+    #[serde(default = "default_in_channels")]
+    pub out_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    pub down_block_types: Vec<String>,
+    pub up_block_types: Vec<String>,
+    #[serde(default = "default_layers")]
+    pub layers_per_block: usize,
+    pub cross_attention_dim: usize,
+    #[serde(default = "default_head_dim")]
+    pub attention_head_dim: PerBlock,
+    #[serde(default)]
+    pub num_attention_heads: Option<PerBlock>,
+    #[serde(default = "default_groups")]
+    pub norm_num_groups: usize,
+    #[serde(default = "default_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "default_true")]
+    pub flip_sin_to_cos: bool,
+    #[serde(default)]
+    pub freq_shift: f64,
+    #[serde(default)]
+    pub use_linear_projection: bool,
+    #[serde(default = "default_depth")]
+    pub transformer_layers_per_block: usize,
+}
+
+fn default_in_channels() -> usize {
+    4
+}
+fn default_layers() -> usize {
+    2
+}
+fn default_head_dim() -> PerBlock {
+    PerBlock::Same(8)
+}
+fn default_groups() -> usize {
+    32
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_depth() -> usize {
+    1
+}
+
+impl UNetConfig {
+    /// Heads of the attention in block `i` (diffusers: `num_attention_heads`, or
+    /// `attention_head_dim` which SD 1.5 misuses as the head count).
+    fn heads(&self, block: usize) -> usize {
+        self.num_attention_heads
+            .as_ref()
+            .unwrap_or(&self.attention_head_dim)
+            .get(block)
+    }
+}
+
+/// The image side of the decoupled cross-attention for one UNet call.
+pub struct IpConditioning<'a> {
+    /// Image tokens `[batch, tokens, cross_attention_dim]`, batch as the UNet input.
+    pub tokens: Tensor,
+    /// Per-sample scale `[batch, 1, 1]`: the negative weight for the uncond half,
+    /// the positive weight for the cond half.
+    pub scale: Tensor,
+    /// The adapter's per-layer projections, in `attn2` order.
+    pub layers: &'a [IpAttentionWeights],
+}
+
+impl IpConditioning<'_> {
+    fn layer(&self, index: usize) -> candle_core::Result<&IpAttentionWeights> {
+        self.layers.get(index).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "the IP-Adapter has {} attention layers, the UNet needs more",
+                self.layers.len()
+            ))
+        })
+    }
+}
+
+/// The denoising UNet.
+pub struct UNet {
+    conv_in: Conv2d,
+    time_linear_1: Linear,
+    time_linear_2: Linear,
+    down_blocks: Vec<DownBlock>,
+    mid_block: MidBlock,
+    up_blocks: Vec<UpBlock>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+    config: UNetConfig,
+    cross_attention_channels: Vec<usize>,
+}
+
+impl UNet {
+    /// Builds the UNet from `vb` (pointing at the UNet's tensors).
+    pub fn load(vb: VarBuilder, config: &UNetConfig) -> candle_core::Result<Self> {
+        let channels = &config.block_out_channels;
+        let (Some(&first), Some(&last)) = (channels.first(), channels.last()) else {
+            return Err(candle_core::Error::Msg(
+                "block_out_channels is empty".into(),
+            ));
+        };
+        let temb_channels = 4 * first;
+        let ctx = BlockContext {
+            temb_channels,
+            groups: config.norm_num_groups,
+            eps: config.norm_eps,
+            context_dim: config.cross_attention_dim,
+            linear_projection: config.use_linear_projection,
+            transformer_depth: config.transformer_layers_per_block,
+        };
+        // IP-Adapter numbers attn2 layers: down blocks, then up blocks, then the mid block.
+        let mut ip_layers = Vec::new();
+        let mut down_blocks = Vec::with_capacity(channels.len());
+        for (i, kind) in config.down_block_types.iter().enumerate() {
+            let cin = if i == 0 { first } else { channels[i - 1] };
+            let has_attention = kind.contains("CrossAttn");
+            down_blocks.push(DownBlock::load(
+                vb.pp(format!("down_blocks.{i}")),
+                &ctx,
+                cin,
+                channels[i],
+                config.layers_per_block,
+                has_attention.then(|| config.heads(i)),
+                i + 1 < channels.len(),
+                &mut ip_layers,
+            )?);
+        }
+        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
+        let mut up_blocks = Vec::with_capacity(channels.len());
+        for (i, kind) in config.up_block_types.iter().enumerate() {
+            let has_attention = kind.contains("CrossAttn");
+            let block_channels = UpBlockChannels {
+                prev_out: if i == 0 { last } else { reversed[i - 1] },
+                out: reversed[i],
+                skip_in: reversed[(i + 1).min(reversed.len() - 1)],
+            };
+            up_blocks.push(UpBlock::load(
+                vb.pp(format!("up_blocks.{i}")),
+                &ctx,
+                block_channels,
+                config.layers_per_block + 1,
+                has_attention.then(|| config.heads(channels.len() - 1 - i)),
+                i + 1 < channels.len(),
+                &mut ip_layers,
+            )?);
+        }
+        let mid_block = MidBlock::load(
+            vb.pp("mid_block"),
+            &ctx,
+            last,
+            config.heads(channels.len() - 1),
+            &mut ip_layers,
+        )?;
+        Ok(Self {
+            conv_in: conv3x3(config.in_channels, first, 1, vb.pp("conv_in"))?,
+            time_linear_1: candle_nn::linear(
+                first,
+                temb_channels,
+                vb.pp("time_embedding.linear_1"),
+            )?,
+            time_linear_2: candle_nn::linear(
+                temb_channels,
+                temb_channels,
+                vb.pp("time_embedding.linear_2"),
+            )?,
+            down_blocks,
+            mid_block,
+            up_blocks,
+            conv_norm_out: candle_nn::group_norm(
+                config.norm_num_groups,
+                first,
+                config.norm_eps,
+                vb.pp("conv_norm_out"),
+            )?,
+            conv_out: conv3x3(first, config.out_channels, 1, vb.pp("conv_out"))?,
+            config: config.clone(),
+            cross_attention_channels: ip_layers,
+        })
+    }
+
+    /// The configuration the UNet was built from.
+    pub fn config(&self) -> &UNetConfig {
+        &self.config
+    }
+
+    /// Width of every `attn2` layer in IP-Adapter order: an adapter must bring one
+    /// image projection of that width per layer.
+    pub fn cross_attention_channels(&self) -> &[usize] {
+        &self.cross_attention_channels
+    }
+
+    /// Predicts the noise for `sample` `[batch, 4, h, w]` at `timestep` (may be fractional),
+    /// conditioned on `text` `[batch, 77, dim]` and optionally on image tokens.
+    pub fn forward(
+        &self,
+        sample: &Tensor,
+        timestep: f64,
+        text: &Tensor,
+        ip: Option<&IpConditioning>,
+    ) -> candle_core::Result<Tensor> {
+        let batch = sample.dim(0)?;
+        let t_emb = self
+            .timestep_embedding(timestep, sample.device())?
+            .to_dtype(sample.dtype())?
+            .repeat((batch, 1))?;
+        let temb = self
+            .time_linear_2
+            .forward(&self.time_linear_1.forward(&t_emb)?.silu()?)?;
+        let temb_silu = temb.silu()?;
+        let inputs = StepInputs {
+            temb_silu: &temb_silu,
+            text,
+            ip,
+        };
+        let mut xs = self.conv_in.forward(sample)?;
+        let mut skips = vec![xs.clone()];
+        for block in &self.down_blocks {
+            xs = block.forward(&xs, &inputs, &mut skips)?;
+        }
+        xs = self.mid_block.forward(&xs, &inputs)?;
+        for block in &self.up_blocks {
+            xs = block.forward(&xs, &inputs, &mut skips)?;
+        }
+        let xs = self.conv_norm_out.forward(&xs)?.silu()?;
+        self.conv_out.forward(&xs)
+    }
+
+    /// Sinusoidal timestep embedding `[1, block_out_channels[0]]`, computed in f32 as diffusers does.
+    fn timestep_embedding(&self, timestep: f64, device: &Device) -> candle_core::Result<Tensor> {
+        let dim = self.config.block_out_channels[0];
+        let half = dim / 2;
+        let t = timestep as f32;
+        let shift = self.config.freq_shift as f32;
+        let ln_max_period = (10000f32).ln();
+        let args: Vec<f32> = (0..half)
+            .map(|i| t * (-ln_max_period * i as f32 / (half as f32 - shift)).exp())
+            .collect();
+        let sin = args.iter().map(|a| a.sin());
+        let cos = args.iter().map(|a| a.cos());
+        let values: Vec<f32> = if self.config.flip_sin_to_cos {
+            cos.chain(sin).collect()
+        } else {
+            sin.chain(cos).collect()
+        };
+        Tensor::from_vec(values, (1, dim), device)?.to_dtype(DType::F32)
+    }
+}

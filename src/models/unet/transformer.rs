@@ -1,0 +1,220 @@
+//! The UNet's spatial transformer (`Transformer2DModel`) with IP-Adapter's
+//! decoupled image cross-attention in every `attn2`.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, GroupNorm, LayerNorm, Linear, VarBuilder};
+
+use super::super::layers::{attention, chunk2_last};
+use super::super::resnet::conv1x1;
+use super::IpConditioning;
+
+/// diffusers `Attention` as the UNet uses it: no q/k/v bias, `to_out.0` with bias.
+struct CrossAttention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+}
+
+impl CrossAttention {
+    fn load(
+        vb: VarBuilder,
+        channels: usize,
+        context_dim: usize,
+        heads: usize,
+    ) -> candle_core::Result<Self> {
+        Ok(Self {
+            to_q: candle_nn::linear_no_bias(channels, channels, vb.pp("to_q"))?,
+            to_k: candle_nn::linear_no_bias(context_dim, channels, vb.pp("to_k"))?,
+            to_v: candle_nn::linear_no_bias(context_dim, channels, vb.pp("to_v"))?,
+            to_out: candle_nn::linear(channels, channels, vb.pp("to_out.0"))?,
+            heads,
+        })
+    }
+
+    /// `context` `None` means self-attention. `ip`: image tokens, their projections
+    /// for this layer and the per-sample scale.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        context: Option<&Tensor>,
+        ip: Option<(&IpConditioning, usize)>,
+    ) -> candle_core::Result<Tensor> {
+        let context = context.unwrap_or(xs);
+        let q = self.to_q.forward(xs)?;
+        let k = self.to_k.forward(context)?;
+        let v = self.to_v.forward(context)?;
+        let mut hidden = attention(&q, &k, &v, self.heads, None)?;
+        if let Some((ip, layer)) = ip {
+            let weights = ip.layer(layer)?;
+            let k_ip = weights.to_k.forward(&ip.tokens)?;
+            let v_ip = weights.to_v.forward(&ip.tokens)?;
+            let image = attention(&q, &k_ip, &v_ip, self.heads, None)?;
+            hidden = (hidden + image.broadcast_mul(&ip.scale)?)?;
+        }
+        self.to_out.forward(&hidden)
+    }
+}
+
+/// GEGLU feed-forward: `net.0.proj` to twice the inner width, gate with exact GELU, `net.2`.
+struct GegluFeedForward {
+    proj_in: Linear,
+    proj_out: Linear,
+}
+
+impl GegluFeedForward {
+    fn load(vb: VarBuilder, channels: usize) -> candle_core::Result<Self> {
+        let inner = 4 * channels;
+        Ok(Self {
+            proj_in: candle_nn::linear(channels, 2 * inner, vb.pp("net.0.proj"))?,
+            proj_out: candle_nn::linear(inner, channels, vb.pp("net.2"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let (hidden, gate) = chunk2_last(&self.proj_in.forward(xs)?)?;
+        self.proj_out.forward(&(hidden * gate.gelu_erf()?)?)
+    }
+}
+
+struct BasicTransformerBlock {
+    norm1: LayerNorm,
+    attn1: CrossAttention,
+    norm2: LayerNorm,
+    attn2: CrossAttention,
+    norm3: LayerNorm,
+    ff: GegluFeedForward,
+}
+
+impl BasicTransformerBlock {
+    fn load(
+        vb: VarBuilder,
+        channels: usize,
+        context_dim: usize,
+        heads: usize,
+    ) -> candle_core::Result<Self> {
+        Ok(Self {
+            norm1: candle_nn::layer_norm(channels, 1e-5, vb.pp("norm1"))?,
+            attn1: CrossAttention::load(vb.pp("attn1"), channels, channels, heads)?,
+            norm2: candle_nn::layer_norm(channels, 1e-5, vb.pp("norm2"))?,
+            attn2: CrossAttention::load(vb.pp("attn2"), channels, context_dim, heads)?,
+            norm3: candle_nn::layer_norm(channels, 1e-5, vb.pp("norm3"))?,
+            ff: GegluFeedForward::load(vb.pp("ff"), channels)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        xs: &Tensor,
+        text: &Tensor,
+        ip: Option<(&IpConditioning, usize)>,
+    ) -> candle_core::Result<Tensor> {
+        let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None, None)? + xs)?;
+        let xs = (self
+            .attn2
+            .forward(&self.norm2.forward(&xs)?, Some(text), ip)?
+            + xs)?;
+        self.ff.forward(&self.norm3.forward(&xs)?)? + xs
+    }
+}
+
+/// How the transformer maps between the image and the token sequence.
+enum Projection {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+/// Sizes of one spatial transformer.
+#[derive(Debug, Clone, Copy)]
+pub struct TransformerConfig {
+    pub channels: usize,
+    pub context_dim: usize,
+    pub heads: usize,
+    pub groups: usize,
+    pub depth: usize,
+    pub linear_projection: bool,
+}
+
+/// `Transformer2DModel`: GroupNorm → proj_in → transformer blocks → proj_out, plus the input.
+pub struct Transformer2D {
+    norm: GroupNorm,
+    proj_in: Projection,
+    blocks: Vec<BasicTransformerBlock>,
+    proj_out: Projection,
+    /// Index of this transformer's first `attn2` among the UNet's (IP-Adapter layer order).
+    first_ip_layer: usize,
+}
+
+impl Transformer2D {
+    /// Loads a transformer whose first `attn2` has IP-Adapter layer index `first_ip_layer`.
+    pub fn load(
+        vb: VarBuilder,
+        config: TransformerConfig,
+        first_ip_layer: usize,
+    ) -> candle_core::Result<Self> {
+        let c = config.channels;
+        let projection = |name: &str| -> candle_core::Result<Projection> {
+            Ok(if config.linear_projection {
+                Projection::Linear(candle_nn::linear(c, c, vb.pp(name))?)
+            } else {
+                Projection::Conv(conv1x1(c, c, vb.pp(name))?)
+            })
+        };
+        let blocks = (0..config.depth)
+            .map(|i| {
+                BasicTransformerBlock::load(
+                    vb.pp(format!("transformer_blocks.{i}")),
+                    c,
+                    config.context_dim,
+                    config.heads,
+                )
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            norm: candle_nn::group_norm(config.groups, c, 1e-6, vb.pp("norm"))?,
+            proj_in: projection("proj_in")?,
+            blocks,
+            proj_out: projection("proj_out")?,
+            first_ip_layer,
+        })
+    }
+
+    /// Number of `attn2` layers (one per transformer block).
+    pub fn cross_attention_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// `xs`: `[batch, channels, h, w]`; `text`: `[batch, 77, context_dim]`.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        text: &Tensor,
+        ip: Option<&IpConditioning>,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, channels, height, width) = xs.dims4()?;
+        let normed = self.norm.forward(xs)?;
+        let to_tokens = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.permute((0, 2, 3, 1))?
+                .reshape((batch, height * width, channels))
+        };
+        let mut hidden = match &self.proj_in {
+            Projection::Conv(conv) => to_tokens(conv.forward(&normed)?)?,
+            Projection::Linear(linear) => linear.forward(&to_tokens(normed)?)?,
+        };
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_ip = ip.map(|ip| (ip, self.first_ip_layer + i));
+            hidden = block.forward(&hidden, text, layer_ip)?;
+        }
+        let to_image = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((batch, height, width, channels))?
+                .permute((0, 3, 1, 2))?
+                .contiguous()
+        };
+        let out = match &self.proj_out {
+            Projection::Conv(conv) => conv.forward(&to_image(hidden)?)?,
+            Projection::Linear(linear) => to_image(linear.forward(&hidden)?)?,
+        };
+        out + xs
+    }
+}

@@ -1,0 +1,201 @@
+//! The VAE decoder of `AutoencoderKL`: latents → RGB in [-1, 1].
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+use super::layers::attention;
+use super::resnet::{ResnetBlock2D, ResnetConfig, Upsample2D, conv1x1, conv3x3};
+
+/// The VAE's GroupNorm epsilon (fixed in diffusers' encoder/decoder).
+const VAE_NORM_EPS: f64 = 1e-6;
+
+/// The fields of a diffusers `AutoencoderKL` config the decoder needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VaeConfig {
+    pub block_out_channels: Vec<usize>,
+    #[serde(default = "default_layers")]
+    pub layers_per_block: usize,
+    #[serde(default = "default_latent_channels")]
+    pub latent_channels: usize,
+    #[serde(default = "default_out_channels")]
+    pub out_channels: usize,
+    #[serde(default = "default_groups")]
+    pub norm_num_groups: usize,
+    #[serde(default = "default_scaling")]
+    pub scaling_factor: f64,
+    #[serde(default = "default_true")]
+    pub use_post_quant_conv: bool,
+}
+
+fn default_layers() -> usize {
+    2
+}
+fn default_latent_channels() -> usize {
+    4
+}
+fn default_out_channels() -> usize {
+    3
+}
+fn default_groups() -> usize {
+    32
+}
+fn default_scaling() -> f64 {
+    0.18215
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for VaeConfig {
+    /// SD 1.5's VAE.
+    fn default() -> Self {
+        Self {
+            block_out_channels: vec![128, 256, 512, 512],
+            layers_per_block: default_layers(),
+            latent_channels: default_latent_channels(),
+            out_channels: default_out_channels(),
+            norm_num_groups: default_groups(),
+            scaling_factor: default_scaling(),
+            use_post_quant_conv: true,
+        }
+    }
+}
+
+/// Single-head self-attention over the pixels of the mid block.
+struct AttentionBlock {
+    group_norm: GroupNorm,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+}
+
+impl AttentionBlock {
+    fn load(vb: VarBuilder, channels: usize, groups: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            group_norm: candle_nn::group_norm(groups, channels, VAE_NORM_EPS, vb.pp("group_norm"))?,
+            to_q: candle_nn::linear(channels, channels, vb.pp("to_q"))?,
+            to_k: candle_nn::linear(channels, channels, vb.pp("to_k"))?,
+            to_v: candle_nn::linear(channels, channels, vb.pp("to_v"))?,
+            to_out: candle_nn::linear(channels, channels, vb.pp("to_out.0"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, channels, height, width) = xs.dims4()?;
+        let tokens = self
+            .group_norm
+            .forward(xs)?
+            .reshape((batch, channels, height * width))?
+            .transpose(1, 2)?;
+        let q = self.to_q.forward(&tokens)?;
+        let k = self.to_k.forward(&tokens)?;
+        let v = self.to_v.forward(&tokens)?;
+        let out = self.to_out.forward(&attention(&q, &k, &v, 1, None)?)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((batch, channels, height, width))?;
+        out + xs
+    }
+}
+
+struct DecoderUpBlock {
+    resnets: Vec<ResnetBlock2D>,
+    upsampler: Option<Upsample2D>,
+}
+
+/// The decoder half of the VAE (plus `post_quant_conv`).
+pub struct VaeDecoder {
+    post_quant_conv: Option<Conv2d>,
+    conv_in: Conv2d,
+    mid_resnet_in: ResnetBlock2D,
+    mid_attention: AttentionBlock,
+    mid_resnet_out: ResnetBlock2D,
+    up_blocks: Vec<DecoderUpBlock>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+    scaling_factor: f64,
+}
+
+impl VaeDecoder {
+    /// Loads the decoder; `vb` points at the VAE's tensors (`decoder.*`, `post_quant_conv.*`).
+    pub fn load(vb: VarBuilder, config: &VaeConfig) -> candle_core::Result<Self> {
+        let channels = &config.block_out_channels;
+        let (Some(&first), Some(&last)) = (channels.first(), channels.last()) else {
+            return Err(candle_core::Error::Msg(
+                "block_out_channels is empty".into(),
+            ));
+        };
+        let groups = config.norm_num_groups;
+        let resnet = |cin, cout| ResnetConfig {
+            in_channels: cin,
+            out_channels: cout,
+            temb_channels: None,
+            groups,
+            eps: VAE_NORM_EPS,
+        };
+        let dec = vb.pp("decoder");
+        let mut up_blocks = Vec::with_capacity(channels.len());
+        let mut prev = last;
+        for (i, &out) in channels.iter().rev().enumerate() {
+            let block = dec.pp(format!("up_blocks.{i}"));
+            let resnets = (0..=config.layers_per_block)
+                .map(|j| {
+                    let cin = if j == 0 { prev } else { out };
+                    ResnetBlock2D::load(block.pp(format!("resnets.{j}")), resnet(cin, out))
+                })
+                .collect::<candle_core::Result<_>>()?;
+            let upsampler = (i + 1 < channels.len())
+                .then(|| Upsample2D::load(block.pp("upsamplers.0"), out))
+                .transpose()?;
+            up_blocks.push(DecoderUpBlock { resnets, upsampler });
+            prev = out;
+        }
+        let latent = config.latent_channels;
+        let post_quant_conv = config
+            .use_post_quant_conv
+            .then(|| conv1x1(latent, latent, vb.pp("post_quant_conv")))
+            .transpose()?;
+        Ok(Self {
+            post_quant_conv,
+            conv_in: conv3x3(latent, last, 1, dec.pp("conv_in"))?,
+            mid_resnet_in: ResnetBlock2D::load(dec.pp("mid_block.resnets.0"), resnet(last, last))?,
+            mid_attention: AttentionBlock::load(dec.pp("mid_block.attentions.0"), last, groups)?,
+            mid_resnet_out: ResnetBlock2D::load(dec.pp("mid_block.resnets.1"), resnet(last, last))?,
+            up_blocks,
+            conv_norm_out: candle_nn::group_norm(
+                groups,
+                first,
+                VAE_NORM_EPS,
+                dec.pp("conv_norm_out"),
+            )?,
+            conv_out: conv3x3(first, config.out_channels, 1, dec.pp("conv_out"))?,
+            scaling_factor: config.scaling_factor,
+        })
+    }
+
+    /// Decodes SD latents (as the sampler produces them, i.e. before dividing by the
+    /// scaling factor) into images `[batch, 3, 8h, 8w]`, roughly in [-1, 1], unclamped.
+    pub fn decode(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
+        let mut xs = (latents / self.scaling_factor)?;
+        if let Some(conv) = &self.post_quant_conv {
+            xs = conv.forward(&xs)?;
+        }
+        xs = self.conv_in.forward(&xs)?;
+        xs = self.mid_resnet_in.forward(&xs, None)?;
+        xs = self.mid_attention.forward(&xs)?;
+        xs = self.mid_resnet_out.forward(&xs, None)?;
+        for block in &self.up_blocks {
+            for resnet in &block.resnets {
+                xs = resnet.forward(&xs, None)?;
+            }
+            if let Some(up) = &block.upsampler {
+                let (_, _, h, w) = xs.dims4()?;
+                xs = up.forward(&xs, 2 * h, 2 * w)?;
+            }
+        }
+        let xs = self.conv_norm_out.forward(&xs)?.silu()?;
+        self.conv_out.forward(&xs)
+    }
+}

@@ -1,0 +1,180 @@
+//! Turning prompts into what the UNet attends to: text embeddings and image tokens.
+
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+use sha2::{Digest, Sha256};
+
+use super::models::{ImagePromptModels, Models};
+use super::preprocess::{FitMode, clip_pixel_values, decode_rgb};
+use super::request::{ImagePrompt, Request};
+use crate::models::ip_adapter::ImageFeature;
+use crate::{MinusError, Result};
+
+/// Image features (before projection) of prompt images, keyed by content, so
+/// re-running with the same images skips the image encoder.
+#[derive(Default)]
+pub struct EmbeddingCache {
+    entries: HashMap<CacheKey, Tensor>,
+    encoder_runs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    models_id: String,
+    /// SHA-256 of the image file, or `None` for the "no image" features.
+    content: Option<String>,
+    fit: FitMode,
+}
+
+impl EmbeddingCache {
+    /// How many times the image encoder actually ran (cache misses).
+    pub fn encoder_runs(&self) -> usize {
+        self.encoder_runs
+    }
+
+    /// Forgets everything (after the models change).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// Both CFG halves' conditioning, one batch item each (`[1, ...]`).
+pub struct Conditioning {
+    pub text_uncond: Tensor,
+    pub text_cond: Tensor,
+    /// Image tokens `(uncond, cond)`, `None` for plain text-to-image.
+    pub ip_tokens: Option<(Tensor, Tensor)>,
+}
+
+/// Encodes one prompt to `[1, 77, hidden]`.
+pub fn encode_text(models: &Models, text: &str) -> Result<Tensor> {
+    let ids = models.tokenizer.encode(text);
+    let ids = Tensor::new(ids.as_slice(), &models.device)?.unsqueeze(0)?;
+    Ok(models.text_encoder.forward(&ids)?)
+}
+
+/// Computes the text and image conditioning of `request`, filling in the
+/// content hash of every prompt image.
+pub fn prepare(
+    models: &Models,
+    request: &mut Request,
+    cache: &mut EmbeddingCache,
+) -> Result<Conditioning> {
+    let text_cond = encode_text(models, &request.prompt)?;
+    let text_uncond = encode_text(models, &request.negative_prompt)?;
+    let ip_tokens = if request.has_image_prompts() {
+        let image = models.image.as_ref().ok_or_else(|| {
+            MinusError::InvalidRequest(
+                "image prompts need an IP-Adapter and its image encoder".to_string(),
+            )
+        })?;
+        let fit = request.fit;
+        let cond = side_features(image, &mut request.images, fit, cache)?;
+        let uncond = side_features(image, &mut request.negative_images, fit, cache)?;
+        Some((
+            image.adapter.project(&uncond)?,
+            image.adapter.project(&cond)?,
+        ))
+    } else {
+        None
+    };
+    Ok(Conditioning {
+        text_uncond,
+        text_cond,
+        ip_tokens,
+    })
+}
+
+/// The weighted average of one side's image features; the "empty" features when
+/// the side has no image of non-zero weight.
+fn side_features(
+    models: &ImagePromptModels,
+    images: &mut [ImagePrompt],
+    fit: FitMode,
+    cache: &mut EmbeddingCache,
+) -> Result<Tensor> {
+    let mut sum: Option<Tensor> = None;
+    let mut total_weight = 0.0;
+    for prompt in images.iter_mut() {
+        let bytes = std::fs::read(&prompt.path).map_err(|e| MinusError::io(&prompt.path, e))?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        prompt.sha256 = Some(hash.clone());
+        if prompt.weight <= 0.0 {
+            continue;
+        }
+        let key = CacheKey {
+            models_id: models.id.clone(),
+            content: Some(hash),
+            fit,
+        };
+        let features = match cache.entries.get(&key) {
+            Some(features) => features.clone(),
+            None => {
+                let rgb = decode_rgb(&bytes).map_err(|message| MinusError::BadImage {
+                    path: prompt.path.clone(),
+                    message,
+                })?;
+                let size = models.encoder.config().image_size;
+                let pixels = clip_pixel_values(&rgb, size, fit);
+                let device = &models.device;
+                let pixels =
+                    Tensor::from_vec(pixels, (1, 3, size, size), device)?.to_dtype(models.dtype)?;
+                let features = encode_pixels(models, &pixels)?;
+                cache.encoder_runs += 1;
+                cache.entries.insert(key, features.clone());
+                features
+            }
+        };
+        let weighted = (features * prompt.weight)?;
+        sum = Some(match sum {
+            Some(sum) => (sum + weighted)?,
+            None => weighted,
+        });
+        total_weight += prompt.weight;
+    }
+    match sum {
+        Some(sum) => Ok((sum / total_weight)?),
+        None => empty_features(models, fit, cache),
+    }
+}
+
+/// Runs the image encoder for the features the adapter consumes.
+pub fn encode_pixels(models: &ImagePromptModels, pixel_values: &Tensor) -> Result<Tensor> {
+    Ok(match models.adapter.kind().image_feature() {
+        ImageFeature::Embeds => models.encoder.image_embeds(pixel_values)?,
+        ImageFeature::PenultimateHidden => {
+            models.encoder.penultimate_hidden_states(pixel_values)?
+        }
+    })
+}
+
+/// What a side without images gets: zeros for `image_embeds` adapters, the
+/// encoder's output on all-zero (normalised) pixels for the others.
+fn empty_features(
+    models: &ImagePromptModels,
+    fit: FitMode,
+    cache: &mut EmbeddingCache,
+) -> Result<Tensor> {
+    let key = CacheKey {
+        models_id: models.id.clone(),
+        content: None,
+        fit,
+    };
+    if let Some(features) = cache.entries.get(&key) {
+        return Ok(features.clone());
+    }
+    let (device, dtype) = (&models.device, models.dtype);
+    let features = match models.adapter.kind().image_feature() {
+        ImageFeature::Embeds => {
+            Tensor::zeros((1, models.encoder.config().projection_dim), dtype, device)?
+        }
+        ImageFeature::PenultimateHidden => {
+            let size = models.encoder.config().image_size;
+            let zeros = Tensor::zeros((1, 3, size, size), dtype, device)?;
+            models.encoder.penultimate_hidden_states(&zeros)?
+        }
+    };
+    cache.entries.insert(key, features.clone());
+    Ok(features)
+}

@@ -1,0 +1,228 @@
+//! The CFG denoising loop and decoding: `generate` is what the CLI, the engine
+//! thread and the tests call.
+
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use image::RgbImage;
+
+use super::conditioning::{Conditioning, EmbeddingCache, prepare};
+use super::models::Models;
+use super::noise::TorchRng;
+use super::preview::latents_to_rgb;
+use super::request::Request;
+use crate::models::unet::IpConditioning;
+use crate::schedulers;
+use crate::{MinusError, Result};
+
+/// What the step callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Cancel,
+}
+
+/// Everything known after one denoising step.
+pub struct StepReport<'a> {
+    /// 0-based index of the step just done.
+    pub step: usize,
+    /// Number of steps in the run.
+    pub total: usize,
+    /// The timestep the UNet saw.
+    pub timestep: f64,
+    /// UNet input `[2n, 4, h, w]`, batch `[uncond.., cond..]`.
+    pub unet_input: &'a Tensor,
+    /// UNet output (noise prediction before guidance), same layout.
+    pub unet_output: &'a Tensor,
+    /// Latents after the step `[n, 4, h, w]`.
+    pub latents: &'a Tensor,
+    /// The sampler's estimate of the clean latents.
+    pub pred_original: &'a Tensor,
+    /// `(uncond, cond)` IP-Adapter scales used in this step.
+    pub ip_scales: (f64, f64),
+    /// Seconds since the denoising loop started.
+    pub elapsed_secs: f64,
+}
+
+impl StepReport<'_> {
+    /// The live preview of the first image (cheap: a linear map of the latents).
+    pub fn preview(&self) -> Result<RgbImage> {
+        Ok(latents_to_rgb(self.pred_original)?)
+    }
+}
+
+/// The result of one run.
+pub struct Generation {
+    /// The images, in batch order.
+    pub images: Vec<RgbImage>,
+    /// The request as run (image hashes filled in).
+    pub request: Request,
+    /// Raw VAE output `[n, 3, H, W]`, before clamping.
+    pub decoded: Tensor,
+    /// Seconds spent in the denoising loop.
+    pub denoise_secs: f64,
+}
+
+/// Runs one generation. `on_step` is called after every step and may cancel.
+pub fn generate(
+    models: &Models,
+    request: &Request,
+    cache: &mut EmbeddingCache,
+    on_step: &mut dyn FnMut(&StepReport) -> Flow,
+) -> Result<Generation> {
+    request.validate()?;
+    let mut request = request.clone();
+    let conditioning = prepare(models, &mut request, cache)?;
+    let started = Instant::now();
+    let latents = denoise(models, &request, &conditioning, on_step)?;
+    let denoise_secs = started.elapsed().as_secs_f64();
+    let decoded = models.vae.decode(&latents.to_dtype(models.dtype)?)?;
+    let images = to_images(&decoded)?;
+    Ok(Generation {
+        images,
+        request,
+        decoded,
+        denoise_secs,
+    })
+}
+
+/// Repeats a `[1, ...]` tensor `n` times along the batch axis.
+fn repeat_batch(t: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    let mut reps = vec![1; t.rank()];
+    reps[0] = n;
+    t.repeat(reps.as_slice())
+}
+
+/// The CFG sampling loop; returns the final latents (f32).
+pub fn denoise(
+    models: &Models,
+    request: &Request,
+    conditioning: &Conditioning,
+    on_step: &mut dyn FnMut(&StepReport) -> Flow,
+) -> Result<Tensor> {
+    let n = request.batch;
+    let device = &models.device;
+    let mut scheduler = schedulers::build(
+        request.sampler,
+        request.karras,
+        request.steps,
+        &models.schedule,
+    );
+    let mut rng = TorchRng::new(request.seed);
+    let shape = [n, 4, request.height / 8, request.width / 8];
+    let mut latents = (rng.randn_tensor(&shape, device)? * scheduler.init_noise_sigma())?;
+    let text = Tensor::cat(
+        &[
+            repeat_batch(&conditioning.text_uncond, n)?,
+            repeat_batch(&conditioning.text_cond, n)?,
+        ],
+        0,
+    )?;
+    let ip_tokens = match &conditioning.ip_tokens {
+        Some((uncond, cond)) => Some(Tensor::cat(
+            &[repeat_batch(uncond, n)?, repeat_batch(cond, n)?],
+            0,
+        )?),
+        None => None,
+    };
+    let timesteps = scheduler.timesteps().to_vec();
+    let total = timesteps.len();
+    let started = Instant::now();
+    for (step, &timestep) in timesteps.iter().enumerate() {
+        let scaled = scheduler.scale_model_input(&latents, step)?;
+        let unet_input = Tensor::cat(&[&scaled, &scaled], 0)?;
+        let ip_scales = ip_scales(request, step, total, ip_tokens.is_some());
+        let ip = match (&ip_tokens, &models.image) {
+            (Some(tokens), Some(image)) if ip_scales != (0.0, 0.0) => Some(IpConditioning {
+                tokens: tokens.clone(),
+                scale: half_scales(ip_scales, n, models.dtype, device)?,
+                layers: image.adapter.attention_weights(),
+            }),
+            _ => None,
+        };
+        let unet_output = models
+            .unet
+            .forward(
+                &unet_input.to_dtype(models.dtype)?,
+                timestep,
+                &text,
+                ip.as_ref(),
+            )?
+            .to_dtype(DType::F32)?;
+        let uncond = unet_output.narrow(0, 0, n)?;
+        let cond = unet_output.narrow(0, n, n)?;
+        let guided = (&uncond + ((cond - &uncond)? * request.cfg)?)?;
+        let out = scheduler.step(&guided, step, &latents, &mut rng)?;
+        latents = out.prev_sample;
+        let report = StepReport {
+            step,
+            total,
+            timestep,
+            unet_input: &unet_input,
+            unet_output: &unet_output,
+            latents: &latents,
+            pred_original: &out.pred_original,
+            ip_scales,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+        };
+        if on_step(&report) == Flow::Cancel {
+            return Err(MinusError::Cancelled);
+        }
+    }
+    Ok(latents)
+}
+
+/// `(uncond, cond)` scales at `step`: each side's weight inside its own window, else 0.
+fn ip_scales(request: &Request, step: usize, total: usize, has_tokens: bool) -> (f64, f64) {
+    if !has_tokens {
+        return (0.0, 0.0);
+    }
+    let cond = if request.ip_window.contains(step, total) {
+        request.ip_weight
+    } else {
+        0.0
+    };
+    let uncond = if request.negative_ip_window.contains(step, total) {
+        request.negative_ip_weight
+    } else {
+        0.0
+    };
+    (uncond, cond)
+}
+
+/// `[2n, 1, 1]`: the uncond scale for the first half, the cond scale for the second.
+fn half_scales(
+    (uncond, cond): (f64, f64),
+    n: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> = std::iter::repeat_n(uncond as f32, n)
+        .chain(std::iter::repeat_n(cond as f32, n))
+        .collect();
+    Tensor::from_vec(values, (2 * n, 1, 1), device)?.to_dtype(dtype)
+}
+
+/// VAE output in [-1, 1] → 8-bit RGB images.
+pub fn to_images(decoded: &Tensor) -> Result<Vec<RgbImage>> {
+    let (batch, _, height, width) = decoded.dims4()?;
+    let pixels = ((decoded.to_dtype(DType::F32)? + 1.0)? / 2.0)?
+        .clamp(0f32, 1f32)?
+        .affine(255.0, 0.0)?
+        .round()?
+        .permute((0, 2, 3, 1))?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let per_image = height * width * 3;
+    (0..batch)
+        .map(|i| {
+            let bytes: Vec<u8> = pixels[i * per_image..(i + 1) * per_image]
+                .iter()
+                .map(|v| *v as u8)
+                .collect();
+            RgbImage::from_raw(width as u32, height as u32, bytes).ok_or_else(|| {
+                MinusError::InvalidRequest("decoded image has an unexpected size".to_string())
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,79 @@
+//! Euler ancestral with "linspace" spacing (fractional timesteps) and, optionally,
+//! Karras sigmas.
+
+use candle_core::Tensor;
+
+use super::sigmas::{
+    interpolate, karras_schedule, linspace_timesteps, to_f32_precision, training_sigmas,
+};
+use super::{NoiseSchedule, Scheduler, StepOutput};
+use crate::pipeline::noise::TorchRng;
+
+/// The Euler ancestral sampler; draws fresh noise from the run's generator every step.
+pub struct EulerAncestral {
+    timesteps: Vec<f64>,
+    /// One sigma per step plus a final 0.
+    sigmas: Vec<f64>,
+}
+
+impl EulerAncestral {
+    /// Euler a for `steps` steps.
+    pub fn new(schedule: &NoiseSchedule, steps: usize, karras: bool) -> Self {
+        let training = training_sigmas(schedule);
+        let (mut sigmas, mut timesteps) = if karras {
+            karras_schedule(&training, steps, false)
+        } else {
+            let timesteps = linspace_timesteps(schedule.train_steps(), steps);
+            let sigmas = timesteps
+                .iter()
+                .map(|t| interpolate(&training, *t))
+                .collect();
+            (sigmas, timesteps)
+        };
+        sigmas.push(0.0);
+        to_f32_precision(&mut sigmas);
+        to_f32_precision(&mut timesteps);
+        Self { timesteps, sigmas }
+    }
+}
+
+impl Scheduler for EulerAncestral {
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+
+    fn init_noise_sigma(&self) -> f64 {
+        // "linspace" spacing starts at sigma_max itself, not sqrt(sigma_max² + 1).
+        self.sigmas.iter().copied().fold(0.0, f64::max)
+    }
+
+    fn scale_model_input(&self, sample: &Tensor, step: usize) -> candle_core::Result<Tensor> {
+        let sigma = self.sigmas[step];
+        sample / (sigma * sigma + 1.0).sqrt()
+    }
+
+    fn step(
+        &mut self,
+        noise_pred: &Tensor,
+        step: usize,
+        sample: &Tensor,
+        rng: &mut TorchRng,
+    ) -> candle_core::Result<StepOutput> {
+        let sigma = self.sigmas[step];
+        let sigma_to = self.sigmas[step + 1];
+        let pred_original = (sample - (noise_pred * sigma)?)?;
+        let sigma_up =
+            (sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma)).sqrt();
+        let sigma_down = (sigma_to * sigma_to - sigma_up * sigma_up).max(0.0).sqrt();
+        let derivative = ((sample - &pred_original)? / sigma)?;
+        let prev = (sample + (derivative * (sigma_down - sigma))?)?;
+        let noise = rng
+            .randn_tensor(sample.dims(), sample.device())?
+            .to_dtype(sample.dtype())?;
+        let prev_sample = prev.add(&(noise * sigma_up)?)?;
+        Ok(StepOutput {
+            prev_sample,
+            pred_original,
+        })
+    }
+}

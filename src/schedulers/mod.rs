@@ -1,0 +1,213 @@
+//! The samplers: DDIM, Euler ancestral and DPM++ 2M, as diffusers builds them
+//! from SD 1.5's scheduler config.
+
+mod ddim;
+mod dpmpp_2m;
+mod euler_ancestral;
+mod sigmas;
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::noise::TorchRng;
+
+pub use ddim::Ddim;
+pub use dpmpp_2m::DpmPp2M;
+pub use euler_ancestral::EulerAncestral;
+
+/// Which sampler to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SamplerKind {
+    /// DDIM, eta 0, "leading" spacing.
+    #[default]
+    #[serde(rename = "ddim")]
+    Ddim,
+    /// Euler ancestral, "linspace" spacing, fractional timesteps.
+    #[serde(rename = "euler-a")]
+    EulerAncestral,
+    /// DPM-Solver++ 2M (midpoint), "linspace" spacing.
+    #[serde(rename = "dpmpp-2m")]
+    DpmPp2M,
+}
+
+impl SamplerKind {
+    /// All samplers, in the order a menu shows them.
+    pub const ALL: [Self; 3] = [Self::Ddim, Self::EulerAncestral, Self::DpmPp2M];
+
+    /// The command-line / settings name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ddim => "ddim",
+            Self::EulerAncestral => "euler-a",
+            Self::DpmPp2M => "dpmpp-2m",
+        }
+    }
+
+    /// The name A1111 uses, for the `parameters` text of saved PNGs.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Ddim => "DDIM",
+            Self::EulerAncestral => "Euler a",
+            Self::DpmPp2M => "DPM++ 2M",
+        }
+    }
+
+    /// Whether the sampler can use Karras sigmas.
+    pub fn supports_karras(self) -> bool {
+        !matches!(self, Self::Ddim)
+    }
+}
+
+impl fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SamplerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "ddim" => Ok(Self::Ddim),
+            "euler-a" | "euler-ancestral" => Ok(Self::EulerAncestral),
+            "dpmpp-2m" | "dpm++-2m" => Ok(Self::DpmPp2M),
+            other => Err(format!(
+                "unknown sampler `{other}` (expected ddim, euler-a or dpmpp-2m)"
+            )),
+        }
+    }
+}
+
+/// SD 1.5's training noise schedule ("scaled_linear" betas).
+#[derive(Debug, Clone)]
+pub struct NoiseSchedule {
+    /// `cumprod(1 - beta)` in float32, as torch computes it.
+    pub alphas_cumprod: Vec<f32>,
+    /// Added to every "leading" timestep (1 for SD 1.5).
+    pub steps_offset: usize,
+}
+
+impl NoiseSchedule {
+    /// The schedule for `beta_start`..`beta_end` over `train_steps` steps.
+    pub fn scaled_linear(
+        beta_start: f64,
+        beta_end: f64,
+        train_steps: usize,
+        steps_offset: usize,
+    ) -> Self {
+        let betas = linspace_f32(
+            beta_start.sqrt() as f32,
+            beta_end.sqrt() as f32,
+            train_steps,
+        );
+        let mut product = 1.0f32;
+        let alphas_cumprod = betas
+            .iter()
+            .map(|b| {
+                product *= 1.0 - b * b;
+                product
+            })
+            .collect();
+        Self {
+            alphas_cumprod,
+            steps_offset,
+        }
+    }
+
+    /// SD 1.5: betas 0.00085..0.012, 1000 steps, offset 1.
+    pub fn sd15() -> Self {
+        Self::scaled_linear(0.00085, 0.012, 1000, 1)
+    }
+
+    /// Number of training timesteps.
+    pub fn train_steps(&self) -> usize {
+        self.alphas_cumprod.len()
+    }
+}
+
+/// `torch.linspace(start, end, n)` in float32 (both halves computed from their own end).
+fn linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
+    if n < 2 {
+        return vec![start; n];
+    }
+    let step = (end - start) / (n - 1) as f32;
+    let half = n / 2;
+    (0..n)
+        .map(|i| {
+            if i < half {
+                start + step * i as f32
+            } else {
+                end - step * (n - 1 - i) as f32
+            }
+        })
+        .collect()
+}
+
+/// What one sampler step produces.
+pub struct StepOutput {
+    /// The latents for the next step.
+    pub prev_sample: Tensor,
+    /// The model's current estimate of the clean latents (for previews).
+    pub pred_original: Tensor,
+}
+
+/// A sampler configured for one run of `timesteps().len()` steps.
+pub trait Scheduler: Send {
+    /// The timesteps fed to the UNet, one per step.
+    fn timesteps(&self) -> &[f64];
+
+    /// Factor applied to the initial noise.
+    fn init_noise_sigma(&self) -> f64;
+
+    /// Scales the latents before they enter the UNet at `step`.
+    fn scale_model_input(&self, sample: &Tensor, step: usize) -> candle_core::Result<Tensor>;
+
+    /// Advances `sample` by one step given the guided noise prediction.
+    fn step(
+        &mut self,
+        noise_pred: &Tensor,
+        step: usize,
+        sample: &Tensor,
+        rng: &mut TorchRng,
+    ) -> candle_core::Result<StepOutput>;
+}
+
+/// Builds a sampler for `steps` steps over `schedule`.
+pub fn build(
+    kind: SamplerKind,
+    karras: bool,
+    steps: usize,
+    schedule: &NoiseSchedule,
+) -> Box<dyn Scheduler> {
+    match kind {
+        SamplerKind::Ddim => Box::new(Ddim::new(schedule, steps)),
+        SamplerKind::EulerAncestral => Box::new(EulerAncestral::new(schedule, steps, karras)),
+        SamplerKind::DpmPp2M => Box::new(DpmPp2M::new(schedule, steps, karras)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sampler_names() {
+        for kind in SamplerKind::ALL {
+            assert_eq!(kind.name().parse::<SamplerKind>(), Ok(kind));
+        }
+        assert!("plms".parse::<SamplerKind>().is_err());
+    }
+
+    #[test]
+    fn sd15_schedule_matches_known_values() {
+        let schedule = NoiseSchedule::sd15();
+        // diffusers: alphas_cumprod[0] = 0.99915, [999] ~= 0.0046601.
+        assert!((schedule.alphas_cumprod[0] - 0.99915).abs() < 1e-6);
+        assert!((schedule.alphas_cumprod[999] - 0.004_660_1).abs() < 1e-6);
+        assert!((schedule.alphas_cumprod[500] - 0.276_332_5).abs() < 1e-6);
+    }
+}

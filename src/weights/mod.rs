@@ -1,0 +1,7 @@
+//! Finding and loading weight files: safetensors, diffusers folders, configs.
+
+pub mod config;
+pub mod diffusers;
+pub mod tensor_file;
+
+pub use tensor_file::TensorFile;

@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: fixture paths, model loading, comparisons.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use minus::pipeline::{ModelPaths, Models};
+
+/// `tests/fixtures`, the copy of the reference data.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Paths of the tiny reference models, with the given adapter file (if any).
+pub fn model_paths(adapter: Option<&str>) -> ModelPaths {
+    let root = fixtures().join("models");
+    let ip = root.join("ip-adapter/models");
+    ModelPaths {
+        model: root.join("sd15"),
+        vae: None,
+        ip_adapter: adapter.map(|file| ip.join(file)),
+        image_encoder: adapter.map(|_| ip.join("image_encoder")),
+    }
+}
+
+/// The adapter file of a reference case's `adapter` value.
+pub fn adapter_file(kind: &str) -> &'static str {
+    match kind {
+        "plus" => "ip-adapter-plus_sd15.safetensors",
+        _ => "ip-adapter_sd15.safetensors",
+    }
+}
+
+/// Loads the tiny models on the CPU in f32.
+pub fn load_models(adapter: Option<&str>) -> Models {
+    Models::load(&model_paths(adapter), &Device::Cpu, DType::F32).expect("reference models load")
+}
+
+/// The saved tensors of one reference case.
+pub fn case_tensors(case: &str) -> HashMap<String, Tensor> {
+    let path = fixtures()
+        .join("cases")
+        .join(case)
+        .join("tensors.safetensors");
+    candle_core::safetensors::load(&path, &Device::Cpu).expect("reference tensors load")
+}
+
+/// `‖a − b‖ / ‖b‖`.
+pub fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
+    let actual = actual.to_dtype(DType::F64).unwrap();
+    let expected = expected.to_dtype(DType::F64).unwrap();
+    assert_eq!(actual.dims(), expected.dims(), "shape mismatch");
+    let diff = (&actual - &expected)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let norm = expected.sqr().unwrap().sum_all().unwrap();
+    (diff.to_scalar::<f64>().unwrap() / norm.to_scalar::<f64>().unwrap().max(1e-30)).sqrt()
+}
+
+/// Largest absolute difference.
+pub fn max_abs_diff(actual: &Tensor, expected: &Tensor) -> f64 {
+    let actual = actual.to_dtype(DType::F64).unwrap();
+    let expected = expected.to_dtype(DType::F64).unwrap();
+    (&actual - &expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// Asserts `‖a − b‖ / ‖b‖ ≤ tolerance`, naming the tensor.
+pub fn assert_close(name: &str, actual: &Tensor, expected: &Tensor, tolerance: f64) -> f64 {
+    let error = relative_error(actual, expected);
+    assert!(
+        error <= tolerance,
+        "{name}: relative error {error:.3e} > {tolerance:.0e}"
+    );
+    error
+}

@@ -1,0 +1,302 @@
+//! Parity with diffusers on every reference case (tiny random-weight models):
+//! every intermediate tensor, step by step, and the final image.
+
+mod common;
+
+use candle_core::{Device, IndexOp, Tensor};
+use common::*;
+use minus::pipeline::conditioning::{Conditioning, EmbeddingCache, encode_pixels, prepare};
+use minus::pipeline::generate::{denoise, generate, to_images};
+use minus::pipeline::noise::TorchRng;
+use minus::pipeline::preprocess::{FitMode, clip_pixel_values, load_rgb};
+use minus::pipeline::{Flow, ImagePrompt, Request, Window};
+use minus::schedulers::SamplerKind;
+use serde_json::Value;
+
+/// Intermediate tensors must agree to this relative error.
+const TENSOR_TOLERANCE: f64 = 1e-4;
+
+fn request_from_case(case: &Value) -> Request {
+    let images_dir = fixtures().join("images");
+    let image = |key: &str| -> Vec<ImagePrompt> {
+        case[key]
+            .as_str()
+            .map(|file| vec![ImagePrompt::new(images_dir.join(file))])
+            .unwrap_or_default()
+    };
+    let weight = case["weight"].as_f64().unwrap_or(1.0);
+    let window = Window {
+        start: case["start"].as_f64().unwrap_or(0.0),
+        end: case["end"].as_f64().unwrap_or(1.0),
+    };
+    let sampler = match case["scheduler"].as_str().unwrap() {
+        "ddim" => SamplerKind::Ddim,
+        "euler_a" => SamplerKind::EulerAncestral,
+        "dpmpp_2m" => SamplerKind::DpmPp2M,
+        other => panic!("unknown scheduler {other}"),
+    };
+    Request {
+        prompt: case["prompt"].as_str().unwrap_or("").to_string(),
+        negative_prompt: case["negative_prompt"].as_str().unwrap_or("").to_string(),
+        images: image("image"),
+        negative_images: image("negative_image"),
+        ip_weight: weight,
+        negative_ip_weight: case["negative_weight"].as_f64().unwrap_or(weight),
+        ip_window: window,
+        negative_ip_window: window,
+        sampler,
+        karras: false,
+        steps: case["steps"].as_u64().unwrap() as usize,
+        cfg: case["cfg"].as_f64().unwrap(),
+        seed: case["seed"].as_u64().unwrap(),
+        width: case["width"].as_u64().unwrap() as usize,
+        height: case["height"].as_u64().unwrap() as usize,
+        batch: case["num_images_per_prompt"].as_u64().unwrap_or(1) as usize,
+        fit: FitMode::Crop,
+    }
+}
+
+/// Preprocessing must match the stored `pixel_values` (exactly for PNG, within
+/// one 8-bit level for JPEG, whose decoders may differ).
+fn check_pixel_values(file: &str, expected: &Tensor) {
+    let rgb = load_rgb(&fixtures().join("images").join(file)).unwrap();
+    let ours = Tensor::from_vec(
+        clip_pixel_values(&rgb, 224, FitMode::Crop),
+        (1, 3, 224, 224),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let max = max_abs_diff(&ours, expected);
+    // One 8-bit level after normalisation is at most 1/255/min(std) ≈ 0.01501.
+    let one_level = 1.0001 / 255.0 / 0.261_302_58;
+    let tolerance = if file.ends_with(".jpg") {
+        one_level
+    } else {
+        1e-6
+    };
+    println!("pixel_values {file}: max |Δ| {max:.2e}");
+    assert!(
+        max <= tolerance,
+        "{file}: pixel_values max |Δ| {max:.3e} > {tolerance:.0e}"
+    );
+}
+
+fn run_case(name: &str) {
+    let case_path = fixtures().join("cases").join(name).join("case.json");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(case_path).unwrap()).unwrap();
+    let case = &json["case"];
+    let adapter = case["adapter"].as_str();
+    let models = load_models(adapter.map(adapter_file));
+    let reference = case_tensors(name);
+    let get = |key: &str| {
+        reference
+            .get(key)
+            .unwrap_or_else(|| panic!("reference has no {key}"))
+    };
+    let mut request = request_from_case(case);
+
+    // Text.
+    for (key, text) in [
+        ("token_ids_cond", &request.prompt),
+        ("token_ids_uncond", &request.negative_prompt),
+    ] {
+        let ids: Vec<i64> = get(key).flatten_all().unwrap().to_vec1().unwrap();
+        let ours: Vec<i64> = models
+            .tokenizer
+            .encode(text)
+            .iter()
+            .map(|&t| t as i64)
+            .collect();
+        assert_eq!(ours, ids, "{key}");
+    }
+    let mut cache = EmbeddingCache::default();
+    let conditioning = prepare(&models, &mut request, &mut cache).unwrap();
+    let mut errors = vec![
+        (
+            "text_embeds_cond",
+            assert_close(
+                "text_embeds_cond",
+                &conditioning.text_cond,
+                get("text_embeds_cond"),
+                TENSOR_TOLERANCE,
+            ),
+        ),
+        (
+            "text_embeds_uncond",
+            assert_close(
+                "text_embeds_uncond",
+                &conditioning.text_uncond,
+                get("text_embeds_uncond"),
+                TENSOR_TOLERANCE,
+            ),
+        ),
+    ];
+
+    // Images: preprocessing, encoder (fed the reference pixels, to isolate it), projection.
+    // A JPEG may decode one level differently from libjpeg; its side's tokens are then
+    // checked from the reference pixels, and our own decode is checked end to end below.
+    let mut loop_conditioning = Conditioning {
+        text_uncond: conditioning.text_uncond.clone(),
+        text_cond: conditioning.text_cond.clone(),
+        ip_tokens: conditioning.ip_tokens.clone(),
+    };
+    if let Some(image_models) = &models.image {
+        let (uncond, cond) = conditioning.ip_tokens.clone().expect("ip tokens");
+        let mut sides = [
+            ("uncond", "neg", "negative_image", uncond),
+            ("cond", "pos", "image", cond),
+        ];
+        for (half, side, key, tokens) in sides.iter_mut() {
+            let token_key = format!("ip_tokens_{half}");
+            let expected_tokens = get(&token_key).i((.., 0)).unwrap();
+            if let Some(file) = case[*key].as_str() {
+                let pixels = get(&format!("pixel_values_{side}"));
+                check_pixel_values(file, pixels);
+                let features = encode_pixels(image_models, pixels).unwrap();
+                let feature_key = if adapter == Some("plus") {
+                    format!("clip_hidden_{side}")
+                } else {
+                    format!("clip_image_embeds_{side}")
+                };
+                errors.push((
+                    "image features",
+                    assert_close(&feature_key, &features, get(&feature_key), TENSOR_TOLERANCE),
+                ));
+                if file.ends_with(".jpg") {
+                    let own = relative_error(tokens, &expected_tokens);
+                    println!("{name}: {token_key} from our JPEG decode: relative error {own:.2e}");
+                    assert!(own < 1e-3, "{token_key} from our JPEG decode: {own:.2e}");
+                    *tokens = image_models.adapter.project(&features).unwrap();
+                }
+            }
+            errors.push((
+                "ip tokens",
+                assert_close(&token_key, tokens, &expected_tokens, TENSOR_TOLERANCE),
+            ));
+        }
+        let [(.., uncond), (.., cond)] = sides;
+        loop_conditioning.ip_tokens = Some((uncond, cond));
+    } else {
+        assert!(conditioning.ip_tokens.is_none());
+    }
+
+    // Noise.
+    let noise = get("noise");
+    let ours = TorchRng::new(request.seed)
+        .randn_tensor(noise.dims(), &Device::Cpu)
+        .unwrap();
+    errors.push(("noise", assert_close("noise", &ours, noise, 1e-6)));
+
+    // The denoising loop, step by step.
+    let (unet_in, unet_out, latents) = (
+        get("unet_in_steps"),
+        get("unet_out_steps"),
+        get("latents_steps"),
+    );
+    let scales = get("ip_scales_steps");
+    let mut worst_step_error: f64 = 0.0;
+    let final_latents = denoise(&models, &request, &loop_conditioning, &mut |report| {
+        let i = report.step;
+        let tag = |what: &str| format!("step {i} {what}");
+        worst_step_error = worst_step_error
+            .max(assert_close(
+                &tag("unet input"),
+                report.unet_input,
+                &unet_in.get(i).unwrap(),
+                TENSOR_TOLERANCE,
+            ))
+            .max(assert_close(
+                &tag("unet output"),
+                report.unet_output,
+                &unet_out.get(i).unwrap(),
+                TENSOR_TOLERANCE,
+            ))
+            .max(assert_close(
+                &tag("latents"),
+                report.latents,
+                &latents.get(i).unwrap(),
+                TENSOR_TOLERANCE,
+            ));
+        let expected: Vec<f32> = scales.get(i).unwrap().to_vec1().unwrap();
+        let (u, c) = report.ip_scales;
+        assert!(
+            (u as f32 - expected[0]).abs() < 1e-6 && (c as f32 - expected[1]).abs() < 1e-6,
+            "{}: scales",
+            tag("ip")
+        );
+        Flow::Continue
+    })
+    .unwrap();
+    errors.push(("worst step tensor", worst_step_error));
+
+    // Decoding and the final 8-bit image.
+    let decoded = models.vae.decode(&final_latents).unwrap();
+    errors.push((
+        "decoded",
+        assert_close("decoded", &decoded, get("decoded"), TENSOR_TOLERANCE),
+    ));
+    for (what, error) in &errors {
+        println!("{name}: {what}: relative error {error:.2e}");
+    }
+    assert_image_matches(name, &to_images(&decoded).unwrap()[0], "step-checked run");
+
+    // The whole pipeline as users run it, from the image files.
+    let generation = generate(&models, &request_from_case(case), &mut cache, &mut |_| {
+        Flow::Continue
+    })
+    .unwrap();
+    assert_image_matches(name, &generation.images[0], "end-to-end run");
+}
+
+/// The final 8-bit image must be within mean 0.5/255 and max 4/255 of `out.png`.
+fn assert_image_matches(name: &str, image: &image::RgbImage, what: &str) {
+    let expected = image::open(fixtures().join("cases").join(name).join("out.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(
+        image.dimensions(),
+        expected.dimensions(),
+        "{name}: image size"
+    );
+    let diffs: Vec<f64> = image
+        .as_raw()
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    let max = diffs.iter().copied().fold(0.0, f64::max);
+    println!("{name} ({what}): image mean |Δ| {mean:.4}/255, max |Δ| {max:.0}/255");
+    assert!(mean <= 0.5, "{name} ({what}): image mean |Δ| {mean}/255");
+    assert!(max <= 4.0, "{name} ({what}): image max |Δ| {max}/255");
+}
+
+#[test]
+fn base_posneg_ddim() {
+    run_case("base_posneg_ddim");
+}
+
+#[test]
+fn base_pos_ddim() {
+    run_case("base_pos_ddim");
+}
+
+#[test]
+fn plus_pos_euler_a() {
+    run_case("plus_pos_euler_a");
+}
+
+#[test]
+fn base_neg_dpmpp() {
+    run_case("base_neg_dpmpp");
+}
+
+#[test]
+fn plus_window_weights_ddim() {
+    run_case("plus_window_weights_ddim");
+}
+
+#[test]
+fn text_only_ddim() {
+    run_case("text_only_ddim");
+}
