@@ -11,11 +11,10 @@ pub enum MinusError {
     Tensor(#[from] candle_core::Error),
 
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A weights file is unreadable, truncated or of the wrong kind.
@@ -48,7 +47,7 @@ impl MinusError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

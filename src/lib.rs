@@ -4,8 +4,11 @@
 //! `schedulers` the samplers, `weights` finds and loads files, `pipeline` runs
 //! one generation, `engine` runs generations on a worker thread for the GUI.
 
+pub mod app;
+pub mod engine;
 pub mod error;
 pub mod models;
+pub mod output;
 pub mod pipeline;
 pub mod schedulers;
 pub mod weights;

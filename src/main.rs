@@ -1,1 +1,37 @@
-fn main() {}
+//! `minus`: with no subcommand, opens the window; `minus generate` runs from the command line.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// Negative image prompts for Stable Diffusion 1.5.
+#[derive(Parser)]
+#[command(name = "minus", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate images from the command line.
+    Generate(Box<cli::generate::GenerateArgs>),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Generate(args)) => cli::generate::run(&args),
+        None => minus::app::run(),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {}", one_line(&error));
+        std::process::exit(1);
+    }
+}
+
+/// The error and its causes on one line (candle appends backtraces on new lines).
+fn one_line(error: &anyhow::Error) -> String {
+    let text = format!("{error:#}");
+    text.lines().next().unwrap_or_default().to_string()
+}

@@ -122,7 +122,7 @@ fn read_vision_config(path: &Path) -> Result<ClipVisionConfig> {
     let vision = value.get("vision_config").cloned().unwrap_or(value);
     serde_json::from_value(vision).map_err(|e| MinusError::BadConfig {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: format!("not a CLIP image encoder config ({e})"),
     })
 }
 

@@ -1,0 +1,218 @@
+//! The settings column: prompts, adapter weights and windows, sampler, size, seed.
+
+use egui::RichText;
+
+use super::settings::Settings;
+use crate::pipeline::Window;
+use crate::pipeline::preprocess::FitMode;
+use crate::schedulers::SamplerKind;
+
+/// Width/height presets offered next to the free values.
+const SIZE_PRESETS: [(usize, usize); 5] =
+    [(512, 512), (512, 768), (768, 512), (640, 640), (768, 768)];
+
+/// Draws every generation setting; returns true when the Models section asks to load.
+pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> bool {
+    let mut load = false;
+    let request = &mut settings.request;
+    ui.label("Prompt");
+    ui.add(
+        egui::TextEdit::multiline(&mut request.prompt)
+            .desired_rows(2)
+            .hint_text("optional: image prompts work best without text"),
+    )
+    .on_hover_text("Text prompt for the conditioned half of guidance");
+    ui.label("Negative prompt");
+    ui.add(egui::TextEdit::multiline(&mut request.negative_prompt).desired_rows(2))
+        .on_hover_text("Text for the unconditioned half: what to steer away from");
+    ui.separator();
+
+    ui.add(egui::Slider::new(&mut request.ip_weight, 0.0..=2.0).text("Image prompt weight"))
+        .on_hover_text("IP-Adapter scale of the positive images (conditioned half)");
+    ui.add(
+        egui::Slider::new(&mut request.negative_ip_weight, 0.0..=2.0).text("Negative image weight"),
+    )
+    .on_hover_text("IP-Adapter scale of the negative images (unconditioned half)");
+    window_ui(ui, "Image prompt active", &mut request.ip_window);
+    window_ui(ui, "Negative active", &mut request.negative_ip_window);
+    ui.separator();
+
+    ui.add(egui::Slider::new(&mut request.cfg, 1.0..=20.0).text("CFG scale"))
+        .on_hover_text("How strongly to follow the prompts (classifier-free guidance)");
+    ui.add(egui::Slider::new(&mut request.steps, 1..=150).text("Steps"))
+        .on_hover_text("Denoising steps: more is slower and usually cleaner");
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_label("Sampler")
+            .selected_text(request.sampler.display_name())
+            .show_ui(ui, |ui| {
+                for kind in SamplerKind::ALL {
+                    ui.selectable_value(&mut request.sampler, kind, kind.display_name());
+                }
+            })
+            .response
+            .on_hover_text("The denoising algorithm");
+        ui.add_enabled(
+            request.sampler.supports_karras(),
+            egui::Checkbox::new(&mut request.karras, "Karras"),
+        )
+        .on_hover_text("Karras noise schedule (Euler a, DPM++ 2M)");
+    });
+    size_ui(ui, &mut request.width, &mut request.height);
+    ui.horizontal(|ui| {
+        ui.add_enabled(
+            !settings.random_seed,
+            egui::DragValue::new(&mut request.seed).prefix("Seed "),
+        )
+        .on_hover_text("Same seed + same settings = same image");
+        if ui
+            .button("New")
+            .on_hover_text("Draw a new random seed now")
+            .clicked()
+        {
+            request.seed = random_seed();
+        }
+        ui.checkbox(&mut settings.random_seed, "random each run")
+            .on_hover_text("Unticked: reuse the seed shown (lock)");
+    });
+    ui.add(egui::Slider::new(&mut request.batch, 1..=8).text("Images per run"))
+        .on_hover_text("How many images each run makes");
+    egui::ComboBox::from_label("Fit")
+        .selected_text(request.fit.name())
+        .show_ui(ui, |ui| {
+            for mode in FitMode::ALL {
+                ui.selectable_value(&mut request.fit, mode, mode.name());
+            }
+        })
+        .response
+        .on_hover_text(
+            "How non-square prompt images are made square: crop the middle, pad, or squash",
+        );
+    ui.separator();
+
+    egui::CollapsingHeader::new("Models")
+        .default_open(settings.models.model.is_empty())
+        .show(ui, |ui| {
+            let models = &mut settings.models;
+            path_field(
+                ui,
+                "Model folder",
+                &mut models.model,
+                "A diffusers SD 1.5 folder",
+            );
+            path_field(
+                ui,
+                "VAE folder",
+                &mut models.vae,
+                "Optional: a VAE replacing the model's",
+            );
+            path_field(
+                ui,
+                "IP-Adapter file",
+                &mut models.ip_adapter,
+                "h94 IP-Adapter .safetensors",
+            );
+            path_field(
+                ui,
+                "Image encoder",
+                &mut models.image_encoder,
+                "h94 models/image_encoder folder",
+            );
+            path_field(ui, "Device", &mut models.device, "auto, cpu, cuda or metal");
+            if ui
+                .button("Load models")
+                .on_hover_text("Load (or reload) these models")
+                .clicked()
+            {
+                load = true;
+            }
+        });
+    let mut output = settings
+        .output_dir
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if path_field(
+        ui,
+        "Save results to",
+        &mut output,
+        "Every result is saved here (empty: off)",
+    ) {
+        settings.output_dir = (!output.trim().is_empty()).then(|| output.trim().into());
+    }
+    load
+}
+
+fn path_field(ui: &mut egui::Ui, label: &str, value: &mut String, tooltip: &str) -> bool {
+    ui.horizontal(|ui| {
+        ui.label(label);
+        ui.add(egui::TextEdit::singleline(value).desired_width(f32::INFINITY))
+            .on_hover_text(tooltip)
+            .changed()
+    })
+    .inner
+}
+
+fn window_ui(ui: &mut egui::Ui, label: &str, window: &mut Window) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(label).small());
+        ui.add(
+            egui::DragValue::new(&mut window.start)
+                .range(0.0..=1.0)
+                .speed(0.01)
+                .prefix("from "),
+        )
+        .on_hover_text("Fraction of the run where this image prompt starts acting");
+        ui.add(
+            egui::DragValue::new(&mut window.end)
+                .range(0.0..=1.0)
+                .speed(0.01)
+                .prefix("to "),
+        )
+        .on_hover_text("Fraction of the run where it stops acting (1 = to the end)");
+    });
+    if window.end < window.start {
+        window.end = window.start;
+    }
+}
+
+fn size_ui(ui: &mut egui::Ui, width: &mut usize, height: &mut usize) {
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::DragValue::new(width)
+                .range(64..=2048)
+                .speed(8)
+                .prefix("W "),
+        )
+        .on_hover_text("Width in pixels (a multiple of 8)");
+        ui.add(
+            egui::DragValue::new(height)
+                .range(64..=2048)
+                .speed(8)
+                .prefix("H "),
+        )
+        .on_hover_text("Height in pixels (a multiple of 8)");
+        egui::ComboBox::from_id_salt("size presets")
+            .selected_text("presets")
+            .show_ui(ui, |ui| {
+                for (w, h) in SIZE_PRESETS {
+                    if ui
+                        .selectable_label(*width == w && *height == h, format!("{w}×{h}"))
+                        .clicked()
+                    {
+                        (*width, *height) = (w, h);
+                    }
+                }
+            });
+    });
+    *width = (*width / 8).max(1) * 8;
+    *height = (*height / 8).max(1) * 8;
+}
+
+/// A seed from the clock.
+pub fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs().rotate_left(17))
+        .unwrap_or_default();
+    nanos % (1 << 32)
+}

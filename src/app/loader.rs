@@ -1,0 +1,108 @@
+//! Reading and decoding files off the UI thread: dropped prompt images, and the
+//! saved results that make up the gallery.
+
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use image::RgbImage;
+
+use crate::output::read_request;
+use crate::pipeline::Request;
+use crate::pipeline::preprocess::decode_rgb;
+
+/// Where a loaded file goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Positive,
+    Negative,
+    /// Dropped outside the panes: restore settings if it carries them, else a positive prompt.
+    Window,
+    /// A saved result found in the output folder.
+    Gallery,
+}
+
+/// A decoded file.
+pub struct Loaded {
+    pub target: Target,
+    pub path: PathBuf,
+    /// The image and its embedded request, or why it could not be read.
+    pub result: Result<(RgbImage, Option<Request>), String>,
+}
+
+/// Background file loading; results are polled every frame.
+pub struct Loader {
+    sender: Sender<Loaded>,
+    receiver: Receiver<Loaded>,
+    repaint: egui::Context,
+}
+
+fn read(path: &Path) -> Result<(RgbImage, Option<Request>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let image =
+        decode_rgb(&bytes).map_err(|e| format!("{}: not an image ({e})", path.display()))?;
+    Ok((image, read_request(&bytes)))
+}
+
+impl Loader {
+    /// A loader that wakes `ctx` when files are ready.
+    pub fn new(ctx: &egui::Context) -> Self {
+        let (sender, receiver) = unbounded();
+        Self {
+            sender,
+            receiver,
+            repaint: ctx.clone(),
+        }
+    }
+
+    /// Loads `paths` on a background thread.
+    pub fn load(&self, paths: Vec<PathBuf>, target: Target) {
+        let sender = self.sender.clone();
+        let ctx = self.repaint.clone();
+        let spawned = std::thread::Builder::new()
+            .name("minus-file-loader".to_string())
+            .spawn(move || {
+                for path in paths {
+                    let result = read(&path);
+                    if sender
+                        .send(Loaded {
+                            target,
+                            path,
+                            result,
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                    ctx.request_repaint();
+                }
+            });
+        if let Err(error) = spawned {
+            eprintln!("cannot start the file loader: {error}");
+        }
+    }
+
+    /// Loads the newest saved results of `dir` (newest first).
+    pub fn scan_gallery(&self, dir: &Path, limit: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        // Oldest first, so that inserting each at the front leaves the newest first.
+        files.sort();
+        let skip = files.len().saturating_sub(limit);
+        self.load(
+            files.into_iter().skip(skip).map(|(_, p)| p).collect(),
+            Target::Gallery,
+        );
+    }
+
+    /// Everything loaded since the last call.
+    pub fn poll(&self) -> Vec<Loaded> {
+        self.receiver.try_iter().collect()
+    }
+}

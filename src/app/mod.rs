@@ -1,0 +1,487 @@
+//! The egui window: image panes, settings, live preview, gallery and comparison.
+//! Everything slow happens on the engine thread or the file loader.
+
+mod controls;
+mod loader;
+mod panes;
+mod results;
+mod settings;
+mod texture;
+
+use std::sync::Arc;
+
+use egui::{Key, KeyboardShortcut, Modifiers, RichText};
+
+use crate::engine::{Command, Engine, Event};
+use loader::{Loaded, Loader, Target};
+use panes::{Pane, PaneImage};
+use results::{GalleryEntry, ResultAction, Results, RunningJob};
+pub use settings::{ModelSettings, Settings};
+
+/// Ctrl+Enter (Cmd+Enter on macOS) starts a run.
+const GENERATE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
+/// How many saved results the gallery loads at start.
+const GALLERY_LIMIT: usize = 200;
+
+/// The application state.
+pub struct MinusApp {
+    settings: Settings,
+    positive: Pane,
+    negative: Pane,
+    engine: Engine,
+    loader: Loader,
+    results: Results,
+    /// Model loading state shown under the Generate button.
+    model_status: String,
+    /// Errors and notices, newest last, until dismissed.
+    messages: Vec<String>,
+    /// Pane rectangles of the last frame, to route dropped files.
+    pane_rects: [egui::Rect; 2],
+    /// Frames drawn, so tests can see the UI keeps running.
+    frames: u64,
+}
+
+impl MinusApp {
+    /// Builds the app with `settings`, starting the engine and loading models and gallery.
+    pub fn new(ctx: &egui::Context, settings: Settings) -> std::io::Result<Self> {
+        let repaint = ctx.clone();
+        let engine = Engine::spawn(Arc::new(move || repaint.request_repaint()))?;
+        let loader = Loader::new(ctx);
+        let mut app = Self {
+            positive: Pane {
+                title: "Image prompt",
+                tooltip: "Images you want: they condition the guided half",
+                images: settings
+                    .positive
+                    .iter()
+                    .map(PaneImage::from_saved)
+                    .collect(),
+            },
+            negative: Pane {
+                title: "Negative image prompt",
+                tooltip: "Images you do not want: they replace the unconditioned half",
+                images: settings
+                    .negative
+                    .iter()
+                    .map(PaneImage::from_saved)
+                    .collect(),
+            },
+            settings,
+            engine,
+            loader,
+            results: Results {
+                split: 0.5,
+                ..Results::default()
+            },
+            model_status: "No models loaded: set a model folder under Models".to_string(),
+            messages: Vec::new(),
+            pane_rects: [egui::Rect::NOTHING; 2],
+            frames: 0,
+        };
+        for (pane, target) in [
+            (&app.positive, Target::Positive),
+            (&app.negative, Target::Negative),
+        ] {
+            let paths = pane.images.iter().map(|i| i.path.clone()).collect();
+            app.loader.load(paths, target);
+        }
+        if let Some(dir) = &app.settings.output_dir {
+            app.loader.scan_gallery(dir, GALLERY_LIMIT);
+        }
+        app.load_models();
+        Ok(app)
+    }
+
+    /// The current settings, with the panes' images.
+    pub fn settings(&self) -> Settings {
+        let mut settings = self.settings.clone();
+        settings.positive = self.positive.images.iter().map(PaneImage::saved).collect();
+        settings.negative = self.negative.images.iter().map(PaneImage::saved).collect();
+        settings
+    }
+
+    /// Number of finished results in the gallery.
+    pub fn gallery_len(&self) -> usize {
+        self.results.gallery.len()
+    }
+
+    /// Errors and notices currently shown.
+    pub fn messages(&self) -> &[String] {
+        &self.messages
+    }
+
+    /// Number of frames drawn so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Whether a job is running or queued.
+    pub fn is_busy(&self) -> bool {
+        self.results.running.is_some() || !self.results.queued.is_empty()
+    }
+
+    /// Steps reported by the running job (0 when idle).
+    pub fn running_step(&self) -> usize {
+        self.results.running.as_ref().map_or(0, |job| job.step)
+    }
+
+    fn load_models(&mut self) {
+        match self.settings.models.load_settings() {
+            Some(load) => self.engine.send(Command::LoadModels(load)),
+            None => {
+                self.model_status = "No models loaded: set a model folder under Models".to_string()
+            }
+        }
+    }
+
+    /// Queues a run with the current settings.
+    pub fn generate(&mut self) {
+        if self.settings.random_seed {
+            self.settings.request.seed = controls::random_seed();
+        }
+        let mut request = self.settings.request.clone();
+        request.images = self.positive.prompts();
+        request.negative_images = self.negative.prompts();
+        if let Err(error) = request.validate() {
+            self.messages.push(error.to_string());
+            return;
+        }
+        let job = self.engine.next_job_id();
+        self.engine.send(Command::Generate {
+            job,
+            request,
+            output_dir: self.settings.output_dir.clone(),
+        });
+    }
+
+    fn handle_engine_events(&mut self, ctx: &egui::Context) {
+        for event in self.engine.drain_events() {
+            match event {
+                Event::ModelsLoading => self.model_status = "Loading models…".to_string(),
+                Event::ModelsLoaded {
+                    elapsed_secs,
+                    device,
+                } => {
+                    self.model_status = format!("Models loaded on {device} in {elapsed_secs:.1}s");
+                }
+                Event::ModelsFailed { error } => {
+                    self.model_status = "Models failed to load".to_string();
+                    self.messages.push(format!("Models: {error}"));
+                }
+                Event::Queued { job } => self.results.queued.push(job),
+                Event::Started { job } => {
+                    self.results.queued.retain(|q| *q != job);
+                    self.results.running = Some(RunningJob {
+                        id: job,
+                        step: 0,
+                        total: 0,
+                        elapsed_secs: 0.0,
+                        preview: None,
+                    });
+                }
+                Event::Step {
+                    job,
+                    step,
+                    total,
+                    preview,
+                    elapsed_secs,
+                } => {
+                    if let Some(running) = self.results.running.as_mut().filter(|r| r.id == job) {
+                        running.step = step;
+                        running.total = total;
+                        running.elapsed_secs = elapsed_secs;
+                        let color = egui::ColorImage::from_rgb(
+                            [preview.width() as usize, preview.height() as usize],
+                            preview.as_raw(),
+                        );
+                        match &mut running.preview {
+                            Some(texture) => texture.set(color, egui::TextureOptions::LINEAR),
+                            None => {
+                                running.preview = Some(ctx.load_texture(
+                                    "preview",
+                                    color,
+                                    egui::TextureOptions::LINEAR,
+                                ));
+                            }
+                        }
+                    }
+                }
+                Event::Finished {
+                    job,
+                    images,
+                    request,
+                    saved,
+                    elapsed_secs,
+                } => {
+                    self.finish_job(job);
+                    for (i, image) in images.iter().enumerate() {
+                        let path = saved.get(i).and_then(|s| s.as_ref().ok()).cloned();
+                        self.results.gallery.insert(
+                            0,
+                            GalleryEntry {
+                                texture: texture::upload(
+                                    ctx,
+                                    &format!("result {} {i}", job.0),
+                                    image,
+                                ),
+                                request: Some((*request).clone()),
+                                path,
+                                compare: false,
+                            },
+                        );
+                    }
+                    self.results.selected = Some(0);
+                    for error in saved.iter().filter_map(|s| s.as_ref().err()) {
+                        self.messages.push(format!(
+                            "Could not save a result (it is still in the gallery): {error}"
+                        ));
+                    }
+                    self.model_status = format!("Last run: {elapsed_secs:.1}s");
+                }
+                Event::Failed { job, error } => {
+                    self.finish_job(job);
+                    self.messages.push(format!("Run {} failed: {error}", job.0));
+                }
+                Event::Cancelled { job } => self.finish_job(job),
+            }
+        }
+    }
+
+    fn finish_job(&mut self, job: crate::engine::JobId) {
+        self.results.queued.retain(|q| *q != job);
+        if self.results.running.as_ref().is_some_and(|r| r.id == job) {
+            self.results.running = None;
+        }
+    }
+
+    fn handle_loaded_files(&mut self, ctx: &egui::Context) {
+        for Loaded {
+            target,
+            path,
+            result,
+        } in self.loader.poll()
+        {
+            let (image, request) = match result {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    // A remembered image that is gone or broken leaves its pane.
+                    for pane in [&mut self.positive, &mut self.negative] {
+                        pane.images
+                            .retain(|i| i.path != path || i.thumbnail.is_some());
+                    }
+                    if target != Target::Gallery {
+                        self.messages.push(error);
+                    }
+                    continue;
+                }
+            };
+            let target = match (target, request) {
+                (Target::Window, Some(request)) => {
+                    self.restore(request);
+                    self.messages
+                        .push(format!("Settings restored from {}", path.display()));
+                    continue;
+                }
+                (Target::Gallery, request) => {
+                    let thumb = texture::thumbnail(&image, 512);
+                    self.results.gallery.insert(
+                        0,
+                        GalleryEntry {
+                            texture: texture::upload(ctx, &path.display().to_string(), &thumb),
+                            request,
+                            path: Some(path),
+                            compare: false,
+                        },
+                    );
+                    continue;
+                }
+                (Target::Window, None) => Target::Positive,
+                (other, _) => other,
+            };
+            let pane = if target == Target::Negative {
+                &mut self.negative
+            } else {
+                &mut self.positive
+            };
+            let thumbnail = texture::upload(
+                ctx,
+                &path.display().to_string(),
+                &texture::thumbnail(&image, 200),
+            );
+            // Images remembered from the last session wait in the pane for their thumbnail.
+            let waiting = pane
+                .images
+                .iter_mut()
+                .find(|i| i.path == path && i.thumbnail.is_none());
+            let entry = match waiting {
+                Some(entry) => entry,
+                None => {
+                    pane.images.push(PaneImage::new(path));
+                    let last = pane.images.len() - 1;
+                    &mut pane.images[last]
+                }
+            };
+            entry.aspect = image.width() as f32 / image.height().max(1) as f32;
+            entry.thumbnail = Some(thumbnail);
+        }
+    }
+
+    /// Applies a saved request (the panes take its images).
+    fn restore(&mut self, request: crate::pipeline::Request) {
+        let images = |prompts: &[crate::pipeline::ImagePrompt]| {
+            prompts.iter().map(|p| p.path.clone()).collect()
+        };
+        self.positive.images.clear();
+        self.negative.images.clear();
+        self.loader.load(images(&request.images), Target::Positive);
+        self.loader
+            .load(images(&request.negative_images), Target::Negative);
+        self.settings.request = request;
+        self.settings.random_seed = false;
+    }
+
+    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let (dropped, pointer) =
+            ctx.input(|i| (i.raw.dropped_files.clone(), i.pointer.latest_pos()));
+        if dropped.is_empty() {
+            return;
+        }
+        let target = match pointer {
+            Some(pos) if self.pane_rects[0].contains(pos) => Target::Positive,
+            Some(pos) if self.pane_rects[1].contains(pos) => Target::Negative,
+            _ => Target::Window,
+        };
+        let paths = dropped
+            .iter()
+            .map(|file| file.path().to_path_buf())
+            .collect();
+        self.loader.load(paths, target);
+    }
+
+    /// Draws one frame (eframe's `App::ui` and the UI tests call this).
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        self.frames += 1;
+        let ctx = ui.ctx().clone();
+        self.handle_engine_events(&ctx);
+        self.handle_loaded_files(&ctx);
+        self.handle_dropped_files(&ctx);
+        if ctx.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
+            self.generate();
+        }
+        if ctx.input(|i| i.key_pressed(Key::Escape))
+            && let Some(job) = &self.results.running
+        {
+            self.engine.send(Command::Cancel(job.id));
+        }
+        let hovering_files = ctx.input(|i| !i.raw.hovered_files.is_empty());
+        let pointer = ctx.input(|i| i.pointer.latest_pos());
+
+        egui::Panel::left("settings")
+            .resizable(true)
+            .default_size(330.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    let generate = ui.add_sized(
+                        [ui.available_width(), 36.0],
+                        egui::Button::new(RichText::new("Generate").heading()),
+                    );
+                    if generate
+                        .on_hover_text("Queue a run with these settings (Ctrl+Enter)")
+                        .clicked()
+                    {
+                        self.generate();
+                    }
+                    ui.label(RichText::new(&self.model_status).small());
+                    ui.separator();
+                    if controls::settings_ui(ui, &mut self.settings) {
+                        self.load_models();
+                    }
+                    if ui
+                        .button("Reset to defaults")
+                        .on_hover_text("Restore every generation setting's default")
+                        .clicked()
+                    {
+                        self.settings.request = crate::pipeline::Request::default();
+                    }
+                });
+            });
+        egui::Panel::bottom("gallery")
+            .resizable(true)
+            .default_size(150.0)
+            .show(ui, |ui| {
+                self.results.gallery_ui(ui);
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.messages_ui(ui);
+            ui.columns(2, |columns| {
+                let hovered =
+                    |rect: egui::Rect| hovering_files && pointer.is_some_and(|p| rect.contains(p));
+                self.pane_rects[0] = self
+                    .positive
+                    .ui(&mut columns[0], hovered(self.pane_rects[0]));
+                self.pane_rects[1] = self
+                    .negative
+                    .ui(&mut columns[1], hovered(self.pane_rects[1]));
+            });
+            ui.separator();
+            match self.results.main_ui(ui) {
+                ResultAction::None => {}
+                ResultAction::Cancel(job) => self.engine.send(Command::Cancel(job)),
+                ResultAction::UseSettings(request) => self.restore(request),
+                ResultAction::UseAsImage(path) => self.loader.load(vec![path], Target::Positive),
+                ResultAction::UseAsNegative(path) => self.loader.load(vec![path], Target::Negative),
+            }
+        });
+    }
+
+    fn messages_ui(&mut self, ui: &mut egui::Ui) {
+        let mut dismiss = None;
+        for (i, message) in self.messages.iter().enumerate() {
+            ui.horizontal(|ui| {
+                ui.colored_label(ui.visuals().warn_fg_color, message);
+                if ui.small_button("dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+            });
+        }
+        if let Some(i) = dismiss {
+            self.messages.remove(i);
+        }
+    }
+}
+
+impl eframe::App for MinusApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if let Ok(json) = serde_json::to_string(&self.settings()) {
+            storage.set_string(settings::STORAGE_KEY, json);
+        }
+    }
+}
+
+/// Opens the window and runs until it is closed.
+pub fn run() -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Minus")
+            .with_inner_size([1280.0, 860.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Minus",
+        options,
+        Box::new(|cc| {
+            let settings = cc
+                .storage
+                .and_then(|s| s.get_string(settings::STORAGE_KEY))
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default();
+            Ok(Box::new(MinusApp::new(&cc.egui_ctx, settings)?))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

@@ -1,0 +1,167 @@
+//! The two image-prompt panes: thumbnails with a weight, an on/off toggle and a remove button.
+
+use std::path::PathBuf;
+
+use egui::{Color32, RichText, TextureHandle};
+
+use super::settings::SavedPromptImage;
+use super::texture;
+use crate::pipeline::ImagePrompt;
+
+/// One image in a pane.
+pub struct PaneImage {
+    pub path: PathBuf,
+    pub weight: f64,
+    pub enabled: bool,
+    /// `None` until the background loader has decoded it.
+    pub thumbnail: Option<TextureHandle>,
+    /// Width / height of the image, to show how it will be fitted.
+    pub aspect: f32,
+}
+
+impl PaneImage {
+    /// A new image with weight 1, enabled.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            weight: 1.0,
+            enabled: true,
+            thumbnail: None,
+            aspect: 1.0,
+        }
+    }
+
+    /// Restores a remembered image.
+    pub fn from_saved(saved: &SavedPromptImage) -> Self {
+        Self {
+            weight: saved.weight,
+            enabled: saved.enabled,
+            ..Self::new(saved.path.clone())
+        }
+    }
+
+    /// What is remembered between launches.
+    pub fn saved(&self) -> SavedPromptImage {
+        SavedPromptImage {
+            path: self.path.clone(),
+            weight: self.weight,
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// A pane of prompt images (positive or negative).
+pub struct Pane {
+    pub title: &'static str,
+    pub tooltip: &'static str,
+    pub images: Vec<PaneImage>,
+}
+
+impl Pane {
+    /// The enabled images as prompts for a request.
+    pub fn prompts(&self) -> Vec<ImagePrompt> {
+        self.images
+            .iter()
+            .filter(|image| image.enabled)
+            .map(|image| ImagePrompt {
+                weight: image.weight,
+                ..ImagePrompt::new(image.path.clone())
+            })
+            .collect()
+    }
+
+    /// Draws the pane; returns its rectangle (for routing dropped files).
+    pub fn ui(&mut self, ui: &mut egui::Ui, drop_hovered: bool) -> egui::Rect {
+        let stroke = if drop_hovered {
+            egui::Stroke::new(2.0, Color32::LIGHT_BLUE)
+        } else {
+            ui.visuals().widgets.noninteractive.bg_stroke
+        };
+        let frame = egui::Frame::group(ui.style()).stroke(stroke);
+        frame
+            .show(ui, |ui| {
+                ui.set_min_height(150.0);
+                ui.label(RichText::new(self.title).strong())
+                    .on_hover_text(self.tooltip);
+                if self.images.is_empty() {
+                    ui.label(RichText::new("Drop images here").weak());
+                }
+                let mut remove = None;
+                egui::ScrollArea::horizontal()
+                    .id_salt(self.title)
+                    .show(ui, |ui| {
+                        ui.horizontal(|ui| {
+                            for (i, image) in self.images.iter_mut().enumerate() {
+                                if image_card(ui, image, self.title, i) {
+                                    remove = Some(i);
+                                }
+                            }
+                        });
+                    });
+                if let Some(i) = remove {
+                    self.images.remove(i);
+                }
+            })
+            .response
+            .rect
+    }
+}
+
+/// Draws one image with its controls; returns true when "remove" was clicked.
+fn image_card(ui: &mut egui::Ui, image: &mut PaneImage, pane: &str, index: usize) -> bool {
+    let mut removed = false;
+    ui.vertical(|ui| {
+        ui.set_width(110.0);
+        let name = image
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match &image.thumbnail {
+            Some(texture) => {
+                let tint = if image.enabled {
+                    Color32::WHITE
+                } else {
+                    Color32::from_gray(90)
+                };
+                ui.add(texture::fitted(texture, 100.0).tint(tint))
+                    .on_hover_text(image.path.display().to_string());
+            }
+            None => {
+                ui.spinner();
+            }
+        }
+        if (image.aspect - 1.0).abs() > 0.01 {
+            ui.label(
+                RichText::new("non-square: fitted as set under Fit")
+                    .small()
+                    .weak(),
+            );
+        }
+        ui.label(RichText::new(name).small());
+        ui.add(
+            egui::Slider::new(&mut image.weight, 0.0..=2.0)
+                .text("w")
+                .max_decimals(2),
+        )
+        .on_hover_text("Relative weight of this image among the images of this pane");
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut image.enabled, "on")
+                .on_hover_text("Use this image in the next run");
+            let remove = ui
+                .small_button("✖")
+                .on_hover_text("Remove this image from the pane");
+            if remove.clicked() {
+                removed = true;
+            }
+            remove.widget_info(|| {
+                egui::WidgetInfo::labeled(
+                    egui::Role::Button,
+                    true,
+                    format!("remove {pane} {index}"),
+                )
+            });
+        });
+    });
+    removed
+}

@@ -1,0 +1,242 @@
+//! The results side: live preview of the running job, the queue, the gallery
+//! and the side-by-side / split comparison.
+
+use std::path::PathBuf;
+
+use egui::{RichText, TextureHandle};
+
+use super::texture;
+use crate::engine::JobId;
+use crate::pipeline::Request;
+
+/// One finished image.
+pub struct GalleryEntry {
+    pub texture: TextureHandle,
+    pub request: Option<Request>,
+    pub path: Option<PathBuf>,
+    /// Ticked for comparison.
+    pub compare: bool,
+}
+
+/// The job currently denoising.
+pub struct RunningJob {
+    pub id: JobId,
+    pub step: usize,
+    pub total: usize,
+    pub elapsed_secs: f64,
+    pub preview: Option<TextureHandle>,
+}
+
+impl RunningJob {
+    /// Steps per second so far.
+    pub fn rate(&self) -> f64 {
+        if self.elapsed_secs > 0.0 {
+            self.step as f64 / self.elapsed_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Seconds left at the current rate.
+    pub fn eta_secs(&self) -> f64 {
+        let rate = self.rate();
+        if rate > 0.0 {
+            (self.total - self.step) as f64 / rate
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What the user asked for in the results area this frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResultAction {
+    None,
+    Cancel(JobId),
+    UseSettings(Request),
+    UseAsImage(PathBuf),
+    UseAsNegative(PathBuf),
+}
+
+/// The state of the results area.
+#[derive(Default)]
+pub struct Results {
+    pub running: Option<RunningJob>,
+    pub queued: Vec<JobId>,
+    pub gallery: Vec<GalleryEntry>,
+    pub selected: Option<usize>,
+    /// Position of the split line in the comparison, 0..1.
+    pub split: f32,
+}
+
+impl Results {
+    /// The two entries ticked for comparison, if exactly two are.
+    fn comparison(&self) -> Option<(usize, usize)> {
+        let ticked: Vec<usize> = (0..self.gallery.len())
+            .filter(|&i| self.gallery[i].compare)
+            .collect();
+        match ticked.as_slice() {
+            [a, b] => Some((*a, *b)),
+            _ => None,
+        }
+    }
+
+    /// The large view: running preview, comparison, or the selected result.
+    pub fn main_ui(&mut self, ui: &mut egui::Ui) -> ResultAction {
+        let mut action = ResultAction::None;
+        if let Some(job) = &self.running {
+            ui.horizontal(|ui| {
+                let fraction = job.step as f32 / job.total.max(1) as f32;
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .desired_width(260.0)
+                        .text(format!("step {}/{}", job.step, job.total)),
+                );
+                ui.label(format!(
+                    "{:.2} it/s, ETA {:.0}s",
+                    job.rate(),
+                    job.eta_secs()
+                ));
+                if ui
+                    .button("Cancel")
+                    .on_hover_text("Stop this run (Esc)")
+                    .clicked()
+                {
+                    action = ResultAction::Cancel(job.id);
+                }
+            });
+        }
+        if !self.queued.is_empty() {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(format!("Queued: {}", self.queued.len()));
+                for id in &self.queued {
+                    if ui
+                        .small_button(format!("✖ run {}", id.0))
+                        .on_hover_text("Remove from the queue")
+                        .clicked()
+                    {
+                        action = ResultAction::Cancel(*id);
+                    }
+                }
+            });
+        }
+        let available = ui.available_size();
+        let side = available.x.min(available.y - 40.0).max(64.0);
+        if let Some(preview) = self.running.as_ref().and_then(|job| job.preview.as_ref()) {
+            ui.add(texture::fitted(preview, side));
+        } else if let Some((a, b)) = self.comparison() {
+            self.compare_ui(ui, a, b, side);
+        } else if let Some(entry) = self.selected.and_then(|i| self.gallery.get(i)) {
+            ui.add(texture::fitted(&entry.texture, side));
+            ui.horizontal(|ui| {
+                if let Some(request) = &entry.request {
+                    if ui.button("Use these settings").clicked() {
+                        action = ResultAction::UseSettings(request.clone());
+                    }
+                    ui.label(
+                        RichText::new(format!(
+                            "seed {}, {} steps, {}",
+                            request.seed,
+                            request.steps,
+                            request.sampler.display_name()
+                        ))
+                        .weak(),
+                    );
+                }
+                if let Some(path) = &entry.path {
+                    if ui.button("Use as image prompt").clicked() {
+                        action = ResultAction::UseAsImage(path.clone());
+                    }
+                    if ui.button("Use as negative").clicked() {
+                        action = ResultAction::UseAsNegative(path.clone());
+                    }
+                    ui.label(RichText::new(path.display().to_string()).small().weak());
+                }
+            });
+        } else {
+            ui.label(RichText::new("Drop an image you want and an image you don't want, then press Generate (Ctrl+Enter).").weak());
+        }
+        action
+    }
+
+    /// Two results over the same area with a draggable split line, and their differing settings.
+    fn compare_ui(&mut self, ui: &mut egui::Ui, a: usize, b: usize, side: f32) {
+        ui.add(egui::Slider::new(&mut self.split, 0.0..=1.0).text("split"));
+        let (left, right) = (&self.gallery[a], &self.gallery[b]);
+        let size = texture::fitted(&left.texture, side)
+            .size()
+            .unwrap_or(egui::vec2(side, side));
+        let (rect, response) = ui.allocate_exact_size(size, egui::Sense::drag());
+        if let Some(pos) = response.interact_pointer_pos() {
+            self.split = ((pos.x - rect.left()) / rect.width()).clamp(0.0, 1.0);
+        }
+        let split_x = rect.left() + rect.width() * self.split;
+        let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+        let painter = ui.painter_at(rect);
+        painter.image(left.texture.id(), rect, uv, egui::Color32::WHITE);
+        let right_rect = egui::Rect::from_min_max(egui::pos2(split_x, rect.top()), rect.max);
+        let right_uv = egui::Rect::from_min_max(egui::pos2(self.split, 0.0), egui::pos2(1.0, 1.0));
+        painter.image(
+            right.texture.id(),
+            right_rect,
+            right_uv,
+            egui::Color32::WHITE,
+        );
+        painter.vline(
+            split_x,
+            rect.y_range(),
+            egui::Stroke::new(2.0, egui::Color32::WHITE),
+        );
+        let differences = match (&left.request, &right.request) {
+            (Some(l), Some(r)) => settings_differences(l, r),
+            _ => vec!["(settings unknown)".to_string()],
+        };
+        ui.label(
+            RichText::new(format!(
+                "Differences: {}",
+                if differences.is_empty() {
+                    "none".to_string()
+                } else {
+                    differences.join(", ")
+                }
+            ))
+            .small(),
+        );
+    }
+
+    /// The gallery strip, newest first.
+    pub fn gallery_ui(&mut self, ui: &mut egui::Ui) {
+        egui::ScrollArea::horizontal().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for (i, entry) in self.gallery.iter_mut().enumerate() {
+                    ui.vertical(|ui| {
+                        let selected = self.selected == Some(i);
+                        let button = egui::Button::image(texture::fitted(&entry.texture, 96.0))
+                            .selected(selected);
+                        if ui.add(button).on_hover_text("Show this result").clicked() {
+                            self.selected = Some(i);
+                        }
+                        ui.checkbox(&mut entry.compare, "compare")
+                            .on_hover_text("Tick two results to compare them");
+                    });
+                }
+            });
+        });
+    }
+}
+
+/// Names and values of the settings in which two requests differ.
+pub fn settings_differences(a: &Request, b: &Request) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter(|(key, value)| b.get(*key) != Some(*value))
+        .map(|(key, value)| {
+            let other = b.get(key).map(|v| v.to_string()).unwrap_or_default();
+            format!("{key}: {value} → {other}")
+        })
+        .collect()
+}

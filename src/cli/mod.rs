@@ -1,0 +1,3 @@
+//! The command-line subcommands.
+
+pub mod generate;

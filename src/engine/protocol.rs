@@ -1,0 +1,82 @@
+//! The typed messages between the UI and the engine thread.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use image::RgbImage;
+
+use crate::pipeline::{ModelPaths, Request};
+
+/// Identifies one queued generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+/// Where and how to load models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadSettings {
+    pub paths: ModelPaths,
+    /// `auto`, `cpu`, `cuda` or `metal`.
+    pub device: String,
+    /// `f32`, `f16`, `bf16`, or `None` for the device's default.
+    pub dtype: Option<String>,
+}
+
+/// UI → engine.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Load (or switch) models; queued jobs wait for it.
+    LoadModels(LoadSettings),
+    /// Queue a generation; its images are saved into `output_dir` when given.
+    Generate {
+        job: JobId,
+        request: Request,
+        output_dir: Option<PathBuf>,
+    },
+    /// Cancel a queued or running job.
+    Cancel(JobId),
+    /// Stop the thread.
+    Shutdown,
+}
+
+/// Engine → UI.
+#[derive(Debug, Clone)]
+pub enum Event {
+    ModelsLoading,
+    ModelsLoaded {
+        elapsed_secs: f64,
+        device: String,
+    },
+    ModelsFailed {
+        error: String,
+    },
+    Queued {
+        job: JobId,
+    },
+    Started {
+        job: JobId,
+    },
+    Step {
+        job: JobId,
+        /// 1-based count of finished steps.
+        step: usize,
+        total: usize,
+        preview: Arc<RgbImage>,
+        elapsed_secs: f64,
+    },
+    Finished {
+        job: JobId,
+        images: Vec<Arc<RgbImage>>,
+        /// The request as run (image hashes filled in).
+        request: Box<Request>,
+        /// Where each image was saved, or why it could not be.
+        saved: Vec<Result<PathBuf, String>>,
+        elapsed_secs: f64,
+    },
+    Failed {
+        job: JobId,
+        error: String,
+    },
+    Cancelled {
+        job: JobId,
+    },
+}

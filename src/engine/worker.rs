@@ -1,0 +1,222 @@
+//! The engine thread's loop: a queue of jobs, model loading, and commands
+//! handled between denoising steps.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::Waker;
+use super::protocol::{Command, Event, JobId, LoadSettings};
+use crate::MinusError;
+use crate::output::save_png;
+use crate::pipeline::conditioning::EmbeddingCache;
+use crate::pipeline::models::{device_name, parse_dtype, select_device};
+use crate::pipeline::{Flow, Generation, Models, Request, generate};
+
+struct Job {
+    id: JobId,
+    request: Request,
+    output_dir: Option<PathBuf>,
+}
+
+/// State owned by the engine thread.
+pub struct Worker {
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    waker: Waker,
+    models: Option<(Models, String)>,
+    cache: EmbeddingCache,
+    queue: VecDeque<Job>,
+    pending_load: Option<LoadSettings>,
+    shutdown: bool,
+}
+
+impl Worker {
+    pub fn new(commands: Receiver<Command>, events: Sender<Event>, waker: Waker) -> Self {
+        Self {
+            commands,
+            events,
+            waker,
+            models: None,
+            cache: EmbeddingCache::default(),
+            queue: VecDeque::new(),
+            pending_load: None,
+            shutdown: false,
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // A closed channel means the UI is gone; the shutdown path handles that.
+        let _ = self.events.send(event);
+        (self.waker)();
+    }
+
+    /// Runs until `Shutdown` or until the UI drops its end.
+    pub fn run(mut self) {
+        while !self.shutdown {
+            if let Some(settings) = self.pending_load.take() {
+                self.load(&settings);
+                continue;
+            }
+            if let Some(job) = self.queue.pop_front() {
+                self.run_job(job);
+                continue;
+            }
+            match self.commands.recv() {
+                Ok(command) => {
+                    self.handle(command, None);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Handles one command; returns true when it cancels `running`.
+    fn handle(&mut self, command: Command, running: Option<JobId>) -> bool {
+        match command {
+            Command::LoadModels(settings) => self.pending_load = Some(settings),
+            Command::Generate {
+                job,
+                request,
+                output_dir,
+            } => {
+                self.queue.push_back(Job {
+                    id: job,
+                    request,
+                    output_dir,
+                });
+                self.emit(Event::Queued { job });
+            }
+            Command::Cancel(job) if Some(job) == running => return true,
+            Command::Cancel(job) => {
+                let before = self.queue.len();
+                self.queue.retain(|queued| queued.id != job);
+                if self.queue.len() != before {
+                    self.emit(Event::Cancelled { job });
+                }
+            }
+            Command::Shutdown => {
+                self.shutdown = true;
+                return running.is_some();
+            }
+        }
+        false
+    }
+
+    fn load(&mut self, settings: &LoadSettings) {
+        self.emit(Event::ModelsLoading);
+        let started = Instant::now();
+        self.models = None;
+        self.cache.clear();
+        let loaded = select_device(&settings.device).and_then(|device| {
+            let default = if device.is_cpu() { "f32" } else { "f16" };
+            let dtype = parse_dtype(settings.dtype.as_deref().unwrap_or(default))?;
+            Models::load(&settings.paths, &device, dtype)
+        });
+        match loaded {
+            Ok(models) => {
+                let device = device_name(&models.device).to_string();
+                let name = model_name(&settings.paths.model);
+                self.models = Some((models, name));
+                self.emit(Event::ModelsLoaded {
+                    elapsed_secs: started.elapsed().as_secs_f64(),
+                    device,
+                });
+            }
+            Err(error) => self.emit(Event::ModelsFailed {
+                error: error.to_string(),
+            }),
+        }
+    }
+
+    fn run_job(&mut self, job: Job) {
+        let Some((models, model_name)) = self.models.take() else {
+            self.emit(Event::Failed {
+                job: job.id,
+                error: "no models loaded: choose a model folder under Models".to_string(),
+            });
+            return;
+        };
+        self.emit(Event::Started { job: job.id });
+        let started = Instant::now();
+        let result = {
+            let mut cache = std::mem::take(&mut self.cache);
+            let result = generate(&models, &job.request, &mut cache, &mut |report| {
+                let mut cancel = false;
+                while let Ok(command) = self.commands.try_recv() {
+                    cancel |= self.handle(command, Some(job.id));
+                }
+                if cancel {
+                    return Flow::Cancel;
+                }
+                match report.preview() {
+                    Ok(preview) => self.emit(Event::Step {
+                        job: job.id,
+                        step: report.step + 1,
+                        total: report.total,
+                        preview: Arc::new(preview),
+                        elapsed_secs: report.elapsed_secs,
+                    }),
+                    Err(error) => eprintln!("preview failed: {error}"),
+                }
+                Flow::Continue
+            });
+            self.cache = cache;
+            result
+        };
+        match result {
+            Ok(generation) => {
+                let saved = save_all(&generation, job.output_dir.as_deref(), job.id, &model_name);
+                self.emit(Event::Finished {
+                    job: job.id,
+                    images: generation.images.into_iter().map(Arc::new).collect(),
+                    request: Box::new(generation.request),
+                    saved,
+                    elapsed_secs: started.elapsed().as_secs_f64(),
+                });
+            }
+            Err(MinusError::Cancelled) => self.emit(Event::Cancelled { job: job.id }),
+            Err(error) => self.emit(Event::Failed {
+                job: job.id,
+                error: error.to_string(),
+            }),
+        }
+        self.models = Some((models, model_name));
+    }
+}
+
+fn model_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Saves every image of a run as `<unix secs>-<job>-<i>.png` in `dir`.
+fn save_all(
+    generation: &Generation,
+    dir: Option<&Path>,
+    job: JobId,
+    model_name: &str,
+) -> Vec<Result<PathBuf, String>> {
+    let Some(dir) = dir else {
+        return Vec::new();
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    generation
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let path = dir.join(format!("{stamp}-{}-{i}.png", job.0));
+            save_png(&path, image, &generation.request, model_name)
+                .map(|()| path)
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
