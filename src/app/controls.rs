@@ -191,8 +191,8 @@ fn size_ui(ui: &mut egui::Ui, width: &mut usize, height: &mut usize) {
                 .prefix("H "),
         )
         .on_hover_text("Height in pixels (a multiple of 8)");
-        egui::ComboBox::from_id_salt("size presets")
-            .selected_text("presets")
+        egui::ComboBox::from_label("preset")
+            .selected_text(format!("{}×{}", *width, *height))
             .show_ui(ui, |ui| {
                 for (w, h) in SIZE_PRESETS {
                     if ui

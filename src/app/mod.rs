@@ -100,6 +100,16 @@ impl MinusApp {
         settings
     }
 
+    /// The settings for direct changes (tests, restore).
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+
+    /// Number of images in the positive and the negative pane.
+    pub fn pane_counts(&self) -> (usize, usize) {
+        (self.positive.images.len(), self.negative.images.len())
+    }
+
     /// Number of finished results in the gallery.
     pub fn gallery_len(&self) -> usize {
         self.results.gallery.len()
@@ -157,7 +167,7 @@ impl MinusApp {
     fn handle_engine_events(&mut self, ctx: &egui::Context) {
         for event in self.engine.drain_events() {
             match event {
-                Event::ModelsLoading => self.model_status = "Loading models…".to_string(),
+                Event::ModelsLoading => self.model_status = "Loading models...".to_string(),
                 Event::ModelsLoaded {
                     elapsed_secs,
                     device,

@@ -149,7 +149,7 @@ fn image_card(ui: &mut egui::Ui, image: &mut PaneImage, pane: &str, index: usize
             ui.checkbox(&mut image.enabled, "on")
                 .on_hover_text("Use this image in the next run");
             let remove = ui
-                .small_button("✖")
+                .small_button("Remove")
                 .on_hover_text("Remove this image from the pane");
             if remove.clicked() {
                 removed = true;

@@ -111,7 +111,7 @@ impl Results {
                 ui.label(format!("Queued: {}", self.queued.len()));
                 for id in &self.queued {
                     if ui
-                        .small_button(format!("✖ run {}", id.0))
+                        .small_button(format!("remove run {}", id.0))
                         .on_hover_text("Remove from the queue")
                         .clicked()
                     {
@@ -236,7 +236,7 @@ pub fn settings_differences(a: &Request, b: &Request) -> Vec<String> {
         .filter(|(key, value)| b.get(*key) != Some(*value))
         .map(|(key, value)| {
             let other = b.get(key).map(|v| v.to_string()).unwrap_or_default();
-            format!("{key}: {value} → {other}")
+            format!("{key}: {value} vs {other}")
         })
         .collect()
 }

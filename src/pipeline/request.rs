@@ -150,7 +150,7 @@ impl Request {
             .clone()
             .find(|i| !i.weight.is_finite() || i.weight < 0.0)
         {
-            return bad(format!("weight of {} must be ≥ 0", image.path.display()));
+            return bad(format!("weight of {} must be >= 0", image.path.display()));
         }
         Ok(())
     }

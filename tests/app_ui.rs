@@ -1,0 +1,261 @@
+//! UI tests: the real app driven with egui_kittest, generating with the tiny reference models.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fixtures;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use minus::app::{MinusApp, ModelSettings, Settings};
+
+/// A file "dropped" from the file manager.
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+struct State {
+    app: Option<MinusApp>,
+    settings: Settings,
+}
+
+fn test_settings(output_dir: &Path) -> Settings {
+    let models = fixtures().join("models");
+    let ip = models.join("ip-adapter/models");
+    let mut settings = Settings {
+        models: ModelSettings {
+            model: models.join("sd15").display().to_string(),
+            vae: String::new(),
+            ip_adapter: ip.join("ip-adapter_sd15.safetensors").display().to_string(),
+            image_encoder: ip.join("image_encoder").display().to_string(),
+            device: "cpu".to_string(),
+        },
+        output_dir: Some(output_dir.to_path_buf()),
+        random_seed: false,
+        ..Settings::default()
+    };
+    settings.request.steps = 6;
+    settings.request.width = 96;
+    settings.request.height = 64;
+    settings.request.seed = 5;
+    settings
+}
+
+fn harness(settings: Settings) -> Harness<'static, State> {
+    let state = State {
+        app: None,
+        settings,
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_ui_state(
+            |ui, state: &mut State| {
+                let app = state.app.get_or_insert_with(|| {
+                    MinusApp::new(ui.ctx(), state.settings.clone()).expect("engine starts")
+                });
+                app.show(ui);
+            },
+            state,
+        )
+}
+
+fn app<'a>(harness: &'a Harness<'_, State>) -> &'a MinusApp {
+    harness
+        .state()
+        .app
+        .as_ref()
+        .expect("app built on the first frame")
+}
+
+/// Steps the UI (in real time, as the engine works) until `done` or the timeout.
+fn run_until(harness: &mut Harness<'_, State>, what: &str, done: impl Fn(&MinusApp) -> bool) {
+    let started = Instant::now();
+    loop {
+        harness.step();
+        if done(app(harness)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; messages: {:?}",
+            app(harness).messages()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn drop_on(harness: &mut Harness<'_, State>, label: &str, file: PathBuf) {
+    let target = harness.get_by_label(label).rect().center();
+    harness
+        .input_mut()
+        .events
+        .push(egui::Event::PointerMoved(target));
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(file)));
+    harness.step();
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("minus-ui-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn saved_pngs(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "png"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn drop_images_generate_and_see_previews_and_a_saved_result() {
+    let out = temp_dir("generate");
+    let mut harness = harness(test_settings(&out));
+    harness.step();
+    drop_on(
+        &mut harness,
+        "Image prompt",
+        fixtures().join("images/house.png"),
+    );
+    drop_on(
+        &mut harness,
+        "Negative image prompt",
+        fixtures().join("images/lawn.png"),
+    );
+    run_until(&mut harness, "two thumbnails", |app| {
+        app.pane_counts() == (1, 1)
+    });
+
+    harness.get_by_label("Generate").click();
+    let frames_before = app(&harness).frames();
+    run_until(&mut harness, "a step preview", |app| app.running_step() > 0);
+    run_until(&mut harness, "a gallery entry", |app| {
+        app.gallery_len() == 1
+    });
+    // Frames kept coming while the engine worked: the UI never waited on it.
+    assert!(app(&harness).frames() > frames_before + 2);
+    assert!(
+        app(&harness).messages().is_empty(),
+        "{:?}",
+        app(&harness).messages()
+    );
+
+    let saved = saved_pngs(&out);
+    assert_eq!(saved.len(), 1);
+    let bytes = std::fs::read(&saved[0]).expect("saved png");
+    let request = minus::output::read_request(&bytes).expect("settings embedded");
+    assert_eq!(request.images.len(), 1);
+    assert_eq!(request.negative_images.len(), 1);
+    assert_eq!(request.seed, 5);
+    assert!(request.images[0].sha256.is_some());
+}
+
+#[test]
+fn cancel_stops_a_long_run() {
+    let out = temp_dir("cancel");
+    let mut settings = test_settings(&out);
+    settings.request.steps = 1000;
+    let mut harness = harness(settings);
+    harness.step();
+    harness.get_by_label("Generate").click();
+    run_until(&mut harness, "the run to start", |app| {
+        app.running_step() > 0
+    });
+    harness.get_by_label("Cancel").click();
+    run_until(&mut harness, "the run to stop", |app| !app.is_busy());
+    assert_eq!(app(&harness).gallery_len(), 0);
+    assert!(saved_pngs(&out).is_empty());
+}
+
+#[test]
+fn queued_runs_all_finish_and_two_results_compare() {
+    let out = temp_dir("queue");
+    let mut harness = harness(test_settings(&out));
+    harness.step();
+    harness.get_by_label("Generate").click();
+    harness.step();
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "CFG scale")
+        .set_value_accesskit(3.0);
+    harness.step();
+    assert_eq!(app(&harness).settings().request.cfg, 3.0);
+    harness.get_by_label("Generate").click();
+    run_until(&mut harness, "two results", |app| app.gallery_len() == 2);
+    for checkbox in harness.get_all_by_label("compare").collect::<Vec<_>>() {
+        checkbox.click();
+    }
+    harness.step();
+    harness.step();
+    let differences = harness
+        .query_by_label_contains("Differences:")
+        .expect("comparison shown");
+    let text = format!("{differences:?}");
+    assert!(text.contains("cfg"), "{text}");
+}
+
+#[test]
+fn dropping_a_saved_png_restores_its_settings() {
+    let out = temp_dir("restore");
+    let saved = out.join("saved.png");
+    let request = minus::pipeline::Request {
+        seed: 4242,
+        steps: 13,
+        prompt: "a house in winter".to_string(),
+        ..minus::pipeline::Request::default()
+    };
+    minus::output::save_png(&saved, &image::RgbImage::new(8, 8), &request, "test").expect("save");
+    let mut settings = test_settings(&out);
+    settings.output_dir = None;
+    let mut harness = harness(settings);
+    harness.step();
+    drop_on(&mut harness, "Generate", saved);
+    run_until(&mut harness, "settings restored", |app| {
+        app.settings().request.seed == 4242
+    });
+    let restored = app(&harness).settings().request;
+    assert_eq!(restored.steps, 13);
+    assert_eq!(restored.prompt, "a house in winter");
+}
+
+#[test]
+fn a_corrupt_dropped_file_shows_an_error_and_the_app_keeps_working() {
+    let out = temp_dir("corrupt");
+    let corrupt = out.join("broken.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").expect("write");
+    let mut settings = test_settings(&out);
+    settings.output_dir = None;
+    let mut harness = harness(settings);
+    harness.step();
+    drop_on(&mut harness, "Image prompt", corrupt);
+    run_until(&mut harness, "an error message", |app| {
+        !app.messages().is_empty()
+    });
+    assert!(app(&harness).messages()[0].contains("broken.png"));
+    assert_eq!(app(&harness).pane_counts(), (0, 0));
+    harness.get_by_label("Generate").click();
+    run_until(&mut harness, "a result after the error", |app| {
+        app.gallery_len() == 1
+    });
+}
