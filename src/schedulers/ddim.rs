@@ -78,5 +78,7 @@ mod tests {
         let ddim = Ddim::new(&NoiseSchedule::sd15(), 10);
         assert_eq!(ddim.timesteps()[0], 901.0);
         assert_eq!(ddim.timesteps()[9], 1.0);
+        let ddim = Ddim::new(&NoiseSchedule::sd15(), 25);
+        assert_eq!(&ddim.timesteps()[..3], &[961.0, 921.0, 881.0]);
     }
 }

@@ -102,3 +102,34 @@ impl Scheduler for DpmPp2M {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Values printed by diffusers 0.42.1 `DPMSolverMultistepScheduler` from SD 1.5's config.
+    #[test]
+    fn linspace_timesteps_match_diffusers() {
+        let dpm = DpmPp2M::new(&NoiseSchedule::sd15(), 7, false);
+        assert_eq!(
+            dpm.timesteps(),
+            &[999.0, 856.0, 714.0, 571.0, 428.0, 285.0, 143.0]
+        );
+    }
+
+    #[test]
+    fn karras_schedule_matches_diffusers() {
+        let dpm = DpmPp2M::new(&NoiseSchedule::sd15(), 12, true);
+        let expected_t = [
+            999.0, 933.0, 854.0, 761.0, 646.0, 506.0, 345.0, 190.0, 78.0, 23.0, 4.0, 0.0,
+        ];
+        assert_eq!(dpm.timesteps(), &expected_t);
+        let expected_sigmas = [
+            14.614647, 9.945206, 6.617723, 4.294073, 2.708041, 1.653179, 0.972118, 0.547242,
+            0.292625, 0.147136, 0.068640, 0.029168, 0.0,
+        ];
+        for (ours, theirs) in dpm.sigmas.iter().zip(expected_sigmas) {
+            assert!((ours - theirs).abs() < 1e-5, "{ours} vs {theirs}");
+        }
+    }
+}

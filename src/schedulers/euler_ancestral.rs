@@ -77,3 +77,18 @@ impl Scheduler for EulerAncestral {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Values printed by diffusers 0.42.1 `EulerAncestralDiscreteScheduler` from SD 1.5's config.
+    #[test]
+    fn fractional_timesteps_and_sigma_max_match_diffusers() {
+        let euler = EulerAncestral::new(&NoiseSchedule::sd15(), 25, false);
+        assert_eq!(&euler.timesteps()[..3], &[999.0, 957.375, 915.75]);
+        assert!((euler.sigmas[1] - 11.435_942).abs() < 1e-5);
+        assert!((euler.init_noise_sigma() - 14.614_647).abs() < 1e-5);
+        assert_eq!(euler.sigmas.len(), 26);
+    }
+}

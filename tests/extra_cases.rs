@@ -1,0 +1,83 @@
+//! End-to-end runs against stock diffusers outputs for settings the public reference
+//! cases do not cover: batch 2, sizes that are not multiples of 64, Karras sigmas, and
+//! Euler a with the Plus adapter (made by `tests/tools/make_extra_cases.py`).
+
+mod common;
+
+use common::{adapter_file, fixtures, load_models};
+use minus::pipeline::conditioning::EmbeddingCache;
+use minus::pipeline::{Flow, ImagePrompt, Request, generate};
+use minus::schedulers::SamplerKind;
+
+fn check(name: &str, adapter: &str, request: Request) {
+    let models = load_models(Some(adapter_file(adapter)));
+    let generation = generate(
+        &models,
+        &request,
+        &mut EmbeddingCache::default(),
+        &mut |_| Flow::Continue,
+    )
+    .expect("generation runs");
+    assert_eq!(generation.images.len(), request.batch);
+    for (i, image) in generation.images.iter().enumerate() {
+        let expected = image::open(fixtures().join(format!("extra/{name}_{i}.png")))
+            .expect("expected image")
+            .to_rgb8();
+        assert_eq!(image.dimensions(), expected.dimensions());
+        let diffs: Vec<f64> = image
+            .as_raw()
+            .iter()
+            .zip(expected.as_raw())
+            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+            .collect();
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        let max = diffs.iter().copied().fold(0.0, f64::max);
+        println!("{name} item {i}: mean |Δ| {mean:.4}/255, max |Δ| {max}/255");
+        assert!(
+            mean <= 0.5 && max <= 4.0,
+            "{name} item {i}: mean {mean}, max {max}"
+        );
+    }
+}
+
+fn house() -> Vec<ImagePrompt> {
+    vec![ImagePrompt::new(fixtures().join("images/house.png"))]
+}
+
+#[test]
+fn dpmpp_2m_karras_batch_of_two_at_80x112() {
+    let request = Request {
+        prompt: "a snowy house".to_string(),
+        images: house(),
+        ip_weight: 0.6,
+        negative_ip_weight: 0.6,
+        sampler: SamplerKind::DpmPp2M,
+        karras: true,
+        steps: 12,
+        cfg: 6.5,
+        seed: 11,
+        width: 80,
+        height: 112,
+        batch: 2,
+        ..Request::default()
+    };
+    check("dpmk", "base", request);
+}
+
+#[test]
+fn euler_a_plus_batch_of_two_at_136x64() {
+    let request = Request {
+        images: house(),
+        ip_weight: 0.9,
+        negative_ip_weight: 0.9,
+        sampler: SamplerKind::EulerAncestral,
+        steps: 7,
+        cfg: 6.5,
+        seed: 123,
+        width: 136,
+        height: 64,
+        batch: 2,
+        ..Request::default()
+    };
+    check("eulera", "plus", request);
+}
