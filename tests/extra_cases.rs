@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{adapter_file, fixtures, load_models};
+use common::{adapter_file, assert_image_matches, fixtures, load_models};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::{Flow, ImagePrompt, Request, generate};
 use minus::schedulers::SamplerKind;
@@ -20,23 +20,8 @@ fn check(name: &str, adapter: &str, request: Request) {
     .expect("generation runs");
     assert_eq!(generation.images.len(), request.batch);
     for (i, image) in generation.images.iter().enumerate() {
-        let expected = image::open(fixtures().join(format!("extra/{name}_{i}.png")))
-            .expect("expected image")
-            .to_rgb8();
-        assert_eq!(image.dimensions(), expected.dimensions());
-        let diffs: Vec<f64> = image
-            .as_raw()
-            .iter()
-            .zip(expected.as_raw())
-            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
-            .collect();
-        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
-        let max = diffs.iter().copied().fold(0.0, f64::max);
-        println!("{name} item {i}: mean |Δ| {mean:.4}/255, max |Δ| {max}/255");
-        assert!(
-            mean <= 0.5 && max <= 4.0,
-            "{name} item {i}: mean {mean}, max {max}"
-        );
+        let expected = fixtures().join(format!("extra/{name}_{i}.png"));
+        assert_image_matches(&format!("{name} item {i}"), image, &expected);
     }
 }
 

@@ -4,6 +4,7 @@ use egui::RichText;
 
 use super::settings::Settings;
 use crate::pipeline::Window;
+use crate::pipeline::noise::random_seed;
 use crate::pipeline::preprocess::FitMode;
 use crate::schedulers::SamplerKind;
 
@@ -206,13 +207,4 @@ fn size_ui(ui: &mut egui::Ui, width: &mut usize, height: &mut usize) {
     });
     *width = (*width / 8).max(1) * 8;
     *height = (*height / 8).max(1) * 8;
-}
-
-/// A seed from the clock.
-pub fn random_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs().rotate_left(17))
-        .unwrap_or_default();
-    nanos % (1 << 32)
 }

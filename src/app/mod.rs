@@ -147,7 +147,7 @@ impl MinusApp {
     /// Queues a run with the current settings.
     pub fn generate(&mut self) {
         if self.settings.random_seed {
-            self.settings.request.seed = controls::random_seed();
+            self.settings.request.seed = crate::pipeline::noise::random_seed();
         }
         let mut request = self.settings.request.clone();
         request.images = self.positive.prompts();

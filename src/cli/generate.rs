@@ -8,6 +8,7 @@ use clap::Args;
 use minus::output::{numbered_paths, save_png};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::models::{device_name, parse_dtype, select_device};
+use minus::pipeline::noise::random_seed;
 use minus::pipeline::preprocess::FitMode;
 use minus::pipeline::{Flow, ImagePrompt, ModelPaths, Models, Request, Window, generate};
 use minus::schedulers::SamplerKind;
@@ -159,15 +160,6 @@ impl GenerateArgs {
             fit: self.fit,
         })
     }
-}
-
-/// A seed from the clock, for runs without `--seed`.
-fn random_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    (nanos as u64) % (1 << 32)
 }
 
 /// Runs `minus generate`.

@@ -115,6 +115,14 @@ impl TorchRng {
     }
 }
 
+/// A fresh 32-bit seed from the clock, for runs without a fixed seed.
+pub fn random_seed() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (u64::from(now.subsec_nanos()) ^ now.as_secs().rotate_left(17)) % (1 << 32)
+}
+
 /// Turns 16 uniforms into 16 normals in place, torch's `normal_fill_16`.
 fn box_muller_16(values: &mut [f32]) {
     for j in 0..8 {

@@ -160,11 +160,15 @@ pub trait Scheduler: Send {
     /// The timesteps fed to the UNet, one per step.
     fn timesteps(&self) -> &[f64];
 
-    /// Factor applied to the initial noise.
-    fn init_noise_sigma(&self) -> f64;
+    /// Factor applied to the initial noise (1 for samplers working in the VP parameterisation).
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
 
-    /// Scales the latents before they enter the UNet at `step`.
-    fn scale_model_input(&self, sample: &Tensor, step: usize) -> candle_core::Result<Tensor>;
+    /// Scales the latents before they enter the UNet at `step` (identity by default).
+    fn scale_model_input(&self, sample: &Tensor, _step: usize) -> candle_core::Result<Tensor> {
+        Ok(sample.clone())
+    }
 
     /// Advances `sample` by one step given the guided noise prediction.
     fn step(

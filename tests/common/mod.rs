@@ -84,3 +84,24 @@ pub fn assert_close(name: &str, actual: &Tensor, expected: &Tensor, tolerance: f
     );
     error
 }
+
+/// Asserts an 8-bit image is within mean 0.5/255 and max 4/255 of the PNG at `expected`.
+pub fn assert_image_matches(name: &str, image: &image::RgbImage, expected: &Path) {
+    let expected = image::open(expected).expect("expected image").to_rgb8();
+    assert_eq!(
+        image.dimensions(),
+        expected.dimensions(),
+        "{name}: image size"
+    );
+    let diffs: Vec<f64> = image
+        .as_raw()
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    let max = diffs.iter().copied().fold(0.0, f64::max);
+    println!("{name}: image mean |Δ| {mean:.4}/255, max |Δ| {max:.0}/255");
+    assert!(mean <= 0.5, "{name}: image mean |Δ| {mean}/255");
+    assert!(max <= 4.0, "{name}: image max |Δ| {max}/255");
+}

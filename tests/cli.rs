@@ -1,0 +1,161 @@
+//! The `minus generate` command as users run it: files written, settings embedded,
+//! and one-line errors with a non-zero exit for bad input.
+
+mod common;
+
+use std::process::Command;
+
+use common::{fixtures, model_paths};
+
+fn minus() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_minus"))
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("minus-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn generate_writes_numbered_pngs_with_settings() {
+    let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
+    let out = temp_dir("generate").join("result.png");
+    let status = minus()
+        .args([
+            "generate", "--device", "cpu", "--steps", "3", "--width", "64", "--height", "64",
+        ])
+        .args(["--seed", "9", "--batch", "2", "--negative-ip-weight", "0.5"])
+        .arg("--model")
+        .arg(&paths.model)
+        .arg("--ip-adapter")
+        .arg(paths.ip_adapter.as_ref().expect("adapter"))
+        .arg("--image-encoder")
+        .arg(paths.image_encoder.as_ref().expect("encoder"))
+        .arg("--image")
+        .arg(fixtures().join("images/house.png"))
+        .arg("--negative-image")
+        .arg(fixtures().join("images/gray.jpg"))
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .expect("minus runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(String::from_utf8_lossy(&status.stderr).contains("step 3/3"));
+    for i in 0..2 {
+        let file = out.with_file_name(format!("result-{i}.png"));
+        let bytes = std::fs::read(&file).expect("numbered output");
+        let request = minus::output::read_request(&bytes).expect("embedded settings");
+        assert_eq!(request.seed, 9);
+        assert_eq!(request.negative_ip_weight, 0.5);
+        assert_eq!(request.batch, 2);
+    }
+}
+
+/// Runs `minus generate` with `args` and returns (exit code, stderr).
+fn failing(args: &[&str]) -> (Option<i32>, String) {
+    let output = minus()
+        .arg("generate")
+        .args(["--device", "cpu", "--height", "64"])
+        .args(args)
+        .arg("--output")
+        .arg(temp_dir("fail").join("x.png"))
+        .output()
+        .expect("minus runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_input_gives_a_one_line_error_naming_the_problem() {
+    let root = fixtures().join("models");
+    let model = root.join("sd15").display().to_string();
+    let adapter = root
+        .join("ip-adapter/models/ip-adapter_sd15.safetensors")
+        .display()
+        .to_string();
+    let encoder = root
+        .join("ip-adapter/models/image_encoder")
+        .display()
+        .to_string();
+    let unet_file = root
+        .join("sd15/unet/diffusion_pytorch_model.safetensors")
+        .display()
+        .to_string();
+    let corrupt = temp_dir("corrupt").join("corrupt.safetensors");
+    std::fs::write(&corrupt, b"not safetensors at all").expect("write");
+    let corrupt = corrupt.display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--model", "/no/such/model"], "model folder not found"),
+        (
+            vec![
+                "--model",
+                &model,
+                "--ip-adapter",
+                &adapter,
+                "--image-encoder",
+                &encoder,
+                "--image",
+                "/no/such.png",
+            ],
+            "/no/such.png",
+        ),
+        (
+            vec!["--model", &model, "--image", "/no/such.png"],
+            "need an IP-Adapter",
+        ),
+        (
+            vec![
+                "--model",
+                &model,
+                "--ip-adapter",
+                &unet_file,
+                "--image-encoder",
+                &encoder,
+            ],
+            "not an IP-Adapter file",
+        ),
+        (
+            vec![
+                "--model",
+                &model,
+                "--ip-adapter",
+                &corrupt,
+                "--image-encoder",
+                &encoder,
+            ],
+            "not a readable safetensors file",
+        ),
+        (
+            vec![
+                "--model",
+                &model,
+                "--ip-adapter",
+                &adapter,
+                "--image-encoder",
+                &model,
+            ],
+            "no `.safetensors` weights file",
+        ),
+        (vec!["--model", &model, "--width", "100"], "multiple of 8"),
+        (vec!["--model", &model, "--steps", "0"], "steps must be"),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = failing(&args);
+        let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(error_lines.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            error_lines[0].contains(expected),
+            "{args:?}: expected `{expected}` in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
