@@ -66,3 +66,23 @@ fn euler_a_plus_batch_of_two_at_136x64() {
     };
     check("eulera", "plus", request);
 }
+
+#[test]
+fn rerunning_with_the_same_images_skips_the_image_encoder() {
+    let models = load_models(Some(adapter_file("base")));
+    let request = Request {
+        images: house(),
+        negative_images: vec![ImagePrompt::new(fixtures().join("images/lawn.png"))],
+        steps: 2,
+        width: 64,
+        height: 64,
+        ..Request::default()
+    };
+    let mut cache = EmbeddingCache::default();
+    let first = generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("first run");
+    assert_eq!(cache.encoder_runs(), 2);
+    let second = generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("second run");
+    assert_eq!(cache.encoder_runs(), 2, "the encoder ran again for cached images");
+    assert_eq!(first.images, second.images);
+    assert!(first.request.images[0].sha256.is_some());
+}
