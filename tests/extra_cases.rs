@@ -79,10 +79,16 @@ fn rerunning_with_the_same_images_skips_the_image_encoder() {
         ..Request::default()
     };
     let mut cache = EmbeddingCache::default();
-    let first = generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("first run");
+    let first =
+        generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("first run");
     assert_eq!(cache.encoder_runs(), 2);
-    let second = generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("second run");
-    assert_eq!(cache.encoder_runs(), 2, "the encoder ran again for cached images");
+    let second =
+        generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("second run");
+    assert_eq!(
+        cache.encoder_runs(),
+        2,
+        "the encoder ran again for cached images"
+    );
     assert_eq!(first.images, second.images);
     assert!(first.request.images[0].sha256.is_some());
 }
