@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fixtures;
+use common::{fixtures, temp_dir};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use minus::app::{MinusApp, ModelSettings, Settings};
@@ -108,13 +108,6 @@ fn drop_on(harness: &mut Harness<'_, State>, label: &str, file: PathBuf) {
     harness.step();
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("minus-ui-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 fn saved_pngs(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -131,7 +124,7 @@ fn saved_pngs(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn drop_images_generate_and_see_previews_and_a_saved_result() {
-    let out = temp_dir("generate");
+    let out = temp_dir("ui-generate");
     let mut harness = harness(test_settings(&out));
     harness.step();
     drop_on(
@@ -174,7 +167,7 @@ fn drop_images_generate_and_see_previews_and_a_saved_result() {
 
 #[test]
 fn cancel_stops_a_long_run() {
-    let out = temp_dir("cancel");
+    let out = temp_dir("ui-cancel");
     let mut settings = test_settings(&out);
     settings.request.steps = 1000;
     let mut harness = harness(settings);
@@ -191,7 +184,7 @@ fn cancel_stops_a_long_run() {
 
 #[test]
 fn queued_runs_all_finish_and_two_results_compare() {
-    let out = temp_dir("queue");
+    let out = temp_dir("ui-queue");
     let mut harness = harness(test_settings(&out));
     harness.step();
     harness.get_by_label("Generate").click();
@@ -217,7 +210,7 @@ fn queued_runs_all_finish_and_two_results_compare() {
 
 #[test]
 fn dropping_a_saved_png_restores_its_settings() {
-    let out = temp_dir("restore");
+    let out = temp_dir("ui-restore");
     let saved = out.join("saved.png");
     let request = minus::pipeline::Request {
         seed: 4242,
@@ -241,7 +234,7 @@ fn dropping_a_saved_png_restores_its_settings() {
 
 #[test]
 fn a_corrupt_dropped_file_shows_an_error_and_the_app_keeps_working() {
-    let out = temp_dir("corrupt");
+    let out = temp_dir("ui-corrupt");
     let corrupt = out.join("broken.png");
     std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").expect("write");
     let mut settings = test_settings(&out);

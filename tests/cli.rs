@@ -5,23 +5,16 @@ mod common;
 
 use std::process::Command;
 
-use common::{fixtures, model_paths};
+use common::{fixtures, model_paths, temp_dir};
 
 fn minus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_minus"))
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("minus-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 #[test]
 fn generate_writes_numbered_pngs_with_settings() {
     let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
-    let out = temp_dir("generate").join("result.png");
+    let out = temp_dir("cli-generate").join("result.png");
     let status = minus()
         .args([
             "generate", "--device", "cpu", "--steps", "3", "--width", "64", "--height", "64",
@@ -64,7 +57,7 @@ fn failing(args: &[&str]) -> (Option<i32>, String) {
         .args(["--device", "cpu", "--height", "64"])
         .args(args)
         .arg("--output")
-        .arg(temp_dir("fail").join("x.png"))
+        .arg(temp_dir("cli-fail").join("x.png"))
         .output()
         .expect("minus runs");
     (
@@ -89,7 +82,7 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
         .join("sd15/unet/diffusion_pytorch_model.safetensors")
         .display()
         .to_string();
-    let corrupt = temp_dir("corrupt").join("corrupt.safetensors");
+    let corrupt = temp_dir("cli-corrupt").join("corrupt.safetensors");
     std::fs::write(&corrupt, b"not safetensors at all").expect("write");
     let corrupt = corrupt.display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![

@@ -105,3 +105,11 @@ pub fn assert_image_matches(name: &str, image: &image::RgbImage, expected: &Path
     assert!(mean <= 0.5, "{name}: image mean |Δ| {mean}/255");
     assert!(max <= 4.0, "{name}: image max |Δ| {max}/255");
 }
+
+/// A fresh, empty folder under the system temp dir for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("minus-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
