@@ -252,3 +252,32 @@ fn a_corrupt_dropped_file_shows_an_error_and_the_app_keeps_working() {
         app.gallery_len() == 1
     });
 }
+
+#[test]
+fn a_sweep_runs_one_job_per_value_and_saves_a_labelled_grid() {
+    let out = temp_dir("ui-sweep");
+    let mut settings = test_settings(&out);
+    settings.sweep.values = "0, 1.5".to_string();
+    let mut harness = harness(settings);
+    harness.step();
+    harness.get_by_label("Sweep").click();
+    harness.step();
+    harness.get_by_label("Run sweep").click();
+    run_until(&mut harness, "the sweep", |app| app.sweep_complete());
+    assert_eq!(app(&harness).gallery_len(), 2);
+    harness.step();
+    harness.get_by_label("Save grid").click();
+    run_until(&mut harness, "the grid file", |app| {
+        app.messages().iter().any(|m| m.starts_with("Grid saved"))
+    });
+    let grid = saved_pngs(&out)
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("sweep-"))
+        })
+        .expect("grid saved");
+    let grid = image::open(grid).expect("grid image").to_rgb8();
+    // Two 96-pixel-wide results side by side, with gaps, under a label strip.
+    assert!(grid.width() > 2 * 96 && grid.height() > 64);
+}

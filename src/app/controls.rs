@@ -3,6 +3,7 @@
 use egui::RichText;
 
 use super::settings::Settings;
+use super::sweep::SweepParameter;
 use crate::pipeline::Window;
 use crate::pipeline::noise::random_seed;
 use crate::pipeline::preprocess::FitMode;
@@ -12,9 +13,17 @@ use crate::schedulers::SamplerKind;
 const SIZE_PRESETS: [(usize, usize); 5] =
     [(512, 512), (512, 768), (768, 512), (640, 640), (768, 768)];
 
-/// Draws every generation setting; returns true when the Models section asks to load.
-pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> bool {
-    let mut load = false;
+/// What the settings column asks the app to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlAction {
+    None,
+    LoadModels,
+    RunSweep,
+}
+
+/// Draws every generation setting and the Models and Sweep sections.
+pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction {
+    let mut action = ControlAction::None;
     let request = &mut settings.request;
     ui.label("Prompt");
     ui.add(
@@ -124,7 +133,7 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> bool {
                 .on_hover_text("Load (or reload) these models")
                 .clicked()
             {
-                load = true;
+                action = ControlAction::LoadModels;
             }
         });
     let mut output = settings
@@ -140,7 +149,32 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> bool {
     ) {
         settings.output_dir = (!output.trim().is_empty()).then(|| output.trim().into());
     }
-    load
+    egui::CollapsingHeader::new("Sweep").show(ui, |ui| {
+        let sweep = &mut settings.sweep;
+        egui::ComboBox::from_label("vary")
+            .selected_text(sweep.parameter.label())
+            .show_ui(ui, |ui| {
+                for parameter in SweepParameter::ALL {
+                    ui.selectable_value(&mut sweep.parameter, parameter, parameter.label());
+                }
+            })
+            .response
+            .on_hover_text("The setting that changes from run to run");
+        path_field(
+            ui,
+            "values",
+            &mut sweep.values,
+            "Comma-separated values, one run each",
+        );
+        if ui
+            .button("Run sweep")
+            .on_hover_text("Queue one run per value and show the results as a labelled grid")
+            .clicked()
+        {
+            action = ControlAction::RunSweep;
+        }
+    });
+    action
 }
 
 fn path_field(ui: &mut egui::Ui, label: &str, value: &mut String, tooltip: &str) -> bool {

@@ -30,6 +30,7 @@ pub struct Loaded {
 }
 
 /// Background file loading; results are polled every frame.
+#[derive(Clone)]
 pub struct Loader {
     sender: Sender<Loaded>,
     receiver: Receiver<Loaded>,

@@ -6,6 +6,8 @@ mod loader;
 mod panes;
 mod results;
 mod settings;
+mod sweep;
+mod tasks;
 mod texture;
 
 use std::sync::Arc;
@@ -13,10 +15,13 @@ use std::sync::Arc;
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::engine::{Command, Engine, Event};
+use controls::ControlAction;
 use loader::{Loaded, Loader, Target};
-use panes::{Pane, PaneImage};
+use panes::{Pane, PaneAction, PaneImage};
 use results::{GalleryEntry, ResultAction, Results, RunningJob};
 pub use settings::{ModelSettings, Settings};
+use sweep::{Sweep, parse_values};
+use tasks::Notices;
 
 /// Ctrl+Enter (Cmd+Enter on macOS) starts a run.
 const GENERATE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
@@ -30,6 +35,7 @@ pub struct MinusApp {
     negative: Pane,
     engine: Engine,
     loader: Loader,
+    notices: Notices,
     results: Results,
     /// Model loading state shown under the Generate button.
     model_status: String,
@@ -47,6 +53,7 @@ impl MinusApp {
         let repaint = ctx.clone();
         let engine = Engine::spawn(Arc::new(move || repaint.request_repaint()))?;
         let loader = Loader::new(ctx);
+        let notices = Notices::new(ctx);
         let mut app = Self {
             positive: Pane {
                 title: "Image prompt",
@@ -69,6 +76,7 @@ impl MinusApp {
             settings,
             engine,
             loader,
+            notices,
             results: Results {
                 split: 0.5,
                 ..Results::default()
@@ -144,17 +152,19 @@ impl MinusApp {
         }
     }
 
-    /// Queues a run with the current settings.
-    pub fn generate(&mut self) {
-        if self.settings.random_seed {
-            self.settings.request.seed = crate::pipeline::noise::random_seed();
-        }
+    /// The request the current settings and panes describe.
+    fn current_request(&self) -> crate::pipeline::Request {
         let mut request = self.settings.request.clone();
         request.images = self.positive.prompts();
         request.negative_images = self.negative.prompts();
+        request
+    }
+
+    /// Sends `request` to the engine; returns its job id, or `None` (with a message) if invalid.
+    fn queue(&mut self, request: crate::pipeline::Request) -> Option<crate::engine::JobId> {
         if let Err(error) = request.validate() {
             self.messages.push(error.to_string());
-            return;
+            return None;
         }
         let job = self.engine.next_job_id();
         self.engine.send(Command::Generate {
@@ -162,6 +172,45 @@ impl MinusApp {
             request,
             output_dir: self.settings.output_dir.clone(),
         });
+        Some(job)
+    }
+
+    /// Queues a run with the current settings.
+    pub fn generate(&mut self) {
+        if self.settings.random_seed {
+            self.settings.request.seed = crate::pipeline::noise::random_seed();
+        }
+        let request = self.current_request();
+        self.queue(request);
+    }
+
+    /// Queues one run per sweep value and shows them as a grid.
+    pub fn run_sweep(&mut self) {
+        let values = match parse_values(&self.settings.sweep.values) {
+            Ok(values) => values,
+            Err(error) => {
+                self.messages.push(error);
+                return;
+            }
+        };
+        let parameter = self.settings.sweep.parameter;
+        let base = self.current_request();
+        let mut cells = Vec::with_capacity(values.len());
+        for value in values {
+            let Some(job) = self.queue(parameter.apply(&base, value)) else {
+                return;
+            };
+            cells.push((job, format!("{} {value}", parameter.label())));
+        }
+        self.results.sweep = Some(Sweep::new(
+            format!("Sweep over {}", parameter.label()),
+            cells,
+        ));
+    }
+
+    /// Whether the sweep grid is complete (every run finished).
+    pub fn sweep_complete(&self) -> bool {
+        self.results.sweep.as_ref().is_some_and(Sweep::is_complete)
     }
 
     fn handle_engine_events(&mut self, ctx: &egui::Context) {
@@ -226,19 +275,20 @@ impl MinusApp {
                     self.finish_job(job);
                     for (i, image) in images.iter().enumerate() {
                         let path = saved.get(i).and_then(|s| s.as_ref().ok()).cloned();
-                        self.results.gallery.insert(
-                            0,
-                            GalleryEntry {
-                                texture: texture::upload(
-                                    ctx,
-                                    &format!("result {} {i}", job.0),
-                                    image,
-                                ),
-                                request: Some((*request).clone()),
-                                path,
-                                compare: false,
-                            },
-                        );
+                        let texture = texture::upload(ctx, &format!("result {} {i}", job.0), image);
+                        if i == 0
+                            && let Some(sweep) = &mut self.results.sweep
+                        {
+                            sweep.record(job, image.clone(), texture.clone());
+                        }
+                        let entry = GalleryEntry {
+                            texture,
+                            image: Some(image.clone()),
+                            request: Some((*request).clone()),
+                            path,
+                            compare: false,
+                        };
+                        self.results.gallery.insert(0, entry);
                     }
                     self.results.selected = Some(0);
                     for error in saved.iter().filter_map(|s| s.as_ref().err()) {
@@ -298,6 +348,7 @@ impl MinusApp {
                         0,
                         GalleryEntry {
                             texture: texture::upload(ctx, &path.display().to_string(), &thumb),
+                            image: None,
                             request,
                             path: Some(path),
                             compare: false,
@@ -331,7 +382,6 @@ impl MinusApp {
                     &mut pane.images[last]
                 }
             };
-            entry.aspect = image.width() as f32 / image.height().max(1) as f32;
             entry.thumbnail = Some(thumbnail);
         }
     }
@@ -378,6 +428,17 @@ impl MinusApp {
         if ctx.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
             self.generate();
         }
+        self.messages.extend(self.notices.poll());
+        let typing = ctx.memory(|m| m.focused().is_some());
+        let paste_pressed = ctx.input(|i| {
+            i.events.iter().any(|e| {
+                matches!(e, egui::Event::Paste(_))
+                    || matches!(e, egui::Event::Key { key: Key::V, pressed: true, modifiers, .. } if modifiers.command)
+            })
+        });
+        if paste_pressed && !typing {
+            tasks::paste_image(&self.notices, &self.loader, Target::Positive, pasted_dir());
+        }
         if ctx.input(|i| i.key_pressed(Key::Escape))
             && let Some(job) = &self.results.running
         {
@@ -403,8 +464,10 @@ impl MinusApp {
                     }
                     ui.label(RichText::new(&self.model_status).small());
                     ui.separator();
-                    if controls::settings_ui(ui, &mut self.settings) {
-                        self.load_models();
+                    match controls::settings_ui(ui, &mut self.settings) {
+                        ControlAction::None => {}
+                        ControlAction::LoadModels => self.load_models(),
+                        ControlAction::RunSweep => self.run_sweep(),
                     }
                     if ui
                         .button("Reset to defaults")
@@ -426,12 +489,27 @@ impl MinusApp {
             ui.columns(2, |columns| {
                 let hovered =
                     |rect: egui::Rect| hovering_files && pointer.is_some_and(|p| rect.contains(p));
-                self.pane_rects[0] = self
-                    .positive
-                    .ui(&mut columns[0], hovered(self.pane_rects[0]));
-                self.pane_rects[1] = self
-                    .negative
-                    .ui(&mut columns[1], hovered(self.pane_rects[1]));
+                let fit = self.settings.request.fit;
+                let (rect, positive_action) =
+                    self.positive
+                        .ui(&mut columns[0], hovered(self.pane_rects[0]), fit);
+                self.pane_rects[0] = rect;
+                let (rect, negative_action) =
+                    self.negative
+                        .ui(&mut columns[1], hovered(self.pane_rects[1]), fit);
+                self.pane_rects[1] = rect;
+                for (action, target) in [
+                    (positive_action, Target::Positive),
+                    (negative_action, Target::Negative),
+                ] {
+                    match action {
+                        PaneAction::None => {}
+                        PaneAction::Add => tasks::pick_images(&self.notices, &self.loader, target),
+                        PaneAction::Paste => {
+                            tasks::paste_image(&self.notices, &self.loader, target, pasted_dir());
+                        }
+                    }
+                }
             });
             ui.separator();
             match self.results.main_ui(ui) {
@@ -440,8 +518,34 @@ impl MinusApp {
                 ResultAction::UseSettings(request) => self.restore(request),
                 ResultAction::UseAsImage(path) => self.loader.load(vec![path], Target::Positive),
                 ResultAction::UseAsNegative(path) => self.loader.load(vec![path], Target::Negative),
+                ResultAction::SaveAs(source) => tasks::save_as(&self.notices, source),
+                ResultAction::Copy(source) => tasks::copy_image(&self.notices, source),
+                ResultAction::OpenFolder(dir) => tasks::open_folder(&self.notices, &dir),
+                ResultAction::SaveGrid => self.save_sweep_grid(),
+                ResultAction::CloseSweep => self.results.sweep = None,
             }
         });
+    }
+
+    fn save_sweep_grid(&mut self) {
+        let Some(sweep) = &self.results.sweep else {
+            return;
+        };
+        let Some(dir) = self.settings.output_dir.clone() else {
+            self.messages
+                .push("Set a folder under \"Save results to\" to save grids".to_string());
+            return;
+        };
+        let cells = sweep
+            .cells
+            .iter()
+            .filter_map(|cell| Some((cell.label.clone(), cell.image.as_ref()?.0.clone())))
+            .collect();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        tasks::save_grid(&self.notices, cells, dir, format!("sweep-{stamp}"));
     }
 
     fn messages_ui(&mut self, ui: &mut egui::Ui) {
@@ -470,6 +574,13 @@ impl eframe::App for MinusApp {
             storage.set_string(settings::STORAGE_KEY, json);
         }
     }
+}
+
+/// Where pasted images are stored (prompts refer to files).
+fn pasted_dir() -> std::path::PathBuf {
+    directories::ProjectDirs::from("", "", "Minus")
+        .map(|dirs| dirs.data_dir().join("pasted"))
+        .unwrap_or_else(|| std::env::temp_dir().join("minus-pasted"))
 }
 
 /// Opens the window and runs until it is closed.

@@ -7,6 +7,17 @@ use egui::{Color32, RichText, TextureHandle};
 use super::settings::SavedPromptImage;
 use super::texture;
 use crate::pipeline::ImagePrompt;
+use crate::pipeline::preprocess::FitMode;
+
+/// What a pane asks the app to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaneAction {
+    None,
+    /// Open the file dialog for this pane.
+    Add,
+    /// Paste an image from the clipboard into this pane.
+    Paste,
+}
 
 /// One image in a pane.
 pub struct PaneImage {
@@ -15,8 +26,6 @@ pub struct PaneImage {
     pub enabled: bool,
     /// `None` until the background loader has decoded it.
     pub thumbnail: Option<TextureHandle>,
-    /// Width / height of the image, to show how it will be fitted.
-    pub aspect: f32,
 }
 
 impl PaneImage {
@@ -27,7 +36,6 @@ impl PaneImage {
             weight: 1.0,
             enabled: true,
             thumbnail: None,
-            aspect: 1.0,
         }
     }
 
@@ -70,19 +78,53 @@ impl Pane {
             .collect()
     }
 
-    /// Draws the pane; returns its rectangle (for routing dropped files).
-    pub fn ui(&mut self, ui: &mut egui::Ui, drop_hovered: bool) -> egui::Rect {
+    /// Draws the pane; returns its rectangle (for routing dropped files) and the action asked for.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        drop_hovered: bool,
+        fit: FitMode,
+    ) -> (egui::Rect, PaneAction) {
+        let mut action = PaneAction::None;
         let stroke = if drop_hovered {
             egui::Stroke::new(2.0, Color32::LIGHT_BLUE)
         } else {
             ui.visuals().widgets.noninteractive.bg_stroke
         };
         let frame = egui::Frame::group(ui.style()).stroke(stroke);
-        frame
+        let rect = frame
             .show(ui, |ui| {
                 ui.set_min_height(150.0);
-                ui.label(RichText::new(self.title).strong())
-                    .on_hover_text(self.tooltip);
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(self.title).strong())
+                        .on_hover_text(self.tooltip);
+                    let add = ui
+                        .small_button("Add...")
+                        .on_hover_text("Choose image files");
+                    add.widget_info(|| {
+                        egui::WidgetInfo::labeled(
+                            egui::Role::Button,
+                            true,
+                            format!("add to {}", self.title),
+                        )
+                    });
+                    if add.clicked() {
+                        action = PaneAction::Add;
+                    }
+                    let paste = ui.small_button("Paste").on_hover_text(
+                        "Paste an image from the clipboard (Ctrl+V pastes into the image prompt)",
+                    );
+                    paste.widget_info(|| {
+                        egui::WidgetInfo::labeled(
+                            egui::Role::Button,
+                            true,
+                            format!("paste into {}", self.title),
+                        )
+                    });
+                    if paste.clicked() {
+                        action = PaneAction::Paste;
+                    }
+                });
                 if self.images.is_empty() {
                     ui.label(RichText::new("Drop images here").weak());
                 }
@@ -92,7 +134,7 @@ impl Pane {
                     .show(ui, |ui| {
                         ui.horizontal(|ui| {
                             for (i, image) in self.images.iter_mut().enumerate() {
-                                if image_card(ui, image, self.title, i) {
+                                if image_card(ui, image, self.title, i, fit) {
                                     remove = Some(i);
                                 }
                             }
@@ -103,12 +145,19 @@ impl Pane {
                 }
             })
             .response
-            .rect
+            .rect;
+        (rect, action)
     }
 }
 
 /// Draws one image with its controls; returns true when "remove" was clicked.
-fn image_card(ui: &mut egui::Ui, image: &mut PaneImage, pane: &str, index: usize) -> bool {
+fn image_card(
+    ui: &mut egui::Ui,
+    image: &mut PaneImage,
+    pane: &str,
+    index: usize,
+    fit: FitMode,
+) -> bool {
     let mut removed = false;
     ui.vertical(|ui| {
         ui.set_width(110.0);
@@ -124,19 +173,14 @@ fn image_card(ui: &mut egui::Ui, image: &mut PaneImage, pane: &str, index: usize
                 } else {
                     Color32::from_gray(90)
                 };
-                ui.add(texture::fitted(texture, 100.0).tint(tint))
+                let shown = ui
+                    .add(texture::fitted(texture, 100.0).tint(tint))
                     .on_hover_text(image.path.display().to_string());
+                fit_overlay(ui, shown.rect, fit);
             }
             None => {
                 ui.spinner();
             }
-        }
-        if (image.aspect - 1.0).abs() > 0.01 {
-            ui.label(
-                RichText::new("non-square: fitted as set under Fit")
-                    .small()
-                    .weak(),
-            );
         }
         ui.label(RichText::new(name).small());
         ui.add(
@@ -164,4 +208,22 @@ fn image_card(ui: &mut egui::Ui, image: &mut PaneImage, pane: &str, index: usize
         });
     });
     removed
+}
+
+/// Shows how a non-square image becomes square: the kept square for crop, the
+/// padded square for pad; squash uses the whole image.
+fn fit_overlay(ui: &egui::Ui, rect: egui::Rect, fit: FitMode) {
+    let side = rect.width().min(rect.height());
+    let longest = rect.width().max(rect.height());
+    if (rect.width() - rect.height()).abs() < 1.0 {
+        return;
+    }
+    let stroke = egui::Stroke::new(1.5, Color32::YELLOW);
+    let square = match fit {
+        FitMode::Crop => egui::Rect::from_center_size(rect.center(), egui::vec2(side, side)),
+        FitMode::Pad => egui::Rect::from_center_size(rect.center(), egui::vec2(longest, longest)),
+        FitMode::Squash => return,
+    };
+    ui.painter()
+        .rect_stroke(square, 0.0, stroke, egui::StrokeKind::Inside);
 }

@@ -2,9 +2,13 @@
 //! and the side-by-side / split comparison.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use egui::{RichText, TextureHandle};
+use image::RgbImage;
 
+use super::sweep::Sweep;
+use super::tasks::ImageSource;
 use super::texture;
 use crate::engine::JobId;
 use crate::pipeline::Request;
@@ -12,6 +16,8 @@ use crate::pipeline::Request;
 /// One finished image.
 pub struct GalleryEntry {
     pub texture: TextureHandle,
+    /// The full image of a result made in this session (older ones are read from `path`).
+    pub image: Option<Arc<RgbImage>>,
     pub request: Option<Request>,
     pub path: Option<PathBuf>,
     /// Ticked for comparison.
@@ -56,6 +62,11 @@ pub enum ResultAction {
     UseSettings(Request),
     UseAsImage(PathBuf),
     UseAsNegative(PathBuf),
+    SaveAs(ImageSource),
+    Copy(ImageSource),
+    OpenFolder(PathBuf),
+    SaveGrid,
+    CloseSweep,
 }
 
 /// The state of the results area.
@@ -67,6 +78,19 @@ pub struct Results {
     pub selected: Option<usize>,
     /// Position of the split line in the comparison, 0..1.
     pub split: f32,
+    /// The last sweep, shown as a grid until closed.
+    pub sweep: Option<Sweep>,
+}
+
+impl GalleryEntry {
+    /// Where the full image can be had, if anywhere.
+    pub fn source(&self) -> Option<ImageSource> {
+        match (&self.image, &self.path) {
+            (Some(image), _) => Some(ImageSource::Memory(image.clone())),
+            (None, Some(path)) => Some(ImageSource::File(path.clone())),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Results {
@@ -124,6 +148,8 @@ impl Results {
         let side = available.x.min(available.y - 40.0).max(64.0);
         if let Some(preview) = self.running.as_ref().and_then(|job| job.preview.as_ref()) {
             ui.add(texture::fitted(preview, side));
+        } else if let Some(sweep) = &self.sweep {
+            action = sweep_ui(ui, sweep, available.x);
         } else if let Some((a, b)) = self.comparison() {
             self.compare_ui(ui, a, b, side);
         } else if let Some(entry) = self.selected.and_then(|i| self.gallery.get(i)) {
@@ -143,7 +169,31 @@ impl Results {
                         .weak(),
                     );
                 }
+                if let Some(source) = entry.source() {
+                    if ui
+                        .button("Save as...")
+                        .on_hover_text("Save a copy elsewhere")
+                        .clicked()
+                    {
+                        action = ResultAction::SaveAs(source.clone());
+                    }
+                    if ui
+                        .button("Copy")
+                        .on_hover_text("Copy the image to the clipboard")
+                        .clicked()
+                    {
+                        action = ResultAction::Copy(source);
+                    }
+                }
                 if let Some(path) = &entry.path {
+                    if let Some(dir) = path.parent()
+                        && ui
+                            .button("Open folder")
+                            .on_hover_text("Show the output folder")
+                            .clicked()
+                    {
+                        action = ResultAction::OpenFolder(dir.to_path_buf());
+                    }
                     if ui.button("Use as image prompt").clicked() {
                         action = ResultAction::UseAsImage(path.clone());
                     }
@@ -239,4 +289,45 @@ pub fn settings_differences(a: &Request, b: &Request) -> Vec<String> {
             format!("{key}: {value} vs {other}")
         })
         .collect()
+}
+
+/// The sweep's results in one labelled row, with buttons to save it as one image or close it.
+fn sweep_ui(ui: &mut egui::Ui, sweep: &Sweep, width: f32) -> ResultAction {
+    let mut action = ResultAction::None;
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(&sweep.title).strong());
+        let done = sweep.cells.iter().filter(|c| c.image.is_some()).count();
+        ui.label(format!("{done}/{} done", sweep.cells.len()));
+        if ui
+            .add_enabled(sweep.is_complete(), egui::Button::new("Save grid"))
+            .on_hover_text("Save the labelled row as one image in the output folder")
+            .clicked()
+        {
+            action = ResultAction::SaveGrid;
+        }
+        if ui.button("Close sweep").clicked() {
+            action = ResultAction::CloseSweep;
+        }
+    });
+    let cell_side = (width / sweep.cells.len().max(1) as f32 - 12.0).clamp(64.0, 384.0);
+    egui::ScrollArea::horizontal()
+        .id_salt("sweep")
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for cell in &sweep.cells {
+                    ui.vertical(|ui| {
+                        ui.label(&cell.label);
+                        match &cell.image {
+                            Some((_, texture)) => {
+                                ui.add(texture::fitted(texture, cell_side));
+                            }
+                            None => {
+                                ui.spinner();
+                            }
+                        }
+                    });
+                }
+            });
+        });
+    action
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::sweep::SweepSettings;
 use crate::engine::LoadSettings;
 use crate::pipeline::{ModelPaths, Request};
 
@@ -61,6 +62,8 @@ pub struct Settings {
     pub output_dir: Option<PathBuf>,
     /// Draw a new seed for every run.
     pub random_seed: bool,
+    /// The last sweep set up.
+    pub sweep: SweepSettings,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             models: ModelSettings::default(),
             output_dir: default_output_dir(),
             random_seed: true,
+            sweep: SweepSettings::default(),
         }
     }
 }

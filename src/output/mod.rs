@@ -1,6 +1,8 @@
 //! Saved results: PNG files carrying their settings (an A1111-style `parameters`
 //! text and the whole request as JSON), written atomically.
 
+pub mod grid;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +102,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Saves one result as PNG with its settings.
 pub fn save_png(path: &Path, image: &RgbImage, request: &Request, model_name: &str) -> Result<()> {
     write_atomic(path, &encode_png(image, request, model_name)?)
+}
+
+/// Saves an image as PNG without settings (grids, copies).
+pub fn save_plain_png(path: &Path, image: &RgbImage) -> Result<()> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| MinusError::InvalidRequest(format!("PNG encoding failed: {e}")))?;
+    write_atomic(path, &bytes)
 }
 
 /// Reads the request embedded in a PNG written by Minus, if any.

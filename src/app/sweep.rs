@@ -1,0 +1,182 @@
+//! Sweeps: one setting varied over a few values, run as a batch of jobs and shown
+//! as a labelled grid that can be saved as one image.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use egui::TextureHandle;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::JobId;
+use crate::pipeline::Request;
+
+/// The setting a sweep varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SweepParameter {
+    #[default]
+    NegativeWeight,
+    Weight,
+    NegativeStart,
+    NegativeEnd,
+    Cfg,
+    Steps,
+    Seed,
+}
+
+impl SweepParameter {
+    /// All parameters, in menu order.
+    pub const ALL: [Self; 7] = [
+        Self::NegativeWeight,
+        Self::Weight,
+        Self::NegativeStart,
+        Self::NegativeEnd,
+        Self::Cfg,
+        Self::Steps,
+        Self::Seed,
+    ];
+
+    /// The label shown in menus and on the grid.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NegativeWeight => "negative weight",
+            Self::Weight => "image weight",
+            Self::NegativeStart => "negative start",
+            Self::NegativeEnd => "negative end",
+            Self::Cfg => "CFG",
+            Self::Steps => "steps",
+            Self::Seed => "seed",
+        }
+    }
+
+    /// A copy of `request` with this parameter set to `value`.
+    pub fn apply(self, request: &Request, value: f64) -> Request {
+        let mut request = request.clone();
+        match self {
+            Self::NegativeWeight => request.negative_ip_weight = value,
+            Self::Weight => request.ip_weight = value,
+            Self::NegativeStart => request.negative_ip_window.start = value,
+            Self::NegativeEnd => request.negative_ip_window.end = value,
+            Self::Cfg => request.cfg = value,
+            Self::Steps => request.steps = value.round().max(1.0) as usize,
+            Self::Seed => request.seed = value.round().max(0.0) as u64,
+        }
+        request
+    }
+}
+
+/// Sweep settings as typed by the user (persisted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SweepSettings {
+    pub parameter: SweepParameter,
+    /// Comma-separated values.
+    pub values: String,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            parameter: SweepParameter::NegativeWeight,
+            values: "0, 0.5, 1, 1.5".to_string(),
+        }
+    }
+}
+
+/// Parses "0, 0.5, 1" into numbers; names the first entry that is not one.
+pub fn parse_values(text: &str) -> Result<Vec<f64>, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<f64>()
+                .map_err(|_| format!("sweep value `{v}` is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    if values.is_empty() {
+        return Err("a sweep needs at least one value".to_string());
+    }
+    Ok(values)
+}
+
+/// One cell of a running or finished sweep.
+pub struct SweepCell {
+    pub label: String,
+    pub image: Option<(Arc<RgbImage>, TextureHandle)>,
+}
+
+/// A sweep whose jobs were queued.
+pub struct Sweep {
+    pub title: String,
+    pub cells: Vec<SweepCell>,
+    index: HashMap<JobId, usize>,
+}
+
+impl Sweep {
+    /// A sweep over `cells` (job, label).
+    pub fn new(title: String, cells: Vec<(JobId, String)>) -> Self {
+        let index = cells
+            .iter()
+            .enumerate()
+            .map(|(i, (job, _))| (*job, i))
+            .collect();
+        let cells = cells
+            .into_iter()
+            .map(|(_, label)| SweepCell { label, image: None })
+            .collect();
+        Self {
+            title,
+            cells,
+            index,
+        }
+    }
+
+    /// Records the first image of a finished job; false if the job is not part of the sweep.
+    pub fn record(&mut self, job: JobId, image: Arc<RgbImage>, texture: TextureHandle) -> bool {
+        match self.index.get(&job) {
+            Some(&i) => {
+                self.cells[i].image = Some((image, texture));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether every cell has its image.
+    pub fn is_complete(&self) -> bool {
+        self.cells.iter().all(|cell| cell.image.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_values_and_reports_bad_ones() {
+        assert_eq!(parse_values("0, 0.5,1 ,1.5"), Ok(vec![0.0, 0.5, 1.0, 1.5]));
+        assert!(parse_values("0, x").unwrap_err().contains("`x`"));
+        assert!(parse_values(" , ").is_err());
+    }
+
+    #[test]
+    fn applies_each_parameter() {
+        let base = Request::default();
+        assert_eq!(
+            SweepParameter::NegativeWeight
+                .apply(&base, 0.5)
+                .negative_ip_weight,
+            0.5
+        );
+        assert_eq!(SweepParameter::Steps.apply(&base, 12.4).steps, 12);
+        assert_eq!(SweepParameter::Seed.apply(&base, 7.0).seed, 7);
+        assert_eq!(
+            SweepParameter::NegativeEnd
+                .apply(&base, 0.6)
+                .negative_ip_window
+                .end,
+            0.6
+        );
+    }
+}
