@@ -1,7 +1,5 @@
 //! The settings column: prompts, adapter weights and windows, sampler, size, seed.
 
-use egui::RichText;
-
 use super::settings::Settings;
 use super::sweep::SweepParameter;
 use crate::pipeline::Window;
@@ -43,8 +41,8 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
         egui::Slider::new(&mut request.negative_ip_weight, 0.0..=2.0).text("Negative image weight"),
     )
     .on_hover_text("IP-Adapter scale of the negative images (unconditioned half)");
-    window_ui(ui, "Image prompt active", &mut request.ip_window);
-    window_ui(ui, "Negative active", &mut request.negative_ip_window);
+    window_ui(ui, "image", &mut request.ip_window);
+    window_ui(ui, "negative", &mut request.negative_ip_window);
     ui.separator();
 
     ui.add(egui::Slider::new(&mut request.cfg, 1.0..=20.0).text("CFG scale"))
@@ -188,23 +186,10 @@ fn path_field(ui: &mut egui::Ui, label: &str, value: &mut String, tooltip: &str)
 }
 
 fn window_ui(ui: &mut egui::Ui, label: &str, window: &mut Window) {
-    ui.horizontal(|ui| {
-        ui.label(RichText::new(label).small());
-        ui.add(
-            egui::DragValue::new(&mut window.start)
-                .range(0.0..=1.0)
-                .speed(0.01)
-                .prefix("from "),
-        )
+    ui.add(egui::Slider::new(&mut window.start, 0.0..=1.0).text(format!("{label} from")))
         .on_hover_text("Fraction of the run where this image prompt starts acting");
-        ui.add(
-            egui::DragValue::new(&mut window.end)
-                .range(0.0..=1.0)
-                .speed(0.01)
-                .prefix("to "),
-        )
+    ui.add(egui::Slider::new(&mut window.end, 0.0..=1.0).text(format!("{label} to")))
         .on_hover_text("Fraction of the run where it stops acting (1 = to the end)");
-    });
     if window.end < window.start {
         window.end = window.start;
     }

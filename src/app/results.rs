@@ -203,6 +203,11 @@ impl Results {
                     ui.label(RichText::new(path.display().to_string()).small().weak());
                 }
             });
+            if let Some(request) = &entry.request {
+                egui::CollapsingHeader::new("Settings of this result").show(ui, |ui| {
+                    ui.label(RichText::new(crate::output::parameters_text(request, "")).small());
+                });
+            }
         } else {
             ui.label(RichText::new("Drop an image you want and an image you don't want, then press Generate (Ctrl+Enter).").weak());
         }
