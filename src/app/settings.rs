@@ -30,6 +30,7 @@ impl ModelSettings {
                 vae: optional(&self.vae),
                 ip_adapter: optional(&self.ip_adapter),
                 image_encoder: optional(&self.image_encoder),
+                configs: None,
             },
             device: if self.device.is_empty() {
                 "auto".to_string()

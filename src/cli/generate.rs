@@ -16,13 +16,17 @@ use minus::schedulers::SamplerKind;
 /// Flags of `minus generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// Diffusers SD 1.5 model folder.
+    /// Diffusers SD 1.5 model folder, or a single-file checkpoint (.safetensors/.ckpt).
     #[arg(long)]
     model: PathBuf,
-    /// VAE folder replacing the model's own.
+    /// VAE (diffusers folder or single file) replacing the model's own.
     #[arg(long)]
     vae: Option<PathBuf>,
-    /// IP-Adapter weights file (h94 layout, .safetensors).
+    /// Diffusers folder whose config.json files describe a single-file checkpoint
+    /// of unusual size (default: SD 1.5's configuration).
+    #[arg(long)]
+    config_from: Option<PathBuf>,
+    /// IP-Adapter weights file (h94 layout, .safetensors or .bin).
     #[arg(long)]
     ip_adapter: Option<PathBuf>,
     /// CLIP image encoder folder (h94 `models/image_encoder`).
@@ -175,6 +179,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         vae: args.vae.clone(),
         ip_adapter: args.ip_adapter.clone(),
         image_encoder: args.image_encoder.clone(),
+        configs: args.config_from.clone(),
     };
     let load_started = std::time::Instant::now();
     let models = Models::load(&paths, &device, dtype)?;

@@ -11,21 +11,28 @@ use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{VaeConfig, VaeDecoder};
 use crate::schedulers::NoiseSchedule;
+use crate::weights::TensorFile;
 use crate::weights::config::read_json;
 use crate::weights::diffusers::load_component;
+use crate::weights::pickle::load_weights_file;
+use crate::weights::single_file::{load_checkpoint, load_vae_file};
 use crate::{MinusError, Result};
 
 /// Where the model files are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelPaths {
-    /// A diffusers SD 1.5 folder (`unet/`, `vae/`, `text_encoder/`, ...).
+    /// A diffusers SD 1.5 folder (`unet/`, `vae/`, `text_encoder/`, ...) or a single-file
+    /// checkpoint (`.safetensors` / `.ckpt`, LDM key names).
     pub model: PathBuf,
-    /// A VAE folder replacing the model's own.
+    /// A VAE (diffusers folder or single file) replacing the model's own.
     pub vae: Option<PathBuf>,
-    /// An h94 IP-Adapter weights file.
+    /// An h94 IP-Adapter weights file (`.safetensors` or `.bin`).
     pub ip_adapter: Option<PathBuf>,
     /// The CLIP image encoder folder the adapter was trained with.
     pub image_encoder: Option<PathBuf>,
+    /// A diffusers folder whose `config.json` files describe a single-file checkpoint
+    /// of unusual size (default: SD 1.5's configuration).
+    pub configs: Option<PathBuf>,
 }
 
 /// The image side of the networks: encoder and adapter, which only work together.
@@ -50,19 +57,62 @@ pub struct Models {
     pub dtype: DType,
 }
 
+/// SD 1.5's configurations, for single files that come without any.
+const SD15_UNET_CONFIG: &str = include_str!("../../resources/sd15/unet_config.json");
+const SD15_VAE_CONFIG: &str = include_str!("../../resources/sd15/vae_config.json");
+const SD15_TEXT_CONFIG: &str = include_str!("../../resources/sd15/text_encoder_config.json");
+
+/// Reads `<configs>/<component>/config.json`, or the built-in SD 1.5 one.
+fn component_config<T: serde::de::DeserializeOwned>(
+    configs: Option<&Path>,
+    component: &str,
+    built_in: &str,
+) -> Result<T> {
+    match configs {
+        Some(dir) => read_json(&dir.join(component).join("config.json")),
+        None => serde_json::from_str(built_in).map_err(|e| MinusError::BadConfig {
+            path: PathBuf::from(format!("built-in {component} config")),
+            message: e.to_string(),
+        }),
+    }
+}
+
 impl Models {
     /// Loads the models named by `paths`.
     pub fn load(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<Self> {
-        if !paths.model.is_dir() {
+        let (text_encoder, unet, own_vae) = if paths.model.is_file() {
+            load_single_file(paths, device, dtype)?
+        } else if paths.model.is_dir() {
+            load_diffusers_folder(paths, device, dtype)?
+        } else {
             return Err(MinusError::BadWeights {
                 path: paths.model.clone(),
-                message: "model folder not found (expected a diffusers SD 1.5 folder)".to_string(),
+                message:
+                    "model not found (expected a diffusers SD 1.5 folder or a checkpoint file)"
+                        .to_string(),
             });
-        }
-        let text_encoder = load_text_encoder(&paths.model.join("text_encoder"), device, dtype)?;
-        let unet = load_unet(&paths.model.join("unet"), device, dtype)?;
-        let vae_dir = paths.vae.clone().unwrap_or_else(|| paths.model.join("vae"));
-        let vae = load_vae(&vae_dir, device, dtype)?;
+        };
+        let vae = match (&paths.vae, own_vae) {
+            (Some(path), _) if path.is_file() => {
+                let config: VaeConfig =
+                    component_config(paths.configs.as_deref(), "vae", SD15_VAE_CONFIG)?;
+                build_vae(
+                    &load_vae_file(path, &config, device)?,
+                    &config,
+                    device,
+                    dtype,
+                )?
+            }
+            (Some(dir), _) => load_vae(dir, device, dtype)?,
+            (None, Some(vae)) => vae,
+            (None, None) => {
+                return Err(MinusError::BadWeights {
+                    path: paths.model.clone(),
+                    message: "the checkpoint has no VAE: give one (e.g. sd-vae-ft-mse) as the VAE"
+                        .to_string(),
+                });
+            }
+        };
         let image = match (&paths.ip_adapter, &paths.image_encoder) {
             (None, _) => None,
             (Some(adapter), Some(encoder)) => {
@@ -88,10 +138,44 @@ impl Models {
     }
 }
 
-fn load_text_encoder(dir: &Path, device: &Device, dtype: DType) -> Result<ClipTextModel> {
-    let component = load_component(dir, device)?;
-    let config: ClipTextConfig = read_json(&component.config_path)?;
-    let file = &component.weights;
+type CoreModels = (ClipTextModel, UNet, Option<VaeDecoder>);
+
+fn load_diffusers_folder(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<CoreModels> {
+    let dir = &paths.model;
+    let text = load_component(&dir.join("text_encoder"), device)?;
+    let text_encoder =
+        build_text_encoder(&text.weights, &read_json(&text.config_path)?, device, dtype)?;
+    let unet = load_component(&dir.join("unet"), device)?;
+    let unet = build_unet(&unet.weights, &read_json(&unet.config_path)?, device, dtype)?;
+    // The folder's own VAE is only needed (and required) when no other is given.
+    let vae = match paths.vae {
+        Some(_) => None,
+        None => Some(load_vae(&dir.join("vae"), device, dtype)?),
+    };
+    Ok((text_encoder, unet, vae))
+}
+
+fn load_single_file(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<CoreModels> {
+    let configs = paths.configs.as_deref();
+    let unet_config: UNetConfig = component_config(configs, "unet", SD15_UNET_CONFIG)?;
+    let vae_config: VaeConfig = component_config(configs, "vae", SD15_VAE_CONFIG)?;
+    let text_config: ClipTextConfig = component_config(configs, "text_encoder", SD15_TEXT_CONFIG)?;
+    let parts = load_checkpoint(&paths.model, &unet_config, &vae_config, device)?;
+    let text_encoder = build_text_encoder(&parts.text_encoder, &text_config, device, dtype)?;
+    let unet = build_unet(&parts.unet, &unet_config, device, dtype)?;
+    let vae = match (&paths.vae, &parts.vae) {
+        (None, Some(vae)) => Some(build_vae(vae, &vae_config, device, dtype)?),
+        _ => None,
+    };
+    Ok((text_encoder, unet, vae))
+}
+
+fn build_text_encoder(
+    file: &TensorFile,
+    config: &ClipTextConfig,
+    device: &Device,
+    dtype: DType,
+) -> Result<ClipTextModel> {
     let vb = file.var_builder(dtype, device);
     // Files saved by recent transformers drop the `text_model.` prefix.
     let vb = if file.contains("text_model.embeddings.token_embedding.weight") {
@@ -99,21 +183,31 @@ fn load_text_encoder(dir: &Path, device: &Device, dtype: DType) -> Result<ClipTe
     } else {
         vb
     };
-    ClipTextModel::load(vb, &config).map_err(|e| file.load_error(e))
+    ClipTextModel::load(vb, config).map_err(|e| file.load_error(e))
 }
 
-fn load_unet(dir: &Path, device: &Device, dtype: DType) -> Result<UNet> {
-    let component = load_component(dir, device)?;
-    let config: UNetConfig = read_json(&component.config_path)?;
-    let file = &component.weights;
-    UNet::load(file.var_builder(dtype, device), &config).map_err(|e| file.load_error(e))
+fn build_unet(
+    file: &TensorFile,
+    config: &UNetConfig,
+    device: &Device,
+    dtype: DType,
+) -> Result<UNet> {
+    UNet::load(file.var_builder(dtype, device), config).map_err(|e| file.load_error(e))
+}
+
+fn build_vae(
+    file: &TensorFile,
+    config: &VaeConfig,
+    device: &Device,
+    dtype: DType,
+) -> Result<VaeDecoder> {
+    VaeDecoder::load(file.var_builder(dtype, device), config).map_err(|e| file.load_error(e))
 }
 
 fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder> {
     let component = load_component(dir, device)?;
     let config: VaeConfig = read_json(&component.config_path)?;
-    let file = &component.weights;
-    VaeDecoder::load(file.var_builder(dtype, device), &config).map_err(|e| file.load_error(e))
+    build_vae(&component.weights, &config, device, dtype)
 }
 
 /// The vision config, flat (`CLIPVisionModelWithProjection`) or nested (`CLIPModel`).
@@ -133,7 +227,7 @@ fn load_image_models(
     device: &Device,
     dtype: DType,
 ) -> Result<ImagePromptModels> {
-    let adapter_file = crate::weights::TensorFile::load_safetensors(adapter_path, device)?;
+    let adapter_file = load_weights_file(adapter_path, device)?;
     let adapter = IpAdapter::load(&adapter_file, dtype, device)?;
     let component = load_component(encoder_dir, device)?;
     let config = read_vision_config(&component.config_path)?;

@@ -2,6 +2,9 @@
 
 pub mod config;
 pub mod diffusers;
+pub mod ldm;
+pub mod pickle;
+pub mod single_file;
 pub mod tensor_file;
 
 pub use tensor_file::TensorFile;

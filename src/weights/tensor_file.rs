@@ -58,6 +58,11 @@ impl TensorFile {
         self.tensors.contains_key(key)
     }
 
+    /// All tensors by name.
+    pub fn tensors(&self) -> &HashMap<String, Tensor> {
+        &self.tensors
+    }
+
     /// All tensor names.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
