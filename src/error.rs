@@ -37,6 +37,10 @@ pub enum MinusError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 
+    /// A download from the model hub failed.
+    #[error("download of {what} failed: {message}")]
+    Download { what: String, message: String },
+
     /// The user cancelled the generation.
     #[error("cancelled")]
     Cancelled,

@@ -16,12 +16,15 @@ struct Cli {
 enum Command {
     /// Generate images from the command line.
     Generate(Box<cli::generate::GenerateArgs>),
+    /// List, download and verify models.
+    Models(cli::models::ModelsArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Generate(args)) => cli::generate::run(&args),
+        Some(Command::Models(args)) => cli::models::run(&args),
         None => minus::app::run(),
     };
     if let Err(error) = result {

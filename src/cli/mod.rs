@@ -1,3 +1,4 @@
 //! The command-line subcommands.
 
 pub mod generate;
+pub mod models;

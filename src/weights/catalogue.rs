@@ -1,0 +1,136 @@
+//! The default models (from `resources/catalogue.json`) and where they are in the hub cache.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use serde::Deserialize;
+
+use super::hub::{DownloadProgress, Hub};
+use crate::pipeline::ModelPaths;
+use crate::{MinusError, Result};
+
+const CATALOGUE: &str = include_str!("../../resources/catalogue.json");
+
+/// What a catalogue entry provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryKind {
+    Model,
+    Vae,
+    ImageEncoder,
+    IpAdapter,
+}
+
+/// One downloadable model.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogueEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub repo: String,
+    pub files: Vec<String>,
+    /// Approximate download size, for display before the hub is asked.
+    pub approx_mb: u64,
+}
+
+/// All default models.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Catalogue {
+    pub entries: Vec<CatalogueEntry>,
+}
+
+/// Entries a first run needs: model, VAE, image encoder and the base adapter.
+pub const FIRST_RUN: [&str; 4] = [
+    "realistic-vision-v4",
+    "sd-vae-ft-mse",
+    "image-encoder",
+    "ip-adapter",
+];
+
+impl Catalogue {
+    /// The catalogue shipped with Minus.
+    pub fn built_in() -> Result<Self> {
+        serde_json::from_str(CATALOGUE).map_err(|e| MinusError::BadConfig {
+            path: PathBuf::from("resources/catalogue.json"),
+            message: e.to_string(),
+        })
+    }
+
+    /// An entry by name, or an error listing the names.
+    pub fn get(&self, name: &str) -> Result<&CatalogueEntry> {
+        self.entries.iter().find(|e| e.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
+            MinusError::InvalidRequest(format!(
+                "unknown model `{name}` (known: {})",
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// Model paths made of cached entries: the default model and VAE, the image
+    /// encoder and `adapter`; `None` if any of them is not fully downloaded.
+    pub fn cached_model_paths(&self, hub: &Hub, adapter: &str) -> Option<ModelPaths> {
+        let path = |name: &str| self.get(name).ok()?.cached_path(hub);
+        Some(ModelPaths {
+            model: path("realistic-vision-v4")?,
+            vae: Some(path("sd-vae-ft-mse")?),
+            ip_adapter: Some(path(adapter)?),
+            image_encoder: Some(path("image-encoder")?),
+            configs: None,
+        })
+    }
+}
+
+impl CatalogueEntry {
+    /// The path Minus loads (a folder for models, VAEs and encoders; the file for
+    /// adapters), if every file of the entry is in the cache.
+    pub fn cached_path(&self, hub: &Hub) -> Option<PathBuf> {
+        if !self
+            .files
+            .iter()
+            .all(|f| hub.cached(&self.repo, f).is_some())
+        {
+            return None;
+        }
+        match self.kind {
+            EntryKind::IpAdapter => hub.cached(&self.repo, self.files.first()?),
+            EntryKind::ImageEncoder => {
+                Some(hub.snapshot_dir(&self.repo)?.join("models/image_encoder"))
+            }
+            EntryKind::Model | EntryKind::Vae => hub.snapshot_dir(&self.repo),
+        }
+    }
+
+    /// Downloads every missing file of the entry; `progress` gets the file name too.
+    pub fn download(
+        &self,
+        hub: &Hub,
+        progress: &mut dyn FnMut(&str, DownloadProgress),
+        cancel: &AtomicBool,
+    ) -> Result<PathBuf> {
+        for file in &self.files {
+            hub.fetch(&self.repo, file, &mut |p| progress(file, p), cancel)?;
+        }
+        self.cached_path(hub).ok_or_else(|| MinusError::Download {
+            what: self.name.clone(),
+            message: "files downloaded but not found in the cache".to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_catalogue_lists_the_defaults() -> Result<()> {
+        let catalogue = Catalogue::built_in()?;
+        for name in FIRST_RUN {
+            catalogue.get(name)?;
+        }
+        let plus = catalogue.get("ip-adapter-plus")?;
+        assert_eq!(plus.repo, "h94/IP-Adapter");
+        assert_eq!(plus.files, ["models/ip-adapter-plus_sd15.safetensors"]);
+        assert!(catalogue.get("sdxl").is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Model files in folders users already have: ComfyUI (`models/checkpoints`,
+//! `models/ipadapter`, `models/clip_vision`, `models/vae`, `models/controlnet`) and
+//! A1111 (`models/Stable-diffusion`, `models/VAE`, `models/ControlNet`) layouts.
+
+use std::path::{Path, PathBuf};
+
+/// What a found file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalKind {
+    Checkpoint,
+    IpAdapter,
+    ImageEncoder,
+    Vae,
+    /// Recognised, but Minus does not use ControlNets.
+    ControlNet,
+}
+
+impl LocalKind {
+    /// A short label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Checkpoint => "checkpoint",
+            Self::IpAdapter => "ip-adapter",
+            Self::ImageEncoder => "image encoder",
+            Self::Vae => "vae",
+            Self::ControlNet => "controlnet (not used)",
+        }
+    }
+}
+
+/// A model file (or encoder folder) found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalModel {
+    pub kind: LocalKind,
+    pub path: PathBuf,
+    pub size_bytes: u64,
+}
+
+/// Sub-folders of a `models` folder and what they hold.
+const LAYOUT: [(&str, LocalKind); 9] = [
+    ("checkpoints", LocalKind::Checkpoint),
+    ("Stable-diffusion", LocalKind::Checkpoint),
+    ("ipadapter", LocalKind::IpAdapter),
+    ("ip-adapter", LocalKind::IpAdapter),
+    ("clip_vision", LocalKind::ImageEncoder),
+    ("vae", LocalKind::Vae),
+    ("VAE", LocalKind::Vae),
+    ("controlnet", LocalKind::ControlNet),
+    ("ControlNet", LocalKind::ControlNet),
+];
+
+const WEIGHT_EXTENSIONS: [&str; 5] = ["safetensors", "ckpt", "bin", "pt", "pth"];
+
+fn is_weights_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| WEIGHT_EXTENSIONS.iter().any(|w| e.eq_ignore_ascii_case(w)))
+}
+
+/// Finds model files under `dir`, which may be a ComfyUI/A1111 install, its `models`
+/// folder, or one of the sub-folders named above.
+pub fn scan(dir: &Path) -> Vec<LocalModel> {
+    let models_dir = if dir.join("models").is_dir() {
+        dir.join("models")
+    } else {
+        dir.to_path_buf()
+    };
+    let mut found = Vec::new();
+    for (sub, kind) in LAYOUT {
+        let folder = models_dir.join(sub);
+        // On case-insensitive file systems `vae` and `VAE` are the same folder.
+        if found
+            .iter()
+            .any(|m: &LocalModel| m.path.starts_with(&folder))
+        {
+            continue;
+        }
+        collect(&folder, kind, &mut found);
+    }
+    let own_kind = dir
+        .file_name()
+        .and_then(|name| {
+            LAYOUT
+                .iter()
+                .find(|(sub, _)| *sub == name.to_string_lossy())
+        })
+        .map(|(_, kind)| *kind);
+    if let Some(kind) = own_kind {
+        collect(dir, kind, &mut found);
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found.dedup();
+    found
+}
+
+fn collect(folder: &Path, kind: LocalKind, found: &mut Vec<LocalModel>) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if metadata.is_file() && is_weights_file(&path) {
+            found.push(LocalModel {
+                kind,
+                path,
+                size_bytes: metadata.len(),
+            });
+        } else if metadata.is_dir() && path.join("config.json").is_file() {
+            // A diffusers-style folder (e.g. an image encoder with config.json).
+            let size_bytes = std::fs::read_dir(&path)
+                .map(|files| {
+                    files
+                        .flatten()
+                        .filter_map(|f| f.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            found.push(LocalModel {
+                kind,
+                path,
+                size_bytes,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_comfyui_and_a1111_layouts() -> std::io::Result<()> {
+        let root = std::env::temp_dir().join(format!("minus-local-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (folder, file) in [
+            ("models/checkpoints", "rv4.safetensors"),
+            ("models/ipadapter", "ip-adapter-plus_sd15.bin"),
+            ("models/clip_vision", "vit-h.safetensors"),
+            ("models/Stable-diffusion", "dreamshaper.ckpt"),
+            ("models/ControlNet", "canny.pth"),
+            ("models/checkpoints", "notes.txt"),
+        ] {
+            std::fs::create_dir_all(root.join(folder))?;
+            std::fs::write(root.join(folder).join(file), b"1234")?;
+        }
+        std::fs::create_dir_all(root.join("models/clip_vision/image_encoder"))?;
+        std::fs::write(
+            root.join("models/clip_vision/image_encoder/config.json"),
+            b"{}",
+        )?;
+        let found = scan(&root);
+        let kinds: Vec<(LocalKind, String)> = found
+            .iter()
+            .map(|m| {
+                (
+                    m.kind,
+                    m.path
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(found.len(), 6, "{kinds:?}");
+        assert!(kinds.contains(&(LocalKind::Checkpoint, "dreamshaper.ckpt".into())));
+        assert!(kinds.contains(&(LocalKind::IpAdapter, "ip-adapter-plus_sd15.bin".into())));
+        assert!(kinds.contains(&(LocalKind::ImageEncoder, "image_encoder".into())));
+        assert!(kinds.contains(&(LocalKind::ControlNet, "canny.pth".into())));
+        // Pointing at one sub-folder works too.
+        assert_eq!(scan(&root.join("models/ipadapter")).len(), 1);
+        Ok(())
+    }
+}
