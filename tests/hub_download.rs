@@ -253,7 +253,6 @@ fn unknown_files_are_reported_as_not_found() {
     let hub = Hub::new(&hub_server.endpoint, temp_dir("hub-404"));
     let error = hub
         .fetch(REPO, FILE, &mut |_| {}, &AtomicBool::new(false))
-        .err()
-        .expect("404");
+        .expect_err("404");
     assert!(error.to_string().contains("not found"), "{error}");
 }
