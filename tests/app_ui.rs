@@ -281,3 +281,101 @@ fn a_sweep_runs_one_job_per_value_and_saves_a_labelled_grid() {
     // Two 96-pixel-wide results side by side, with gaps, under a label strip.
     assert!(grid.width() > 2 * 96 && grid.height() > 64);
 }
+
+/// The files of the first-run catalogue entries, served from the tiny models.
+fn first_run_files() -> std::collections::HashMap<String, Vec<u8>> {
+    let models = fixtures().join("models");
+    let read =
+        |path: PathBuf| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let sd15 = models.join("sd15");
+    let ip = models.join("ip-adapter/models");
+    let rv = "SG161222/Realistic_Vision_V4.0_noVAE";
+    let vae = "stabilityai/sd-vae-ft-mse";
+    let h94 = "h94/IP-Adapter";
+    [
+        (
+            format!("{rv}/unet/config.json"),
+            sd15.join("unet/config.json"),
+        ),
+        (
+            format!("{rv}/unet/diffusion_pytorch_model.safetensors"),
+            sd15.join("unet/diffusion_pytorch_model.safetensors"),
+        ),
+        (
+            format!("{rv}/text_encoder/config.json"),
+            sd15.join("text_encoder/config.json"),
+        ),
+        (
+            format!("{rv}/text_encoder/model.safetensors"),
+            sd15.join("text_encoder/model.safetensors"),
+        ),
+        (format!("{vae}/config.json"), sd15.join("vae/config.json")),
+        (
+            format!("{vae}/diffusion_pytorch_model.safetensors"),
+            sd15.join("vae/diffusion_pytorch_model.safetensors"),
+        ),
+        (
+            format!("{h94}/models/image_encoder/config.json"),
+            ip.join("image_encoder/config.json"),
+        ),
+        (
+            format!("{h94}/models/image_encoder/model.safetensors"),
+            ip.join("image_encoder/model.safetensors"),
+        ),
+        (
+            format!("{h94}/models/ip-adapter_sd15.safetensors"),
+            ip.join("ip-adapter_sd15.safetensors"),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, path)| (key, read(path)))
+    .collect()
+}
+
+#[test]
+fn first_run_downloads_the_defaults_with_progress_then_generates() {
+    let hub_server = common::stand_in_hub::StandInHub::start(first_run_files(), 0);
+    let out = temp_dir("ui-first-run");
+    let mut settings = test_settings(&out);
+    settings.models = ModelSettings::default();
+    let mut harness = harness(settings);
+    harness.step();
+    harness
+        .state_mut()
+        .app
+        .as_mut()
+        .expect("app")
+        .set_hub(minus::weights::hub::Hub::new(
+            &hub_server.endpoint,
+            out.join("hub-cache"),
+        ));
+    harness
+        .get_by_label_contains("Download default models")
+        .click();
+    run_until(&mut harness, "the download to start", |app| {
+        app.is_downloading()
+    });
+    run_until(&mut harness, "the download to finish", |app| {
+        !app.is_downloading()
+    });
+    assert!(
+        app(&harness).messages().is_empty(),
+        "{:?}",
+        app(&harness).messages()
+    );
+    let models = app(&harness).settings().models;
+    assert!(
+        models
+            .model
+            .contains("models--SG161222--Realistic_Vision_V4.0_noVAE"),
+        "{models:?}"
+    );
+    assert!(
+        models.image_encoder.ends_with("models/image_encoder"),
+        "{models:?}"
+    );
+    harness.get_by_label("Generate").click();
+    run_until(&mut harness, "a result from the downloaded models", |app| {
+        app.gallery_len() == 1
+    });
+}

@@ -86,7 +86,7 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
     std::fs::write(&corrupt, b"not safetensors at all").expect("write");
     let corrupt = corrupt.display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--model", "/no/such/model"], "model folder not found"),
+        (vec!["--model", "/no/such/model"], "model not found"),
         (
             vec![
                 "--model",

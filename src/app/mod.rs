@@ -15,6 +15,8 @@ use std::sync::Arc;
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::engine::{Command, Engine, Event};
+use crate::weights::catalogue::{Catalogue, FIRST_RUN};
+use crate::weights::hub::Hub;
 use controls::ControlAction;
 use loader::{Loaded, Loader, Target};
 use panes::{Pane, PaneAction, PaneImage};
@@ -45,6 +47,18 @@ pub struct MinusApp {
     pane_rects: [egui::Rect; 2],
     /// Frames drawn, so tests can see the UI keeps running.
     frames: u64,
+    /// Where default models are downloaded from and cached.
+    hub: Hub,
+    /// The running download of the defaults, if any.
+    download: Option<DownloadState>,
+}
+
+/// Progress of the defaults' download, as last reported.
+struct DownloadState {
+    file: String,
+    bytes: u64,
+    total: Option<u64>,
+    bytes_per_sec: f64,
 }
 
 impl MinusApp {
@@ -85,7 +99,10 @@ impl MinusApp {
             messages: Vec::new(),
             pane_rects: [egui::Rect::NOTHING; 2],
             frames: 0,
+            hub: Hub::from_env(),
+            download: None,
         };
+        app.use_cached_defaults();
         for (pane, target) in [
             (&app.positive, Target::Positive),
             (&app.negative, Target::Negative),
@@ -141,6 +158,85 @@ impl MinusApp {
     /// Steps reported by the running job (0 when idle).
     pub fn running_step(&self) -> usize {
         self.results.running.as_ref().map_or(0, |job| job.step)
+    }
+
+    /// Replaces the hub (tests point it at a stand-in server).
+    pub fn set_hub(&mut self, hub: Hub) {
+        self.hub = hub;
+    }
+
+    /// Whether the default models are being downloaded.
+    pub fn is_downloading(&self) -> bool {
+        self.download.is_some()
+    }
+
+    /// With no model chosen yet, uses the default models if they are in the hub cache.
+    fn use_cached_defaults(&mut self) {
+        if !self.settings.models.model.is_empty() {
+            return;
+        }
+        let cached = Catalogue::built_in()
+            .ok()
+            .and_then(|catalogue| catalogue.cached_model_paths(&self.hub, "ip-adapter"));
+        if let Some(paths) = cached {
+            self.settings.models.set_paths(&paths);
+        }
+    }
+
+    /// Starts downloading the default models.
+    pub fn download_defaults(&mut self) {
+        self.engine.send(Command::DownloadDefaults {
+            hub: self.hub.clone(),
+            adapter: "ip-adapter".to_string(),
+        });
+        self.download = Some(DownloadState {
+            file: "starting".to_string(),
+            bytes: 0,
+            total: None,
+            bytes_per_sec: 0.0,
+        });
+    }
+
+    fn download_ui(&mut self, ui: &mut egui::Ui) {
+        if let Some(state) = &self.download {
+            let fraction = state
+                .total
+                .map_or(0.0, |t| state.bytes as f32 / t.max(1) as f32);
+            let total = state
+                .total
+                .map_or("?".to_string(), |t| format!("{:.0}", t as f64 / 1e6));
+            ui.add(egui::ProgressBar::new(fraction).text(format!(
+                "{}: {:.0}/{total} MB, {:.1} MB/s",
+                state.file,
+                state.bytes as f64 / 1e6,
+                state.bytes_per_sec / 1e6
+            )));
+            if ui
+                .button("Cancel download")
+                .on_hover_text("Stop; the download resumes where it stopped next time")
+                .clicked()
+            {
+                self.engine.send(Command::CancelDownload);
+            }
+        } else if self.settings.models.model.is_empty() {
+            let size_mb: u64 = Catalogue::built_in()
+                .map(|c| {
+                    c.entries
+                        .iter()
+                        .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
+                        .map(|e| e.approx_mb)
+                        .sum()
+                })
+                .unwrap_or(0);
+            ui.label("No models yet: download the defaults, or set your own under Models.");
+            if ui
+                .button(format!("Download default models (about {:.1} GB)", size_mb as f64 / 1000.0))
+                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, into the Hugging Face cache")
+                .clicked()
+            {
+                self.download_defaults();
+            }
+        }
     }
 
     fn load_models(&mut self) {
@@ -226,6 +322,29 @@ impl MinusApp {
                 Event::ModelsFailed { error } => {
                     self.model_status = "Models failed to load".to_string();
                     self.messages.push(format!("Models: {error}"));
+                }
+                Event::ModelProgress {
+                    name,
+                    file,
+                    bytes,
+                    total,
+                    bytes_per_sec,
+                } => {
+                    self.download = Some(DownloadState {
+                        file: format!("{name} ({file})"),
+                        bytes,
+                        total,
+                        bytes_per_sec,
+                    });
+                }
+                Event::DownloadsReady { paths } => {
+                    self.download = None;
+                    self.settings.models.set_paths(&paths);
+                    self.load_models();
+                }
+                Event::DownloadFailed { error } => {
+                    self.download = None;
+                    self.messages.push(error);
                 }
                 Event::Queued { job } => self.results.queued.push(job),
                 Event::Started { job } => {
@@ -463,6 +582,7 @@ impl MinusApp {
                         self.generate();
                     }
                     ui.label(RichText::new(&self.model_status).small());
+                    self.download_ui(ui);
                     ui.separator();
                     match controls::settings_ui(ui, &mut self.settings) {
                         ControlAction::None => {}

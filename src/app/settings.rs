@@ -21,6 +21,19 @@ pub struct ModelSettings {
 }
 
 impl ModelSettings {
+    /// Fills the fields from loadable paths (e.g. the downloaded defaults).
+    pub fn set_paths(&mut self, paths: &ModelPaths) {
+        let text = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        self.model = paths.model.display().to_string();
+        self.vae = text(&paths.vae);
+        self.ip_adapter = text(&paths.ip_adapter);
+        self.image_encoder = text(&paths.image_encoder);
+    }
+
     /// What the engine needs to load these models; `None` until a model folder is set.
     pub fn load_settings(&self) -> Option<LoadSettings> {
         let optional = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s.trim()));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::pipeline::{ModelPaths, Request};
+use crate::weights::hub::Hub;
 
 /// Identifies one queued generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,6 +35,10 @@ pub enum Command {
     },
     /// Cancel a queued or running job.
     Cancel(JobId),
+    /// Download the first-run defaults (model, VAE, image encoder, `adapter`) from `hub`.
+    DownloadDefaults { hub: Hub, adapter: String },
+    /// Stop a running download (what is on disk is resumed next time).
+    CancelDownload,
     /// Stop the thread.
     Shutdown,
 }
@@ -47,6 +52,21 @@ pub enum Event {
         device: String,
     },
     ModelsFailed {
+        error: String,
+    },
+    /// Bytes of `file` (of catalogue entry `name`) on disk so far.
+    ModelProgress {
+        name: String,
+        file: String,
+        bytes: u64,
+        total: Option<u64>,
+        bytes_per_sec: f64,
+    },
+    /// Every default is in the cache; these paths load them.
+    DownloadsReady {
+        paths: ModelPaths,
+    },
+    DownloadFailed {
         error: String,
     },
     Queued {

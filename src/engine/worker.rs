@@ -15,6 +15,9 @@ use crate::output::save_png;
 use crate::pipeline::conditioning::EmbeddingCache;
 use crate::pipeline::models::{device_name, parse_dtype, select_device};
 use crate::pipeline::{Flow, Generation, Models, Request, generate};
+use crate::weights::catalogue::{Catalogue, FIRST_RUN};
+use crate::weights::hub::Hub;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 struct Job {
     id: JobId,
@@ -31,6 +34,7 @@ pub struct Worker {
     cache: EmbeddingCache,
     queue: VecDeque<Job>,
     pending_load: Option<LoadSettings>,
+    pending_download: Option<(Hub, String)>,
     shutdown: bool,
 }
 
@@ -44,6 +48,7 @@ impl Worker {
             cache: EmbeddingCache::default(),
             queue: VecDeque::new(),
             pending_load: None,
+            pending_download: None,
             shutdown: false,
         }
     }
@@ -57,6 +62,10 @@ impl Worker {
     /// Runs until `Shutdown` or until the UI drops its end.
     pub fn run(mut self) {
         while !self.shutdown {
+            if let Some((hub, adapter)) = self.pending_download.take() {
+                self.download_defaults(&hub, &adapter);
+                continue;
+            }
             if let Some(settings) = self.pending_load.take() {
                 self.load(&settings);
                 continue;
@@ -74,9 +83,13 @@ impl Worker {
         }
     }
 
-    /// Handles one command; returns true when it cancels `running`.
+    /// Handles one command; returns true when it cancels `running` (a job or a download).
     fn handle(&mut self, command: Command, running: Option<JobId>) -> bool {
         match command {
+            Command::DownloadDefaults { hub, adapter } => {
+                self.pending_download = Some((hub, adapter))
+            }
+            Command::CancelDownload => return running.is_none(),
             Command::LoadModels(settings) => self.pending_load = Some(settings),
             Command::Generate {
                 job,
@@ -104,6 +117,52 @@ impl Worker {
             }
         }
         false
+    }
+
+    fn download_defaults(&mut self, hub: &Hub, adapter: &str) {
+        let result = (|| {
+            let catalogue = Catalogue::built_in()?;
+            let cancel = AtomicBool::new(false);
+            let names = FIRST_RUN
+                .iter()
+                .map(|n| if *n == "ip-adapter" { adapter } else { n });
+            for name in names {
+                let entry = catalogue.get(name)?;
+                entry.download(
+                    hub,
+                    &mut |file, progress| {
+                        while let Ok(command) = self.commands.try_recv() {
+                            if self.handle(command, None) {
+                                cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        self.emit(Event::ModelProgress {
+                            name: name.to_string(),
+                            file: file.to_string(),
+                            bytes: progress.bytes,
+                            total: progress.total,
+                            bytes_per_sec: progress.bytes_per_sec,
+                        });
+                    },
+                    &cancel,
+                )?;
+            }
+            catalogue
+                .cached_model_paths(hub, adapter)
+                .ok_or_else(|| MinusError::Download {
+                    what: "the default models".to_string(),
+                    message: "downloaded but not found in the cache".to_string(),
+                })
+        })();
+        match result {
+            Ok(paths) => self.emit(Event::DownloadsReady { paths }),
+            Err(MinusError::Cancelled) => self.emit(Event::DownloadFailed {
+                error: "download cancelled (it resumes where it stopped next time)".to_string(),
+            }),
+            Err(error) => self.emit(Event::DownloadFailed {
+                error: error.to_string(),
+            }),
+        }
     }
 
     fn load(&mut self, settings: &LoadSettings) {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture paths, model loading, comparisons.
 #![allow(dead_code)]
 
+pub mod stand_in_hub;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
