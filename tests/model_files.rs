@@ -348,3 +348,47 @@ fn wrong_files_get_one_line_messages_naming_the_file() {
         "{message}"
     );
 }
+
+#[test]
+fn comfyui_style_image_encoder_files_load() {
+    let encoder_dir = fixtures().join("models/ip-adapter/models/image_encoder");
+    let weights = encoder_dir.join("model.safetensors");
+    // Sizes read off the tensors (the head count is not in the weights).
+    let file = minus::weights::TensorFile::load_safetensors(&weights, &Device::Cpu).unwrap();
+    let inferred = minus::pipeline::models::infer_vision_config(&file).unwrap();
+    let actual: minus::models::clip_vision::ClipVisionConfig =
+        read_json(&encoder_dir.join("config.json")).unwrap();
+    assert_eq!(
+        (
+            inferred.hidden_size,
+            inferred.intermediate_size,
+            inferred.num_hidden_layers
+        ),
+        (
+            actual.hidden_size,
+            actual.intermediate_size,
+            actual.num_hidden_layers
+        )
+    );
+    assert_eq!(
+        (
+            inferred.image_size,
+            inferred.patch_size,
+            inferred.projection_dim
+        ),
+        (actual.image_size, actual.patch_size, actual.projection_dim)
+    );
+    // A single file in a clip_vision folder, with the config beside it, generates as the folder does.
+    let clip_vision = temp_dir("clip-vision");
+    std::fs::copy(&weights, clip_vision.join("tiny-vit.safetensors")).unwrap();
+    std::fs::copy(
+        encoder_dir.join("config.json"),
+        clip_vision.join("config.json"),
+    )
+    .unwrap();
+    let paths = ModelPaths {
+        image_encoder: Some(clip_vision.join("tiny-vit.safetensors")),
+        ..model_paths(Some("ip-adapter_sd15.safetensors"))
+    };
+    assert_image_matches("clip_vision file", &generate_with(&paths), &reference_out());
+}

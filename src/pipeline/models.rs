@@ -229,9 +229,24 @@ fn load_image_models(
 ) -> Result<ImagePromptModels> {
     let adapter_file = load_weights_file(adapter_path, device)?;
     let adapter = IpAdapter::load(&adapter_file, dtype, device)?;
-    let component = load_component(encoder_dir, device)?;
-    let config = read_vision_config(&component.config_path)?;
-    let file = &component.weights;
+    let (file, config) = if encoder_dir.is_file() {
+        // A ComfyUI-style `clip_vision/*.safetensors`: sizes come from a `config.json`
+        // beside it, or else from the tensors.
+        let file = load_weights_file(encoder_dir, device)?;
+        let beside = encoder_dir.with_file_name("config.json");
+        let config = if beside.is_file() {
+            read_vision_config(&beside)?
+        } else {
+            infer_vision_config(&file)?
+        };
+        (file, config)
+    } else {
+        let component = load_component(encoder_dir, device)?;
+        (
+            component.weights,
+            read_vision_config(&component.config_path)?,
+        )
+    };
     let encoder = ClipVisionModel::load(file.var_builder(dtype, device), &config)
         .map_err(|e| file.load_error(e))?;
     check_compatible(adapter_path, &adapter, &config, unet)?;
@@ -241,6 +256,46 @@ fn load_image_models(
         id: format!("{}|{}", adapter_path.display(), encoder_dir.display()),
         device: device.clone(),
         dtype,
+    })
+}
+
+/// The vision config of an encoder file without `config.json`, read off tensor shapes.
+/// The head count is not stored in the weights: CLIP ViT-H/14 and ViT-L/14 use 16
+/// heads, smaller towers heads of 64 channels.
+pub fn infer_vision_config(file: &TensorFile) -> Result<ClipVisionConfig> {
+    let embeddings = "vision_model.embeddings";
+    let hidden = file.dims(&format!("{embeddings}.class_embedding"))?[0];
+    let patch = file.dims(&format!("{embeddings}.patch_embedding.weight"))?;
+    let positions = file.dims(&format!("{embeddings}.position_embedding.weight"))?[0];
+    let layers = (0..)
+        .take_while(|i| {
+            file.contains(&format!(
+                "vision_model.encoder.layers.{i}.self_attn.q_proj.weight"
+            ))
+        })
+        .count();
+    let intermediate = file.dims("vision_model.encoder.layers.0.mlp.fc1.weight")?[0];
+    let projection_dim = file.dims("visual_projection.weight")?[0];
+    let (patch_size, channels) = (
+        patch.get(2).copied().unwrap_or(14),
+        patch.get(1).copied().unwrap_or(3),
+    );
+    let grid = ((positions.saturating_sub(1)) as f64).sqrt().round() as usize;
+    let heads = match hidden {
+        1024 | 1280 | 1664 => 16,
+        other => (other / 64).max(1),
+    };
+    Ok(ClipVisionConfig {
+        hidden_size: hidden,
+        intermediate_size: intermediate,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        image_size: grid * patch_size,
+        patch_size,
+        projection_dim,
+        num_channels: channels,
+        layer_norm_eps: 1e-5,
+        hidden_act: "gelu".to_string(),
     })
 }
 
