@@ -40,6 +40,7 @@ fn test_settings(output_dir: &Path) -> Settings {
             ip_adapter: ip.join("ip-adapter_sd15.safetensors").display().to_string(),
             image_encoder: ip.join("image_encoder").display().to_string(),
             device: "cpu".to_string(),
+            models_dir: String::new(),
         },
         output_dir: Some(output_dir.to_path_buf()),
         random_seed: false,
@@ -378,4 +379,44 @@ fn first_run_downloads_the_defaults_with_progress_then_generates() {
     run_until(&mut harness, "a result from the downloaded models", |app| {
         app.gallery_len() == 1
     });
+}
+
+#[test]
+fn models_are_picked_from_a_comfyui_folder() {
+    let out = temp_dir("ui-comfyui");
+    let comfy = out.join("ComfyUI");
+    std::fs::create_dir_all(comfy.join("models/ipadapter")).expect("folders");
+    let adapter = comfy.join("models/ipadapter/tiny-adapter.safetensors");
+    std::fs::copy(
+        fixtures().join("models/ip-adapter/models/ip-adapter_sd15.safetensors"),
+        &adapter,
+    )
+    .expect("copy");
+    let mut settings = test_settings(&out);
+    settings.models.models_dir = comfy.display().to_string();
+    let mut harness = harness(settings);
+    harness.step();
+    harness.get_by_label("Models").click();
+    harness.step();
+    harness.get_by_label("Find models there").click();
+    let started = Instant::now();
+    while harness
+        .query_by_label_contains("ip-adapter: tiny-adapter.safetensors")
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "scan result not shown"
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    harness
+        .get_by_label_contains("ip-adapter: tiny-adapter.safetensors")
+        .click();
+    harness.step();
+    assert_eq!(
+        app(&harness).settings().models.ip_adapter,
+        adapter.display().to_string()
+    );
 }

@@ -17,6 +17,7 @@ pub enum ControlAction {
     None,
     LoadModels,
     RunSweep,
+    ScanModelsDir,
 }
 
 /// Draws every generation setting and the Models and Sweep sections.
@@ -126,6 +127,21 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
                 "h94 models/image_encoder folder",
             );
             path_field(ui, "Device", &mut models.device, "auto, cpu, cuda or metal");
+            path_field(
+                ui,
+                "ComfyUI/A1111 folder",
+                &mut models.models_dir,
+                "An existing ComfyUI or A1111 install (or its models folder) to pick files from",
+            );
+            if ui
+                .button("Find models there")
+                .on_hover_text(
+                    "List checkpoints, IP-Adapters, image encoders and VAEs in that folder",
+                )
+                .clicked()
+            {
+                action = ControlAction::ScanModelsDir;
+            }
             if ui
                 .button("Load models")
                 .on_hover_text("Load (or reload) these models")

@@ -17,7 +17,9 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 use crate::engine::{Command, Engine, Event};
 use crate::weights::catalogue::{Catalogue, FIRST_RUN};
 use crate::weights::hub::Hub;
+use crate::weights::local::{LocalKind, LocalModel};
 use controls::ControlAction;
+use crossbeam_channel::{Receiver, Sender};
 use loader::{Loaded, Loader, Target};
 use panes::{Pane, PaneAction, PaneImage};
 use results::{GalleryEntry, ResultAction, Results, RunningJob};
@@ -51,6 +53,9 @@ pub struct MinusApp {
     hub: Hub,
     /// The running download of the defaults, if any.
     download: Option<DownloadState>,
+    /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
+    found_models: Vec<LocalModel>,
+    found_channel: (Sender<Vec<LocalModel>>, Receiver<Vec<LocalModel>>),
 }
 
 /// Progress of the defaults' download, as last reported.
@@ -101,6 +106,8 @@ impl MinusApp {
             frames: 0,
             hub: Hub::from_env(),
             download: None,
+            found_models: Vec::new(),
+            found_channel: crossbeam_channel::unbounded(),
         };
         app.use_cached_defaults();
         for (pane, target) in [
@@ -236,6 +243,52 @@ impl MinusApp {
             {
                 self.download_defaults();
             }
+        }
+    }
+
+    /// Files found in the ComfyUI/A1111 folder, each with a button to use it.
+    fn found_models_ui(&mut self, ui: &mut egui::Ui) {
+        if let Some(found) = self.found_channel.1.try_iter().last() {
+            self.found_models = found;
+        }
+        if self.found_models.is_empty() {
+            return;
+        }
+        let mut chosen = None;
+        egui::CollapsingHeader::new(format!("Found {} model files", self.found_models.len()))
+            .default_open(true)
+            .show(ui, |ui| {
+                for model in &self.found_models {
+                    let name = model
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let usable = model.kind != LocalKind::ControlNet;
+                    let button = ui.add_enabled(
+                        usable,
+                        egui::Button::new(format!("{}: {name}", model.kind.label())).small(),
+                    );
+                    if button
+                        .on_hover_text(model.path.display().to_string())
+                        .clicked()
+                    {
+                        chosen = Some(model.clone());
+                    }
+                }
+            });
+        if let Some(model) = chosen {
+            let path = model.path.display().to_string();
+            let models = &mut self.settings.models;
+            match model.kind {
+                LocalKind::Checkpoint => models.model = path,
+                LocalKind::IpAdapter => models.ip_adapter = path,
+                LocalKind::ImageEncoder => models.image_encoder = path,
+                LocalKind::Vae => models.vae = path,
+                LocalKind::ControlNet => {}
+            }
+            self.messages
+                .push("Model chosen: press Load models to use it".to_string());
         }
     }
 
@@ -588,7 +641,16 @@ impl MinusApp {
                         ControlAction::None => {}
                         ControlAction::LoadModels => self.load_models(),
                         ControlAction::RunSweep => self.run_sweep(),
+                        ControlAction::ScanModelsDir => {
+                            let dir = self.settings.models.models_dir.trim().into();
+                            tasks::scan_models_dir(
+                                &self.notices,
+                                dir,
+                                self.found_channel.0.clone(),
+                            );
+                        }
                     }
+                    self.found_models_ui(ui);
                     if ui
                         .button("Reset to defaults")
                         .on_hover_text("Restore every generation setting's default")

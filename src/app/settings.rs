@@ -18,6 +18,8 @@ pub struct ModelSettings {
     pub image_encoder: String,
     /// `auto`, `cpu`, `cuda` or `metal`.
     pub device: String,
+    /// A ComfyUI/A1111 install (or its `models` folder) to pick files from.
+    pub models_dir: String,
 }
 
 impl ModelSettings {

@@ -197,3 +197,22 @@ pub fn save_grid(
         Ok(Some(format!("Grid saved to {}", path.display())))
     });
 }
+
+/// Lists the model files of a ComfyUI/A1111 folder into `found`.
+pub fn scan_models_dir(
+    notices: &Notices,
+    dir: PathBuf,
+    found: Sender<Vec<crate::weights::local::LocalModel>>,
+) {
+    let ctx = notices.ctx.clone();
+    spawn(notices, "scan-models", move || {
+        let models = crate::weights::local::scan(&dir);
+        if models.is_empty() {
+            return Ok(Some(format!("No model files found in {}", dir.display())));
+        }
+        // The window owns the receiver for as long as it lives.
+        let _ = found.send(models);
+        ctx.request_repaint();
+        Ok(None)
+    });
+}
