@@ -18,6 +18,8 @@ enum Command {
     Generate(Box<cli::generate::GenerateArgs>),
     /// List, download and verify models.
     Models(cli::models::ModelsArgs),
+    /// Time the engine on random full-size weights.
+    Bench(Box<cli::bench::BenchArgs>),
 }
 
 fn main() {
@@ -25,6 +27,7 @@ fn main() {
     let result = match cli.command {
         Some(Command::Generate(args)) => cli::generate::run(&args),
         Some(Command::Models(args)) => cli::models::run(&args),
+        Some(Command::Bench(args)) => cli::bench::run(&args),
         None => minus::app::run(),
     };
     if let Err(error) = result {

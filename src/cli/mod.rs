@@ -1,4 +1,6 @@
 //! The command-line subcommands.
 
+pub mod bench;
+mod bench_weights;
 pub mod generate;
 pub mod models;

@@ -1,0 +1,144 @@
+"""Runs `minus bench` and diffusers on the same random full-size weights and shapes, in one
+go, and prints Minus / diffusers per figure (lower is better for Minus).
+
+    pip install torch diffusers transformers safetensors pillow
+    python bench/compare_diffusers.py --minus target/release/minus --size 512 --steps 4
+
+The weights are those `minus bench` writes (random values in the real layouts); diffusers
+loads them into freshly configured models, so both sides compute exactly the same shapes.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from safetensors.torch import load_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+
+def timed(repeats, fn, sync):
+    fn()
+    sync()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load_state(model, path, prefix=""):
+    state = load_file(path)
+    if prefix:
+        state = {k if k.startswith(prefix) else prefix + k: v for k, v in state.items()}
+    missing, _ = model.load_state_dict(state, strict=False)
+    return missing
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minus", default="target/release/minus")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--adapter", default="plus", choices=["base", "plus"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, choices=[None, "f32", "f16", "bf16"])
+    parser.add_argument("--weights-dir", default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        figures_path = os.path.join(tmp, "minus.json")
+        command = [args.minus, "bench", "--size", str(args.size), "--steps", str(args.steps),
+                   "--batch", str(args.batch), "--repeats", str(args.repeats), "--adapter", args.adapter,
+                   "--device", args.device, "--json", figures_path]
+        if args.dtype:
+            command += ["--dtype", args.dtype]
+        if args.weights_dir:
+            command += ["--weights-dir", args.weights_dir]
+        subprocess.run(command, check=True)
+        with open(figures_path) as f:
+            minus = json.load(f)
+
+    weights = minus["weights_dir"]
+    device = torch.device("cuda" if minus["device"] == "cuda" else "cpu")
+    dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[minus["dtype"]]
+    torch.set_num_threads(minus["threads"])
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    sd = os.path.join(weights, "sd15")
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(os.path.join(sd, "unet")))
+    assert not load_state(unet, os.path.join(sd, "unet", "diffusion_pytorch_model.safetensors"))
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(os.path.join(sd, "vae")))
+    load_state(vae, os.path.join(sd, "vae", "diffusion_pytorch_model.safetensors"))  # decoder only
+    text = CLIPTextModel(CLIPTextConfig.from_pretrained(os.path.join(sd, "text_encoder")))
+    load_state(text, os.path.join(sd, "text_encoder", "model.safetensors"))
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig.from_pretrained(os.path.join(weights, "image_encoder")))
+    assert not load_state(encoder, os.path.join(weights, "image_encoder", "model.safetensors"))
+    from transformers import CLIPTokenizer  # noqa: F401  (the pipeline needs a tokenizer object)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text, tokenizer=None, unet=unet, scheduler=DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+            clip_sample=False, set_alpha_to_one=False),
+        safety_checker=None, feature_extractor=None, image_encoder=encoder, requires_safety_checker=False)
+    adapter_file = "ip-adapter-plus_sd15.safetensors" if args.adapter == "plus" else "ip-adapter_sd15.safetensors"
+    pipe.load_ip_adapter(weights, subfolder="", weight_name=adapter_file, image_encoder_folder=None)
+    pipe.image_encoder = encoder
+    pipe.to(device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+
+    n, latent = args.batch, args.size // 8
+    pixels = torch.randn(1, 3, 224, 224, device=device, dtype=dtype)
+    with torch.no_grad():
+        if args.adapter == "plus":
+            encode = lambda: encoder(pixels, output_hidden_states=True).hidden_states[-2]
+        else:
+            encode = lambda: encoder(pixels).image_embeds
+        encoder_secs = timed(args.repeats, encode, sync)
+
+        features = encode()
+        embeds = torch.cat([features, features])[:, None]  # [negative, positive]
+        tokens_2n = pipe.unet.encoder_hid_proj.image_projection_layers[0](torch.cat([features] * (2 * n)))
+        sample = torch.randn(2 * n, 4, latent, latent, device=device, dtype=dtype)
+        hidden = torch.randn(2 * n, 77, 768, device=device, dtype=dtype)
+        pipe.set_ip_adapter_scale(1.0)
+        step = lambda: pipe.unet(sample, 500, encoder_hidden_states=hidden,
+                                 added_cond_kwargs={"image_embeds": [torch.cat([features] * (2 * n))[:, None]]})
+        del tokens_2n
+        step_secs = timed(args.repeats, step, sync)
+
+        latents = torch.randn(n, 4, latent, latent, device=device, dtype=dtype)
+        vae_secs = timed(args.repeats, lambda: pipe.vae.decode(latents / 0.18215), sync)
+
+        prompt = torch.zeros(1, 77, 768, device=device, dtype=dtype)
+        start = time.perf_counter()
+        pipe(prompt_embeds=prompt, negative_prompt_embeds=prompt, ip_adapter_image_embeds=[embeds],
+             num_inference_steps=args.steps, height=args.size, width=args.size, guidance_scale=7.5,
+             num_images_per_prompt=n, output_type="np")
+        sync()
+        full_secs = time.perf_counter() - start
+
+    rows = [
+        ("image encoder (1 image)", minus["image_encoder_secs"], encoder_secs),
+        ("UNet step (CFG batch)", minus["unet_step_secs"], step_secs),
+        ("VAE decode", minus["vae_decode_secs"], vae_secs),
+        ("full run", minus["full_run_secs"], full_secs),
+    ]
+    print(f"\n{minus['device']} {minus['dtype']}, {args.size}x{args.size}, batch {n}, {args.steps} steps, "
+          f"adapter {args.adapter}, {minus['threads']} threads, torch {torch.__version__}")
+    print(f"{'figure':<26}{'Minus s':>10}{'diffusers s':>13}{'Minus/diffusers':>17}")
+    for name, ours, theirs in rows:
+        print(f"{name:<26}{ours:>10.3f}{theirs:>13.3f}{ours / theirs:>17.2f}")
+    print(f"{'preview':<26}{minus['preview_secs']:>10.4f}{'(none)':>13}")
+    print(f"Minus peak resident memory: {minus['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+//! `minus bench`: times the image encoder, one CFG UNet step, a full run, the VAE
+//! decode and the preview on random full-size weights; prints figures (and JSON for
+//! `bench/compare_diffusers.py`, which runs diffusers on the same weights).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+use clap::Args;
+use minus::models::unet::IpConditioning;
+use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
+use minus::pipeline::models::{device_name, parse_dtype, select_device};
+use minus::pipeline::preview::latents_to_rgb;
+use minus::pipeline::{Flow, ImagePrompt, ModelPaths, Models, Request, generate};
+use serde_json::json;
+
+use super::bench_weights;
+
+/// Flags of `minus bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Image side in pixels (multiple of 8).
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+    /// Steps of the full run.
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
+    /// Images per run.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Timed repetitions of each figure (after one warm-up).
+    #[arg(long, default_value_t = 2)]
+    repeats: usize,
+    /// base or plus.
+    #[arg(long, default_value = "plus")]
+    adapter: String,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// f32, f16 or bf16 (default: f16 on GPUs, f32 on the CPU).
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Where the random weights are written once (default: the user cache folder).
+    #[arg(long)]
+    weights_dir: Option<PathBuf>,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Median seconds of `repeats` runs of `f` after one warm-up run.
+fn time(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let started = Instant::now();
+        f()?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Waits for the device to finish queued work, so timings are real.
+fn sync(device: &Device) -> anyhow::Result<()> {
+    device.synchronize()?;
+    Ok(())
+}
+
+/// Peak resident memory of this process in MB (Linux), if known.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs `minus bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let dir = match &args.weights_dir {
+        Some(dir) => dir.clone(),
+        None => directories::ProjectDirs::from("", "", "Minus")
+            .map(|p| p.cache_dir().join("bench-weights"))
+            .context("no cache folder; pass --weights-dir")?,
+    };
+    let weights = bench_weights::ensure(&dir)?;
+    let device = select_device(&args.device)?;
+    let default_dtype = if device.is_cpu() { "f32" } else { "f16" };
+    let dtype = parse_dtype(args.dtype.as_deref().unwrap_or(default_dtype))?;
+    let adapter = match args.adapter.as_str() {
+        "base" => weights.base_adapter.clone(),
+        "plus" => weights.plus_adapter.clone(),
+        other => anyhow::bail!("unknown adapter `{other}` (expected base or plus)"),
+    };
+    let paths = ModelPaths {
+        model: weights.model.clone(),
+        vae: None,
+        ip_adapter: Some(adapter),
+        image_encoder: Some(weights.image_encoder.clone()),
+        configs: None,
+    };
+    let load_started = Instant::now();
+    let models = Models::load(&paths, &device, dtype)?;
+    let load_secs = load_started.elapsed().as_secs_f64();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "device: {} ({dtype:?}), {threads} CPU threads, {}x{}, batch {}, adapter {}, loaded in {load_secs:.1}s",
+        device_name(&device),
+        args.size,
+        args.size,
+        args.batch,
+        args.adapter
+    );
+    let image = models.image.as_ref().context("image models")?;
+
+    // Image encoder: one 224×224 image.
+    let side = image.encoder.config().image_size;
+    let pixels = Tensor::randn(0f32, 1f32, (1, 3, side, side), &device)?.to_dtype(dtype)?;
+    let encoder_secs = time(args.repeats, || {
+        let features = encode_pixels(image, &pixels)?;
+        features
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
+        Ok(())
+    })?;
+
+    // One CFG UNet step: batch [uncond, cond], image tokens in every attn2.
+    let n = args.batch;
+    let latent = args.size / 8;
+    let sample = Tensor::randn(0f32, 1f32, (2 * n, 4, latent, latent), &device)?.to_dtype(dtype)?;
+    let text = encode_text(&models, "")?.repeat((2 * n, 1, 1))?;
+    let tokens = image
+        .adapter
+        .project(&encode_pixels(image, &pixels)?)?
+        .repeat((2 * n, 1, 1))?;
+    let ip = IpConditioning {
+        tokens,
+        scale: Tensor::ones((2 * n, 1, 1), dtype, &device)?,
+        layers: image.adapter.attention_weights(),
+    };
+    let step_secs = time(args.repeats, || {
+        models.unet.forward(&sample, 500.0, &text, Some(&ip))?;
+        sync(&device)
+    })?;
+
+    // VAE decode and the preview of `n` latents.
+    let latents = Tensor::randn(0f32, 1f32, (n, 4, latent, latent), &device)?.to_dtype(dtype)?;
+    let vae_secs = time(args.repeats, || {
+        models.vae.decode(&latents)?;
+        sync(&device)
+    })?;
+    let preview_secs = time(args.repeats.max(5), || {
+        latents_to_rgb(&latents)?;
+        Ok(())
+    })?;
+
+    // A full run as users make it (text and image conditioning, N steps, decode).
+    let prompt_image = dir.join("bench-prompt.png");
+    image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    })
+    .save(&prompt_image)?;
+    let request = Request {
+        images: vec![ImagePrompt::new(&prompt_image)],
+        negative_images: vec![ImagePrompt::new(&prompt_image)],
+        steps: args.steps,
+        width: args.size,
+        height: args.size,
+        batch: n,
+        ..Request::default()
+    };
+    let started = Instant::now();
+    let generation = generate(
+        &models,
+        &request,
+        &mut EmbeddingCache::default(),
+        &mut |_| Flow::Continue,
+    )?;
+    let full_secs = started.elapsed().as_secs_f64();
+    let its = args.steps as f64 / generation.denoise_secs;
+
+    let peak = peak_rss_mb();
+    println!("{:<28} {:>10}", "figure", "seconds");
+    for (name, secs) in [
+        ("image encoder (1 image)", encoder_secs),
+        ("UNet step (CFG batch)", step_secs),
+        ("VAE decode", vae_secs),
+        ("preview", preview_secs),
+        ("full run", full_secs),
+    ] {
+        println!("{name:<28} {secs:>10.4}");
+    }
+    println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
+    println!(
+        "preview / UNet step: {:.4}%",
+        100.0 * preview_secs / step_secs
+    );
+    match peak {
+        Some(mb) => println!("peak resident memory: {mb:.0} MB"),
+        None => println!("peak resident memory: not available on this system"),
+    }
+    if let Some(path) = &args.json {
+        let figures = json!({
+            "device": device_name(&device), "dtype": format!("{dtype:?}"), "size": args.size,
+            "steps": args.steps, "batch": n, "adapter": args.adapter, "threads": threads,
+            "image_encoder_secs": encoder_secs, "unet_step_secs": step_secs, "vae_decode_secs": vae_secs,
+            "preview_secs": preview_secs, "full_run_secs": full_secs, "it_per_sec": its,
+            "peak_rss_mb": peak, "weights_dir": dir,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
+    }
+    Ok(())
+}
