@@ -79,12 +79,17 @@ fn app<'a>(harness: &'a Harness<'_, State>) -> &'a MinusApp {
         .expect("app built on the first frame")
 }
 
-/// Steps the UI (in real time, as the engine works) until `done` or the timeout.
-fn run_until(harness: &mut Harness<'_, State>, what: &str, done: impl Fn(&MinusApp) -> bool) {
+/// Steps the UI (in real time, as the engine works) until `done` holds for the
+/// harness (and so the app and the widgets) or the timeout.
+fn step_until(
+    harness: &mut Harness<'_, State>,
+    what: &str,
+    done: impl Fn(&Harness<'_, State>) -> bool,
+) {
     let started = Instant::now();
     loop {
         harness.step();
-        if done(app(harness)) {
+        if done(harness) {
             return;
         }
         assert!(
@@ -94,6 +99,11 @@ fn run_until(harness: &mut Harness<'_, State>, what: &str, done: impl Fn(&MinusA
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Steps the UI until `done` holds for the app.
+fn run_until(harness: &mut Harness<'_, State>, what: &str, done: impl Fn(&MinusApp) -> bool) {
+    step_until(harness, what, |h| done(app(h)));
 }
 
 fn drop_on(harness: &mut Harness<'_, State>, label: &str, file: PathBuf) {
