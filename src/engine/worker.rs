@@ -132,7 +132,7 @@ impl Worker {
                     hub,
                     &mut |file, progress| {
                         while let Ok(command) = self.commands.try_recv() {
-                            if self.handle(command, None) {
+                            if self.handle(command, None) || self.shutdown {
                                 cancel.store(true, Ordering::Relaxed);
                             }
                         }
