@@ -104,21 +104,21 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
             let models = &mut settings.models;
             path_field(
                 ui,
-                "Model folder",
+                "Model",
                 &mut models.model,
-                "A diffusers SD 1.5 folder",
+                "A diffusers SD 1.5 folder, or a single-file checkpoint (.safetensors or .ckpt)",
             );
             path_field(
                 ui,
-                "VAE folder",
+                "VAE",
                 &mut models.vae,
-                "Optional: a VAE replacing the model's",
+                "Optional: a VAE folder or file replacing the model's",
             );
             path_field(
                 ui,
                 "IP-Adapter file",
                 &mut models.ip_adapter,
-                "h94 IP-Adapter .safetensors",
+                "h94 IP-Adapter file (.safetensors or .bin)",
             );
             path_field(
                 ui,

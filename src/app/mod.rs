@@ -100,7 +100,7 @@ impl MinusApp {
                 split: 0.5,
                 ..Results::default()
             },
-            model_status: "No models loaded: set a model folder under Models".to_string(),
+            model_status: "No models loaded: set a model under Models".to_string(),
             messages: Vec::new(),
             pane_rects: [egui::Rect::NOTHING; 2],
             frames: 0,
@@ -295,9 +295,7 @@ impl MinusApp {
     fn load_models(&mut self) {
         match self.settings.models.load_settings() {
             Some(load) => self.engine.send(Command::LoadModels(load)),
-            None => {
-                self.model_status = "No models loaded: set a model folder under Models".to_string()
-            }
+            None => self.model_status = "No models loaded: set a model under Models".to_string(),
         }
     }
 
