@@ -195,7 +195,8 @@ impl Worker {
         let Some((models, model_name)) = self.models.take() else {
             self.emit(Event::Failed {
                 job: job.id,
-                error: "no models loaded: download the defaults or choose a model under Models".to_string(),
+                error: "no models loaded: download the defaults or choose a model under Models"
+                    .to_string(),
             });
             return;
         };
