@@ -231,19 +231,6 @@ fn detect_kind(file: &TensorFile) -> Result<AdapterKind> {
     }
 }
 
-fn dim(file: &TensorFile, key: &str, axis: usize) -> Result<usize> {
-    let dims = file.dims(key)?;
-    dims.get(axis)
-        .copied()
-        .ok_or_else(|| MinusError::BadWeights {
-            path: file.path().to_path_buf(),
-            message: format!(
-                "tensor `{key}` has shape {dims:?}, expected at least {} axes",
-                axis + 1
-            ),
-        })
-}
-
 /// Builds the projection with sizes read from tensor shapes; returns it with
 /// (image feature dim, cross-attention dim).
 fn load_projection(
@@ -254,9 +241,9 @@ fn load_projection(
     let err = |e| file.load_error(e);
     match kind {
         AdapterKind::Linear => {
-            let out = dim(file, "image_proj.proj.weight", 0)?;
-            let input = dim(file, "image_proj.proj.weight", 1)?;
-            let cross = dim(file, "image_proj.norm.weight", 0)?;
+            let out = file.dim("image_proj.proj.weight", 0)?;
+            let input = file.dim("image_proj.proj.weight", 1)?;
+            let cross = file.dim("image_proj.norm.weight", 0)?;
             let projection = LinearProjection {
                 proj: candle_nn::linear(input, out, vb.pp("proj")).map_err(err)?,
                 norm: candle_nn::layer_norm(cross, 1e-5, vb.pp("norm")).map_err(err)?,
@@ -266,23 +253,23 @@ fn load_projection(
             Ok((Projection::Linear(projection), input, cross))
         }
         AdapterKind::Resampler => {
-            let latent_dim = dim(file, "image_proj.latents", 2)?;
-            let input = dim(file, "image_proj.proj_in.weight", 1)?;
-            let cross = dim(file, "image_proj.proj_out.weight", 0)?;
+            let latent_dim = file.dim("image_proj.latents", 2)?;
+            let input = file.dim("image_proj.proj_in.weight", 1)?;
+            let cross = file.dim("image_proj.proj_out.weight", 0)?;
             let depth = (0..)
                 .take_while(|i| file.contains(&format!("image_proj.layers.{i}.0.to_q.weight")))
                 .count();
             let mut layers = Vec::with_capacity(depth);
             for i in 0..depth {
-                let inner = dim(file, &format!("image_proj.layers.{i}.0.to_q.weight"), 0)?;
-                let hidden = dim(file, &format!("image_proj.layers.{i}.1.1.weight"), 0)?;
+                let inner = file.dim(&format!("image_proj.layers.{i}.0.to_q.weight"), 0)?;
+                let hidden = file.dim(&format!("image_proj.layers.{i}.1.1.weight"), 0)?;
                 let layer = vb.pp(format!("layers.{i}"));
                 layers.push((
                     PerceiverAttention::load(layer.pp("0"), latent_dim, inner).map_err(err)?,
                     FeedForward::load(layer.pp("1"), latent_dim, hidden).map_err(err)?,
                 ));
             }
-            let num_queries = dim(file, "image_proj.latents", 1)?;
+            let num_queries = file.dim("image_proj.latents", 1)?;
             let resampler = Resampler {
                 latents: vb
                     .get((1, num_queries, latent_dim), "latents")
@@ -295,9 +282,9 @@ fn load_projection(
             Ok((Projection::Resampler(resampler), input, cross))
         }
         AdapterKind::Mlp => {
-            let input = dim(file, "image_proj.proj.0.weight", 1)?;
-            let hidden = dim(file, "image_proj.proj.0.weight", 0)?;
-            let cross = dim(file, "image_proj.proj.2.weight", 0)?;
+            let input = file.dim("image_proj.proj.0.weight", 1)?;
+            let hidden = file.dim("image_proj.proj.0.weight", 0)?;
+            let cross = file.dim("image_proj.proj.2.weight", 0)?;
             let mlp = MlpProjection {
                 fc1: candle_nn::linear(input, hidden, vb.pp("proj.0")).map_err(err)?,
                 fc2: candle_nn::linear(hidden, cross, vb.pp("proj.2")).map_err(err)?,
@@ -320,8 +307,8 @@ fn load_attention_weights(
         .map(|layer| {
             let id = 2 * layer + 1;
             let key = format!("ip_adapter.{id}.to_k_ip.weight");
-            let hidden = dim(file, &key, 0)?;
-            let input = dim(file, &key, 1)?;
+            let hidden = file.dim(&key, 0)?;
+            let input = file.dim(&key, 1)?;
             if input != cross_attention_dim {
                 return Err(MinusError::BadWeights {
                     path: file.path().to_path_buf(),

@@ -264,9 +264,9 @@ fn load_image_models(
 /// heads, smaller towers heads of 64 channels.
 pub fn infer_vision_config(file: &TensorFile) -> Result<ClipVisionConfig> {
     let embeddings = "vision_model.embeddings";
-    let hidden = file.dims(&format!("{embeddings}.class_embedding"))?[0];
+    let hidden = file.dim(&format!("{embeddings}.class_embedding"), 0)?;
     let patch = file.dims(&format!("{embeddings}.patch_embedding.weight"))?;
-    let positions = file.dims(&format!("{embeddings}.position_embedding.weight"))?[0];
+    let positions = file.dim(&format!("{embeddings}.position_embedding.weight"), 0)?;
     let layers = (0..)
         .take_while(|i| {
             file.contains(&format!(
@@ -274,8 +274,8 @@ pub fn infer_vision_config(file: &TensorFile) -> Result<ClipVisionConfig> {
             ))
         })
         .count();
-    let intermediate = file.dims("vision_model.encoder.layers.0.mlp.fc1.weight")?[0];
-    let projection_dim = file.dims("visual_projection.weight")?[0];
+    let intermediate = file.dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)?;
+    let projection_dim = file.dim("visual_projection.weight", 0)?;
     let (patch_size, channels) = (
         patch.get(2).copied().unwrap_or(14),
         patch.get(1).copied().unwrap_or(3),

@@ -76,6 +76,21 @@ impl TensorFile {
             .ok_or_else(|| self.missing(key))
     }
 
+    /// One axis of a tensor's shape, or an error naming the tensor when it is missing
+    /// or has fewer axes.
+    pub fn dim(&self, key: &str, axis: usize) -> Result<usize> {
+        let dims = self.dims(key)?;
+        dims.get(axis)
+            .copied()
+            .ok_or_else(|| MinusError::BadWeights {
+                path: self.path.clone(),
+                message: format!(
+                    "tensor `{key}` has shape {dims:?}, expected at least {} axes",
+                    axis + 1
+                ),
+            })
+    }
+
     /// The error for a tensor this file should have and does not.
     pub fn missing(&self, key: &str) -> MinusError {
         MinusError::MissingTensor {
