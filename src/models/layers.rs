@@ -21,6 +21,10 @@ pub fn attention(
 ) -> candle_core::Result<Tensor> {
     let (batch, q_len, channels) = q.dims3()?;
     let kv_len = k.dim(1)?;
+    // Head counts come from config files and tensor shapes: refuse, don't divide by zero.
+    if heads == 0 || channels % heads != 0 {
+        candle_core::bail!("{channels} channels cannot be split into {heads} attention heads");
+    }
     let head_dim = channels / heads;
     let scale = 1.0 / (head_dim as f64).sqrt();
     let split = |t: &Tensor, len: usize| {
@@ -100,4 +104,19 @@ pub fn chunk2_last(xs: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         xs.narrow(D::Minus1, 0, half)?,
         xs.narrow(D::Minus1, half, half)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn bad_head_counts_are_errors_not_panics() -> candle_core::Result<()> {
+        let x = Tensor::zeros((1, 3, 8), DType::F32, &Device::Cpu)?;
+        assert!(attention(&x, &x, &x, 0, None).is_err());
+        assert!(attention(&x, &x, &x, 3, None).is_err());
+        assert_eq!(attention(&x, &x, &x, 2, None)?.dims(), &[1, 3, 8]);
+        Ok(())
+    }
 }
