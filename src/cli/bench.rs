@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use minus::models::unet::IpConditioning;
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
-use minus::pipeline::models::{device_name, parse_dtype, select_device};
+use minus::pipeline::models::{device_name, resolve_dtype, select_device};
 use minus::pipeline::preview::latents_to_rgb;
 use minus::pipeline::{Flow, ImagePrompt, ModelPaths, Models, Request, generate};
 use serde_json::json;
@@ -86,8 +86,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let weights = bench_weights::ensure(&dir)?;
     let device = select_device(&args.device)?;
-    let default_dtype = if device.is_cpu() { "f32" } else { "f16" };
-    let dtype = parse_dtype(args.dtype.as_deref().unwrap_or(default_dtype))?;
+    let dtype = resolve_dtype(&device, args.dtype.as_deref())?;
     let adapter = match args.adapter.as_str() {
         "base" => weights.base_adapter.clone(),
         "plus" => weights.plus_adapter.clone(),

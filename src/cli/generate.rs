@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use minus::output::{numbered_paths, save_png};
 use minus::pipeline::conditioning::EmbeddingCache;
-use minus::pipeline::models::{device_name, parse_dtype, select_device};
+use minus::pipeline::models::{device_name, resolve_dtype, select_device};
 use minus::pipeline::noise::random_seed;
 use minus::pipeline::preprocess::FitMode;
 use minus::pipeline::{Flow, ImagePrompt, ModelPaths, Models, Request, Window, generate};
@@ -171,8 +171,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
     request.validate()?;
     let device = select_device(&args.device)?;
-    let default_dtype = if device.is_cpu() { "f32" } else { "f16" };
-    let dtype = parse_dtype(args.dtype.as_deref().unwrap_or(default_dtype))?;
+    let dtype = resolve_dtype(&device, args.dtype.as_deref())?;
     eprintln!("device: {} ({dtype:?})", device_name(&device));
     let paths = ModelPaths {
         model: args.model.clone(),

@@ -13,7 +13,7 @@ use super::protocol::{Command, Event, JobId, LoadSettings};
 use crate::MinusError;
 use crate::output::save_png;
 use crate::pipeline::conditioning::EmbeddingCache;
-use crate::pipeline::models::{device_name, parse_dtype, select_device};
+use crate::pipeline::models::{device_name, resolve_dtype, select_device};
 use crate::pipeline::{Flow, Generation, Models, Request, generate};
 use crate::weights::catalogue::{Catalogue, FIRST_RUN};
 use crate::weights::hub::Hub;
@@ -171,8 +171,7 @@ impl Worker {
         self.models = None;
         self.cache.clear();
         let loaded = select_device(&settings.device).and_then(|device| {
-            let default = if device.is_cpu() { "f32" } else { "f16" };
-            let dtype = parse_dtype(settings.dtype.as_deref().unwrap_or(default))?;
+            let dtype = resolve_dtype(&device, settings.dtype.as_deref())?;
             Models::load(&settings.paths, &device, dtype)
         });
         match loaded {

@@ -372,6 +372,12 @@ pub fn select_device(name: &str) -> Result<Device> {
     }
 }
 
+/// The dtype to run in: `name` if given, else f32 on the CPU and f16 on GPUs.
+pub fn resolve_dtype(device: &Device, name: Option<&str>) -> Result<DType> {
+    let default = if device.is_cpu() { "f32" } else { "f16" };
+    parse_dtype(name.unwrap_or(default))
+}
+
 /// Parses a dtype name (`f32`, `f16`, `bf16`).
 pub fn parse_dtype(name: &str) -> Result<DType> {
     match name {
