@@ -11,40 +11,12 @@ use minus::models::clip_text::{ClipTextConfig, ClipTextModel};
 use minus::models::clip_vision::{ClipVisionConfig, ClipVisionModel};
 use minus::models::unet::{UNet, UNetConfig};
 use minus::models::vae::{VaeConfig, VaeDecoder};
+use minus::pipeline::models::{SD15_TEXT_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG};
 use serde_json::json;
 
-/// SD 1.5's UNet, in diffusers' config format (also readable by diffusers).
-fn unet_config() -> serde_json::Value {
-    json!({
-        "_class_name": "UNet2DConditionModel",
-        "in_channels": 4, "out_channels": 4, "sample_size": 64,
-        "block_out_channels": [320, 640, 1280, 1280],
-        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-        "layers_per_block": 2, "cross_attention_dim": 768, "attention_head_dim": 8,
-        "norm_num_groups": 32, "norm_eps": 1e-5, "flip_sin_to_cos": true, "freq_shift": 0,
-        "use_linear_projection": false
-    })
-}
-
-fn vae_config() -> serde_json::Value {
-    json!({
-        "_class_name": "AutoencoderKL",
-        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 512,
-        "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "norm_num_groups": 32,
-        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
-        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
-        "scaling_factor": 0.18215
-    })
-}
-
-fn text_config() -> serde_json::Value {
-    json!({
-        "architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
-        "vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072,
-        "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 77,
-        "layer_norm_eps": 1e-5, "hidden_act": "quick_gelu", "projection_dim": 768
-    })
+/// SD 1.5's configurations as Minus ships them (readable by diffusers and transformers too).
+fn sd15_config(text: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(text)?)
 }
 
 /// The ViT-H/14 image encoder of h94/IP-Adapter.
@@ -180,25 +152,28 @@ pub fn ensure(dir: &Path) -> anyhow::Result<BenchWeights> {
         "writing random full-size weights to {} (once)...",
         dir.display()
     );
-    let unet: UNetConfig = serde_json::from_value(unet_config())?;
+    let unet_config = sd15_config(SD15_UNET_CONFIG)?;
+    let vae_config = sd15_config(SD15_VAE_CONFIG)?;
+    let text_config = sd15_config(SD15_TEXT_CONFIG)?;
+    let unet: UNetConfig = serde_json::from_value(unet_config.clone())?;
     write_component(
         &weights.model.join("unet"),
         "diffusion_pytorch_model.safetensors",
-        &unet_config(),
+        &unet_config,
         |vb| UNet::load(vb, &unet).map(drop),
     )?;
-    let vae: VaeConfig = serde_json::from_value(vae_config())?;
+    let vae: VaeConfig = serde_json::from_value(vae_config.clone())?;
     write_component(
         &weights.model.join("vae"),
         "diffusion_pytorch_model.safetensors",
-        &vae_config(),
+        &vae_config,
         |vb| VaeDecoder::load(vb, &vae).map(drop),
     )?;
-    let text: ClipTextConfig = serde_json::from_value(text_config())?;
+    let text: ClipTextConfig = serde_json::from_value(text_config.clone())?;
     write_component(
         &weights.model.join("text_encoder"),
         "model.safetensors",
-        &text_config(),
+        &text_config,
         |vb| ClipTextModel::load(vb.pp("text_model"), &text).map(drop),
     )?;
     let vision: ClipVisionConfig = serde_json::from_value(vision_config())?;

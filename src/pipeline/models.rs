@@ -57,10 +57,12 @@ pub struct Models {
     pub dtype: DType,
 }
 
-/// SD 1.5's configurations, for single files that come without any.
-const SD15_UNET_CONFIG: &str = include_str!("../../resources/sd15/unet_config.json");
-const SD15_VAE_CONFIG: &str = include_str!("../../resources/sd15/vae_config.json");
-const SD15_TEXT_CONFIG: &str = include_str!("../../resources/sd15/text_encoder_config.json");
+/// SD 1.5's UNet configuration (diffusers format), for single files that come without one.
+pub const SD15_UNET_CONFIG: &str = include_str!("../../resources/sd15/unet_config.json");
+/// SD 1.5's VAE configuration (diffusers format).
+pub const SD15_VAE_CONFIG: &str = include_str!("../../resources/sd15/vae_config.json");
+/// SD 1.5's text encoder configuration (transformers format).
+pub const SD15_TEXT_CONFIG: &str = include_str!("../../resources/sd15/text_encoder_config.json");
 
 /// Reads `<configs>/<component>/config.json`, or the built-in SD 1.5 one.
 fn component_config<T: serde::de::DeserializeOwned>(
@@ -396,5 +398,22 @@ pub fn device_name(device: &Device) -> &'static str {
         Device::Cpu => "cpu",
         Device::Cuda(_) => "cuda",
         Device::Metal(_) => "metal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_sd15_configs_parse_with_sd15_sizes() -> Result<()> {
+        let unet: UNetConfig = component_config(None, "unet", SD15_UNET_CONFIG)?;
+        assert_eq!(unet.block_out_channels, [320, 640, 1280, 1280]);
+        assert_eq!(unet.cross_attention_dim, 768);
+        let vae: VaeConfig = component_config(None, "vae", SD15_VAE_CONFIG)?;
+        assert_eq!(vae.block_out_channels, [128, 256, 512, 512]);
+        let text: ClipTextConfig = component_config(None, "text_encoder", SD15_TEXT_CONFIG)?;
+        assert_eq!((text.hidden_size, text.num_attention_heads), (768, 12));
+        Ok(())
     }
 }
