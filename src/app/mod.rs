@@ -53,6 +53,8 @@ pub struct MinusApp {
     hub: Hub,
     /// The running download of the defaults, if any.
     download: Option<DownloadState>,
+    /// Approximate size of the first-run download, read from the catalogue once.
+    defaults_size_mb: u64,
     /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
     found_models: Vec<LocalModel>,
     found_channel: (Sender<Vec<LocalModel>>, Receiver<Vec<LocalModel>>),
@@ -106,6 +108,15 @@ impl MinusApp {
             frames: 0,
             hub: Hub::from_env(),
             download: None,
+            defaults_size_mb: Catalogue::built_in()
+                .map(|c| {
+                    c.entries
+                        .iter()
+                        .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
+                        .map(|e| e.approx_mb)
+                        .sum()
+                })
+                .unwrap_or(0),
             found_models: Vec::new(),
             found_channel: crossbeam_channel::unbounded(),
         };
@@ -226,15 +237,7 @@ impl MinusApp {
                 self.engine.send(Command::CancelDownload);
             }
         } else if self.settings.models.model.is_empty() {
-            let size_mb: u64 = Catalogue::built_in()
-                .map(|c| {
-                    c.entries
-                        .iter()
-                        .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
-                        .map(|e| e.approx_mb)
-                        .sum()
-                })
-                .unwrap_or(0);
+            let size_mb = self.defaults_size_mb;
             ui.label("No models yet: download the defaults, or set your own under Models.");
             if ui
                 .button(format!("Download default models (about {:.1} GB)", size_mb as f64 / 1000.0))
