@@ -724,10 +724,7 @@ impl MinusApp {
             .iter()
             .filter_map(|cell| Some((cell.label.clone(), cell.image.as_ref()?.0.clone())))
             .collect();
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let stamp = crate::output::unix_secs();
         tasks::save_grid(&self.notices, cells, dir, format!("sweep-{stamp}"));
     }
 

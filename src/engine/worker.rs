@@ -263,10 +263,7 @@ fn save_all(
     let Some(dir) = dir else {
         return Vec::new();
     };
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let stamp = crate::output::unix_secs();
     generation
         .images
         .iter()

@@ -136,6 +136,14 @@ pub fn read_request(png_bytes: &[u8]) -> Option<Request> {
     serde_json::from_str(&json).ok()
 }
 
+/// Seconds since the Unix epoch, for unique, sortable file names of saved results.
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
 /// The file names of a run's images: `stem.png` for one image, `stem-<i>.png` for several.
 pub fn numbered_paths(output: &Path, count: usize) -> Vec<PathBuf> {
     if count <= 1 {
