@@ -55,6 +55,8 @@ pub struct MinusApp {
     download: Option<DownloadState>,
     /// Approximate size of the first-run download, read from the catalogue once.
     defaults_size_mb: u64,
+    /// Set once the engine thread is found dead.
+    engine_lost: bool,
     /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
     found_models: Vec<LocalModel>,
     found_channel: (Sender<Vec<LocalModel>>, Receiver<Vec<LocalModel>>),
@@ -108,6 +110,7 @@ impl MinusApp {
             frames: 0,
             hub: Hub::from_env(),
             download: None,
+            engine_lost: false,
             defaults_size_mb: Catalogue::built_in()
                 .map(|c| {
                     c.entries
@@ -364,6 +367,16 @@ impl MinusApp {
     }
 
     fn handle_engine_events(&mut self, ctx: &egui::Context) {
+        if !self.engine_lost && !self.engine.is_running() {
+            // Should never happen; if it does, say so instead of waiting forever.
+            self.engine_lost = true;
+            self.results.running = None;
+            self.results.queued.clear();
+            self.messages.push(
+                "The engine stopped unexpectedly: restart Minus (results already shown are saved)"
+                    .to_string(),
+            );
+        }
         for event in self.engine.drain_events() {
             match event {
                 Event::ModelsLoading => self.model_status = "Loading models...".to_string(),

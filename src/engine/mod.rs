@@ -56,11 +56,6 @@ impl Engine {
         self.events.try_iter().collect()
     }
 
-    /// Blocks until the next event (for the CLI and tests, never the UI thread).
-    pub fn recv_event_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
-        self.events.recv_timeout(timeout).ok()
-    }
-
     /// Whether the engine thread is still alive.
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())

@@ -63,11 +63,6 @@ impl ClipTokenizer {
         self.vocab.len()
     }
 
-    /// The id of one vocabulary entry, if present.
-    pub fn token_id(&self, word: &str) -> Option<u32> {
-        self.vocab.get(word).copied()
-    }
-
     /// Token ids with BOS and EOS, without padding, truncated to 77.
     pub fn encode_unpadded(&self, text: &str) -> Vec<u32> {
         let mut ids = vec![BOS_TOKEN];
