@@ -430,3 +430,25 @@ fn models_are_picked_from_a_comfyui_folder() {
         adapter.display().to_string()
     );
 }
+
+#[test]
+fn the_gallery_reloads_saved_results_at_start() {
+    let out = temp_dir("ui-gallery-reload");
+    let request = minus::pipeline::Request {
+        seed: 77,
+        ..minus::pipeline::Request::default()
+    };
+    for name in ["1-1-0.png", "2-2-0.png"] {
+        minus::output::save_png(
+            &out.join(name),
+            &image::RgbImage::new(8, 8),
+            &request,
+            "test",
+        )
+        .expect("save");
+    }
+    let mut harness = harness(test_settings(&out));
+    run_until(&mut harness, "the saved results", |app| {
+        app.gallery_len() == 2
+    });
+}

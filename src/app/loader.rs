@@ -84,22 +84,31 @@ impl Loader {
 
     /// Loads the newest saved results of `dir` (newest first).
     pub fn scan_gallery(&self, dir: &Path, limit: usize) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
-            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-            .collect();
-        // Oldest first, so that inserting each at the front leaves the newest first.
-        files.sort();
-        let skip = files.len().saturating_sub(limit);
-        self.load(
-            files.into_iter().skip(skip).map(|(_, p)| p).collect(),
-            Target::Gallery,
-        );
+        let (loader, dir) = (self.clone(), dir.to_path_buf());
+        // Listing a large (or network) folder must not hold up the first frame.
+        let spawned = std::thread::Builder::new()
+            .name("minus-gallery-scan".to_string())
+            .spawn(move || {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    return;
+                };
+                let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+                    .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+                    .collect();
+                // Oldest first, so that inserting each at the front leaves the newest first.
+                files.sort();
+                let skip = files.len().saturating_sub(limit);
+                loader.load(
+                    files.into_iter().skip(skip).map(|(_, p)| p).collect(),
+                    Target::Gallery,
+                );
+            });
+        if let Err(error) = spawned {
+            eprintln!("cannot start the gallery scan: {error}");
+        }
     }
 
     /// Everything loaded since the last call.
