@@ -190,7 +190,8 @@ mod tests {
                 &mut std::io::Cursor::new(&mut bytes),
                 image::ImageFormat::Png,
             )
-            .ok();
+            .expect("a plain PNG encodes");
+        assert!(!bytes.is_empty());
         assert_eq!(read_request(&bytes), None);
     }
 
