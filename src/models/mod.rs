@@ -3,6 +3,9 @@
 pub mod clip_text;
 pub mod clip_transformer;
 pub mod clip_vision;
+pub mod conv;
+pub(crate) mod cpu;
+pub mod group_norm;
 pub mod ip_adapter;
 pub mod layers;
 pub mod resnet;

@@ -2,7 +2,10 @@
 //! the resampling convolutions.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+
+use super::conv::Conv2d;
+use super::group_norm::GroupNorm;
 
 /// A 3×3 convolution with padding 1 (and the given stride).
 pub fn conv3x3(
@@ -11,12 +14,7 @@ pub fn conv3x3(
     stride: usize,
     vb: VarBuilder,
 ) -> candle_core::Result<Conv2d> {
-    let config = Conv2dConfig {
-        padding: 1,
-        stride,
-        ..Default::default()
-    };
-    candle_nn::conv2d(in_channels, out_channels, 3, config, vb)
+    Conv2d::load(vb, in_channels, out_channels, 3, stride, 1)
 }
 
 /// A 1×1 convolution.
@@ -25,7 +23,7 @@ pub fn conv1x1(
     out_channels: usize,
     vb: VarBuilder,
 ) -> candle_core::Result<Conv2d> {
-    candle_nn::conv2d(in_channels, out_channels, 1, Conv2dConfig::default(), vb)
+    Conv2d::load(vb, in_channels, out_channels, 1, 1, 0)
 }
 
 /// Sizes of one ResNet block.
@@ -61,10 +59,10 @@ impl ResnetBlock2D {
             .then(|| conv1x1(cin, cout, vb.pp("conv_shortcut")))
             .transpose()?;
         Ok(Self {
-            norm1: candle_nn::group_norm(config.groups, cin, config.eps, vb.pp("norm1"))?,
+            norm1: GroupNorm::load(vb.pp("norm1"), config.groups, cin, config.eps)?,
             conv1: conv3x3(cin, cout, 1, vb.pp("conv1"))?,
             time_emb_proj,
-            norm2: candle_nn::group_norm(config.groups, cout, config.eps, vb.pp("norm2"))?,
+            norm2: GroupNorm::load(vb.pp("norm2"), config.groups, cout, config.eps)?,
             conv2: conv3x3(cout, cout, 1, vb.pp("conv2"))?,
             conv_shortcut,
         })
@@ -72,11 +70,11 @@ impl ResnetBlock2D {
 
     /// `xs`: `[batch, in, h, w]`; `temb_silu`: the time embedding after SiLU, `[batch, temb]`.
     pub fn forward(&self, xs: &Tensor, temb_silu: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let mut h = self.conv1.forward(&self.norm1.forward(xs)?.silu()?)?;
+        let mut h = self.conv1.forward(&self.norm1.forward_silu(xs)?)?;
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb_silu) {
             h = h.broadcast_add(&proj.forward(temb)?.unsqueeze(2)?.unsqueeze(3)?)?;
         }
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(xs)?,
             None => xs.clone(),

@@ -1,7 +1,10 @@
 //! The VAE decoder of `AutoencoderKL`: latents → RGB in [-1, 1].
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+
+use super::conv::Conv2d;
+use super::group_norm::GroupNorm;
 use serde::Deserialize;
 
 use super::layers::attention;
@@ -74,7 +77,7 @@ struct AttentionBlock {
 impl AttentionBlock {
     fn load(vb: VarBuilder, channels: usize, groups: usize) -> candle_core::Result<Self> {
         Ok(Self {
-            group_norm: candle_nn::group_norm(groups, channels, VAE_NORM_EPS, vb.pp("group_norm"))?,
+            group_norm: GroupNorm::load(vb.pp("group_norm"), groups, channels, VAE_NORM_EPS)?,
             to_q: candle_nn::linear(channels, channels, vb.pp("to_q"))?,
             to_k: candle_nn::linear(channels, channels, vb.pp("to_k"))?,
             to_v: candle_nn::linear(channels, channels, vb.pp("to_v"))?,
@@ -164,12 +167,7 @@ impl VaeDecoder {
             mid_attention: AttentionBlock::load(dec.pp("mid_block.attentions.0"), last, groups)?,
             mid_resnet_out: ResnetBlock2D::load(dec.pp("mid_block.resnets.1"), resnet(last, last))?,
             up_blocks,
-            conv_norm_out: candle_nn::group_norm(
-                groups,
-                first,
-                VAE_NORM_EPS,
-                dec.pp("conv_norm_out"),
-            )?,
+            conv_norm_out: GroupNorm::load(dec.pp("conv_norm_out"), groups, first, VAE_NORM_EPS)?,
             conv_out: conv3x3(first, config.out_channels, 1, dec.pp("conv_out"))?,
             scaling_factor: config.scaling_factor,
         })
@@ -195,7 +193,7 @@ impl VaeDecoder {
                 xs = up.forward(&xs, 2 * h, 2 * w)?;
             }
         }
-        let xs = self.conv_norm_out.forward(&xs)?.silu()?;
+        let xs = self.conv_norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
 }

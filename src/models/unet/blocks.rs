@@ -1,8 +1,9 @@
 //! The UNet's down, mid and up blocks.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
 
+use super::super::conv::Conv2d;
 use super::super::resnet::{ResnetBlock2D, ResnetConfig, Upsample2D, conv3x3};
 use super::IpConditioning;
 use super::transformer::{Transformer2D, TransformerConfig};

@@ -5,9 +5,11 @@ mod blocks;
 mod transformer;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 
+use super::conv::Conv2d;
+use super::group_norm::GroupNorm;
 use super::ip_adapter::IpAttentionWeights;
 use super::resnet::conv3x3;
 use blocks::{BlockContext, DownBlock, MidBlock, StepInputs, UpBlock, UpBlockChannels};
@@ -205,11 +207,11 @@ impl UNet {
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: candle_nn::group_norm(
+            conv_norm_out: GroupNorm::load(
+                vb.pp("conv_norm_out"),
                 config.norm_num_groups,
                 first,
                 config.norm_eps,
-                vb.pp("conv_norm_out"),
             )?,
             conv_out: conv3x3(first, config.out_channels, 1, vb.pp("conv_out"))?,
             config: config.clone(),
@@ -260,7 +262,7 @@ impl UNet {
         for block in &self.up_blocks {
             xs = block.forward(&xs, &inputs, &mut skips)?;
         }
-        let xs = self.conv_norm_out.forward(&xs)?.silu()?;
+        let xs = self.conv_norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
 

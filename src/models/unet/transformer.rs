@@ -2,8 +2,11 @@
 //! decoupled image cross-attention in every `attn2`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
 
+use super::super::conv::Conv2d;
+use super::super::cpu;
+use super::super::group_norm::GroupNorm;
 use super::super::layers::{attention, chunk2_last};
 use super::super::resnet::conv1x1;
 use super::IpConditioning;
@@ -73,8 +76,14 @@ impl GegluFeedForward {
     }
 
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let (hidden, gate) = chunk2_last(&self.proj_in.forward(xs)?)?;
-        self.proj_out.forward(&(hidden * gate.gelu_erf()?)?)
+        let projected = self.proj_in.forward(xs)?;
+        let gated = if cpu::applies_to(&projected) {
+            projected.contiguous()?.apply_op1_no_bwd(&cpu::CpuGeglu)?
+        } else {
+            let (hidden, gate) = chunk2_last(&projected)?;
+            (hidden * gate.gelu_erf()?)?
+        };
+        self.proj_out.forward(&gated)
     }
 }
 
@@ -172,7 +181,7 @@ impl Transformer2D {
             })
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
-            norm: candle_nn::group_norm(config.groups, c, 1e-6, vb.pp("norm"))?,
+            norm: GroupNorm::load(vb.pp("norm"), config.groups, c, 1e-6)?,
             proj_in: projection("proj_in")?,
             blocks,
             proj_out: projection("proj_out")?,

@@ -1,0 +1,170 @@
+//! Multi-head attention over tiles of queries, without a score tensor for
+//! every head at once.
+//!
+//! Each task takes one (sample, head, block of query rows): scores for the
+//! block with one GEMM, a softmax in place, and a second GEMM into the output.
+//! Heads are read where the projections put them (`[batch, len, heads·dim]`),
+//! so there are no transposes, and the score block stays in cache.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
+use rayon::prelude::*;
+
+use super::math::{dispatch, exp};
+use super::{contiguous_f32, gemm_accumulate};
+
+/// Score elements per block (1 MiB of f32: a block stays in L2).
+const BLOCK_SCORES: usize = 256 << 10;
+
+/// `softmax(q·kᵀ·scale)·v` per head; q `[batch, q_len, heads·dim]`, k and v
+/// `[batch, kv_len, heads·dim]`, output shaped like q.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuAttention {
+    pub heads: usize,
+    pub scale: f32,
+}
+
+/// The output pointer, shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes only its own (rows, head) block of the output.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The address `offset` elements in (a method, so closures capture the Sync wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+impl CustomOp3 for CpuAttention {
+    fn name(&self) -> &'static str {
+        "minus-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_layout: &Layout,
+        k: &CpuStorage,
+        k_layout: &Layout,
+        v: &CpuStorage,
+        v_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (batch, q_len, width) = q_layout.shape().dims3()?;
+        let (k_batch, kv_len, k_width) = k_layout.shape().dims3()?;
+        if k_layout.shape() != v_layout.shape()
+            || k_batch != batch
+            || k_width != width
+            || kv_len == 0
+            || self.heads == 0
+            || width % self.heads != 0
+        {
+            candle_core::bail!(
+                "{name}: q {:?}, k {:?}, v {:?} do not fit {} heads",
+                q_layout.shape(),
+                k_layout.shape(),
+                v_layout.shape(),
+                self.heads
+            );
+        }
+        let (q, k, v) = (
+            contiguous_f32(q, q_layout, name)?,
+            contiguous_f32(k, k_layout, name)?,
+            contiguous_f32(v, v_layout, name)?,
+        );
+        let head_dim = width / self.heads;
+        let block_rows = (BLOCK_SCORES / kv_len).clamp(1, q_len.max(1));
+        let blocks = q_len.div_ceil(block_rows);
+        let mut out = vec![0f32; q.len()];
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        (0..batch * self.heads * blocks)
+            .into_par_iter()
+            .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+                let (sample_head, block) = (task / blocks, task % blocks);
+                let (sample, head) = (sample_head / self.heads, sample_head % self.heads);
+                let first_row = block * block_rows;
+                let rows = block_rows.min(q_len - first_row);
+                let column = head * head_dim;
+                let q_block = &q[(sample * q_len + first_row) * width + column..];
+                let k_head = &k[sample * kv_len * width + column..];
+                let v_head = &v[sample * kv_len * width + column..];
+                scores.clear();
+                scores.resize(rows * kv_len, 0.0);
+                // SAFETY: q_block holds `rows` rows of `head_dim` at stride `width`; k_head
+                // read transposed is [head_dim, kv_len] (column stride `width`).
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        kv_len,
+                        head_dim,
+                        scores.as_mut_ptr(),
+                        1,
+                        kv_len as isize,
+                        false,
+                        q_block.as_ptr(),
+                        1,
+                        width as isize,
+                        k_head.as_ptr(),
+                        width as isize,
+                        1,
+                        0.0f32,
+                        self.scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                };
+                let mut inv_sums = vec![0f32; rows];
+                dispatch!(|| softmax_rows_unnormalized(scores, kv_len, &mut inv_sums));
+                let out_block = out_ptr.at((sample * q_len + first_row) * width + column);
+                // SAFETY: this task alone writes rows `first_row..first_row + rows`, columns
+                // `column..column + head_dim` of sample `sample`; v_head is [kv_len, head_dim]
+                // at row stride `width`.
+                unsafe {
+                    gemm_accumulate(
+                        (rows, head_dim, kv_len),
+                        out_block,
+                        width,
+                        scores.as_ptr(),
+                        kv_len,
+                        v_head.as_ptr(),
+                        width,
+                        false,
+                    );
+                    for (row, inv_sum) in inv_sums.iter().enumerate() {
+                        let out_row =
+                            std::slice::from_raw_parts_mut(out_block.add(row * width), head_dim);
+                        out_row.iter_mut().for_each(|x| *x *= inv_sum);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), q_layout.shape().clone()))
+    }
+}
+
+/// Replaces each row of `scores` by `exp(x - max)` and stores `1 / sum` of the
+/// row, so the normalisation can be applied to the much smaller output.
+#[inline(always)]
+fn softmax_rows_unnormalized(scores: &mut [f32], row_len: usize, inv_sums: &mut [f32]) {
+    const LANES: usize = 16;
+    for (row, inv_sum) in scores.chunks_exact_mut(row_len).zip(inv_sums) {
+        let mut maxima = [f32::NEG_INFINITY; LANES];
+        for chunk in row.chunks(LANES) {
+            for (lane, &x) in maxima.iter_mut().zip(chunk) {
+                *lane = if x > *lane { x } else { *lane };
+            }
+        }
+        let max = maxima.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let mut sums = [0f32; LANES];
+        for chunk in row.chunks_mut(LANES) {
+            for (lane, x) in sums.iter_mut().zip(chunk) {
+                *x = exp(*x - max);
+                *lane += *x;
+            }
+        }
+        *inv_sum = 1.0 / sums.iter().sum::<f32>();
+    }
+}

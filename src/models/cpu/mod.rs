@@ -1,0 +1,91 @@
+//! CPU kernels for the operations that dominate a denoising step.
+//!
+//! candle's generic CPU ops spend most of a step outside the matrix multiply: a
+//! scattering im2col for every convolution tile, one pass over memory per
+//! elementwise op, and a full `[heads, q, kv]` score tensor for attention. These
+//! kernels do the same arithmetic in fewer passes, with one large GEMM where
+//! candle issues many small ones. They run for contiguous f32 tensors on the
+//! CPU; every other device and dtype takes candle's path, so GPU builds need
+//! nothing from here.
+
+mod attention;
+mod conv;
+mod geglu;
+mod group_norm;
+mod math;
+
+pub use attention::CpuAttention;
+pub use conv::CpuConv2d;
+pub use geglu::CpuGeglu;
+pub use group_norm::CpuGroupNorm;
+
+use candle_core::{CpuStorage, DType, Layout, Tensor};
+
+/// Whether the CPU kernels apply to `xs` (f32 on the CPU).
+pub fn applies_to(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && xs.dtype() == DType::F32
+}
+
+/// The elements of a contiguous f32 operand, or an error naming the kernel.
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    kernel: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{kernel}: operand is not contiguous")))?;
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// How many threads the kernels split work over (candle's own setting).
+fn threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+/// `dst[m×n] += lhs[m×k] · rhs[k×n]`, all row-major with the given row strides.
+///
+/// # Safety
+/// The pointers must address matrices of the stated sizes and strides, and
+/// `dst` must not overlap `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_accumulate(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_row_stride: usize,
+    lhs: *const f32,
+    lhs_row_stride: usize,
+    rhs: *const f32,
+    rhs_row_stride: usize,
+    parallel: bool,
+) {
+    let parallelism = if parallel && threads() > 1 {
+        gemm::Parallelism::Rayon(threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the caller guarantees the matrices; gemm reads and writes only inside them.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row_stride as isize,
+            true,
+            lhs,
+            1,
+            lhs_row_stride as isize,
+            rhs,
+            1,
+            rhs_row_stride as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
