@@ -1,7 +1,9 @@
 //! The pre-LayerNorm transformer encoder shared by CLIP's text and vision towers.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use super::linear::{Linear, linear};
 
 use super::layers::{Activation, attention};
 
@@ -28,10 +30,10 @@ impl SelfAttention {
     fn load(vb: VarBuilder, config: &ClipTransformerConfig) -> candle_core::Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            q_proj: candle_nn::linear(h, h, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(h, h, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(h, h, vb.pp("v_proj"))?,
-            out_proj: candle_nn::linear(h, h, vb.pp("out_proj"))?,
+            q_proj: linear(h, h, vb.pp("q_proj"))?,
+            k_proj: linear(h, h, vb.pp("k_proj"))?,
+            v_proj: linear(h, h, vb.pp("v_proj"))?,
+            out_proj: linear(h, h, vb.pp("out_proj"))?,
             heads: config.num_attention_heads,
         })
     }
@@ -64,8 +66,8 @@ impl EncoderLayer {
         Ok(Self {
             self_attn: SelfAttention::load(vb.pp("self_attn"), config)?,
             layer_norm1: candle_nn::layer_norm(h, eps, vb.pp("layer_norm1"))?,
-            fc1: candle_nn::linear(h, m, vb.pp("mlp.fc1"))?,
-            fc2: candle_nn::linear(m, h, vb.pp("mlp.fc2"))?,
+            fc1: linear(h, m, vb.pp("mlp.fc1"))?,
+            fc2: linear(m, h, vb.pp("mlp.fc2"))?,
             layer_norm2: candle_nn::layer_norm(h, eps, vb.pp("layer_norm2"))?,
             activation: config.activation,
         })

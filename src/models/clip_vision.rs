@@ -1,7 +1,9 @@
 //! CLIP's vision tower with projection (`CLIPVisionModelWithProjection`), the IP-Adapter image encoder.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+
+use super::linear::{Linear, linear_no_bias};
 use serde::Deserialize;
 
 use super::clip_transformer::{ClipEncoder, ClipTransformerConfig};
@@ -88,7 +90,7 @@ impl ClipVisionModel {
                 config.layer_norm_eps,
                 vm.pp("post_layernorm"),
             )?,
-            visual_projection: candle_nn::linear_no_bias(
+            visual_projection: linear_no_bias(
                 h,
                 config.projection_dim,
                 vb.pp("visual_projection"),

@@ -2,7 +2,9 @@
 //! per-layer key/value projections of the decoupled cross-attention.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use super::linear::{Linear, linear, linear_no_bias};
 
 use super::layers::{attention, chunk2_last};
 use crate::weights::TensorFile;
@@ -63,9 +65,9 @@ impl PerceiverAttention {
         Ok(Self {
             norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
             norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
-            to_q: candle_nn::linear_no_bias(dim, inner, vb.pp("to_q"))?,
-            to_kv: candle_nn::linear_no_bias(dim, 2 * inner, vb.pp("to_kv"))?,
-            to_out: candle_nn::linear_no_bias(inner, dim, vb.pp("to_out"))?,
+            to_q: linear_no_bias(dim, inner, vb.pp("to_q"))?,
+            to_kv: linear_no_bias(dim, 2 * inner, vb.pp("to_kv"))?,
+            to_out: linear_no_bias(inner, dim, vb.pp("to_out"))?,
             heads: inner / RESAMPLER_HEAD_DIM,
         })
     }
@@ -96,8 +98,8 @@ impl FeedForward {
     fn load(vb: VarBuilder, dim: usize, hidden: usize) -> candle_core::Result<Self> {
         Ok(Self {
             norm: candle_nn::layer_norm(dim, 1e-5, vb.pp("0"))?,
-            up: candle_nn::linear_no_bias(dim, hidden, vb.pp("1"))?,
-            down: candle_nn::linear_no_bias(hidden, dim, vb.pp("3"))?,
+            up: linear_no_bias(dim, hidden, vb.pp("1"))?,
+            down: linear_no_bias(hidden, dim, vb.pp("3"))?,
         })
     }
 
@@ -245,7 +247,7 @@ fn load_projection(
             let input = file.dim("image_proj.proj.weight", 1)?;
             let cross = file.dim("image_proj.norm.weight", 0)?;
             let projection = LinearProjection {
-                proj: candle_nn::linear(input, out, vb.pp("proj")).map_err(err)?,
+                proj: linear(input, out, vb.pp("proj")).map_err(err)?,
                 norm: candle_nn::layer_norm(cross, 1e-5, vb.pp("norm")).map_err(err)?,
                 tokens: out / cross.max(1),
                 dim: cross,
@@ -274,9 +276,9 @@ fn load_projection(
                 latents: vb
                     .get((1, num_queries, latent_dim), "latents")
                     .map_err(err)?,
-                proj_in: candle_nn::linear(input, latent_dim, vb.pp("proj_in")).map_err(err)?,
+                proj_in: linear(input, latent_dim, vb.pp("proj_in")).map_err(err)?,
                 layers,
-                proj_out: candle_nn::linear(latent_dim, cross, vb.pp("proj_out")).map_err(err)?,
+                proj_out: linear(latent_dim, cross, vb.pp("proj_out")).map_err(err)?,
                 norm_out: candle_nn::layer_norm(cross, 1e-5, vb.pp("norm_out")).map_err(err)?,
             };
             Ok((Projection::Resampler(resampler), input, cross))
@@ -286,8 +288,8 @@ fn load_projection(
             let hidden = file.dim("image_proj.proj.0.weight", 0)?;
             let cross = file.dim("image_proj.proj.2.weight", 0)?;
             let mlp = MlpProjection {
-                fc1: candle_nn::linear(input, hidden, vb.pp("proj.0")).map_err(err)?,
-                fc2: candle_nn::linear(hidden, cross, vb.pp("proj.2")).map_err(err)?,
+                fc1: linear(input, hidden, vb.pp("proj.0")).map_err(err)?,
+                fc2: linear(hidden, cross, vb.pp("proj.2")).map_err(err)?,
                 norm: candle_nn::layer_norm(cross, 1e-5, vb.pp("proj.3")).map_err(err)?,
             };
             Ok((Projection::Mlp(mlp), input, cross))
@@ -319,7 +321,7 @@ fn load_attention_weights(
             }
             let vb = vb.pp(format!("ip_adapter.{id}"));
             let load = |name: &str| {
-                candle_nn::linear_no_bias(input, hidden, vb.pp(name)).map_err(|e| file.load_error(e))
+                linear_no_bias(input, hidden, vb.pp(name)).map_err(|e| file.load_error(e))
             };
             Ok(IpAttentionWeights {
                 to_k: load("to_k_ip")?,

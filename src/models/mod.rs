@@ -8,6 +8,7 @@ pub(crate) mod cpu;
 pub mod group_norm;
 pub mod ip_adapter;
 pub mod layers;
+pub mod linear;
 pub mod resnet;
 pub mod tokenizer;
 pub mod unet;

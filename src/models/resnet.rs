@@ -2,7 +2,9 @@
 //! the resampling convolutions.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{Linear, linear};
 
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
@@ -53,7 +55,7 @@ impl ResnetBlock2D {
         let (cin, cout) = (config.in_channels, config.out_channels);
         let time_emb_proj = config
             .temb_channels
-            .map(|t| candle_nn::linear(t, cout, vb.pp("time_emb_proj")))
+            .map(|t| linear(t, cout, vb.pp("time_emb_proj")))
             .transpose()?;
         let conv_shortcut = (cin != cout)
             .then(|| conv1x1(cin, cout, vb.pp("conv_shortcut")))

@@ -1,7 +1,9 @@
 //! The VAE decoder of `AutoencoderKL`: latents → RGB in [-1, 1].
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{Linear, linear};
 
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
@@ -78,10 +80,10 @@ impl AttentionBlock {
     fn load(vb: VarBuilder, channels: usize, groups: usize) -> candle_core::Result<Self> {
         Ok(Self {
             group_norm: GroupNorm::load(vb.pp("group_norm"), groups, channels, VAE_NORM_EPS)?,
-            to_q: candle_nn::linear(channels, channels, vb.pp("to_q"))?,
-            to_k: candle_nn::linear(channels, channels, vb.pp("to_k"))?,
-            to_v: candle_nn::linear(channels, channels, vb.pp("to_v"))?,
-            to_out: candle_nn::linear(channels, channels, vb.pp("to_out.0"))?,
+            to_q: linear(channels, channels, vb.pp("to_q"))?,
+            to_k: linear(channels, channels, vb.pp("to_k"))?,
+            to_v: linear(channels, channels, vb.pp("to_v"))?,
+            to_out: linear(channels, channels, vb.pp("to_out.0"))?,
         })
     }
 

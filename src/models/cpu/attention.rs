@@ -150,21 +150,32 @@ impl CustomOp3 for CpuAttention {
 #[inline(always)]
 fn softmax_rows_unnormalized(scores: &mut [f32], row_len: usize, inv_sums: &mut [f32]) {
     const LANES: usize = 16;
+    // Whole chunks of LANES keep the accumulators in registers; the tail goes apart.
+    let full = row_len / LANES * LANES;
     for (row, inv_sum) in scores.chunks_exact_mut(row_len).zip(inv_sums) {
+        let (body, tail) = row.split_at_mut(full);
         let mut maxima = [f32::NEG_INFINITY; LANES];
-        for chunk in row.chunks(LANES) {
+        for chunk in body.chunks_exact(LANES) {
             for (lane, &x) in maxima.iter_mut().zip(chunk) {
                 *lane = if x > *lane { x } else { *lane };
             }
         }
-        let max = maxima.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let max = maxima
+            .iter()
+            .chain(tail.iter())
+            .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         let mut sums = [0f32; LANES];
-        for chunk in row.chunks_mut(LANES) {
+        for chunk in body.chunks_exact_mut(LANES) {
             for (lane, x) in sums.iter_mut().zip(chunk) {
                 *x = exp(*x - max);
                 *lane += *x;
             }
         }
-        *inv_sum = 1.0 / sums.iter().sum::<f32>();
+        let mut sum = sums.iter().sum::<f32>();
+        for x in tail {
+            *x = exp(*x - max);
+            sum += *x;
+        }
+        *inv_sum = 1.0 / sum;
     }
 }

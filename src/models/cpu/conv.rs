@@ -3,16 +3,20 @@
 //! The column matrix is laid out `[c_in·kh·kw, pixels]`, so each of its rows is
 //! a shifted copy of one input row (a `memcpy` for stride 1) and the weight
 //! tensor is already the left operand, `[c_out, c_in·kh·kw]`. The product lands
-//! directly in NCHW order. Bands bound the column matrix to [`COLUMN_BUDGET`]
-//! elements, which keeps the VAE's 512×512 layers from needing gigabytes.
+//! directly in NCHW order. The output is cut into bands of rows; each thread
+//! builds the column matrix of its band and multiplies it while it is still in
+//! cache, which also keeps the VAE's 512×512 layers from needing gigabytes.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, gemm_accumulate};
+use super::{contiguous_f32, gemm_accumulate, threads};
 
-/// Largest column matrix built at once, in f32 elements (32 MiB).
-const COLUMN_BUDGET: usize = 8 << 20;
+/// Column-matrix elements per band (4 MiB: a band stays in the shared cache while
+/// its GEMM reads it).
+const BAND_COLUMNS: usize = 1 << 20;
+/// Fewest output pixels per band, so the GEMM's columns stay wide enough to be fast.
+const MIN_BAND_PIXELS: usize = 512;
 
 /// `conv2d(x, weight) + bias` with square stride and padding, dilation 1, one group.
 #[derive(Debug, Clone, Copy)]
@@ -85,74 +89,128 @@ impl CustomOp3 for CpuConv2d {
 
         let out_pixels = geometry.out_h * geometry.out_w;
         let mut out = vec![0f32; batch * c_out * out_pixels];
-        let mut columns = Vec::new();
-        for (image, out_image) in xs
-            .chunks_exact(c_in * in_h * in_w)
-            .zip(out.chunks_exact_mut(c_out * out_pixels))
-        {
-            out_image
-                .par_chunks_mut(out_pixels)
-                .zip(bias.par_iter())
-                .for_each(|(plane, &b)| plane.fill(b));
-            convolve_image(&geometry, image, weight, out_image, &mut columns);
+        out.par_chunks_mut(out_pixels)
+            .enumerate()
+            .for_each(|(plane, dst)| dst.fill(bias[plane % c_out]));
+        let image_len = c_in * in_h * in_w;
+        let out_image_len = c_out * out_pixels;
+        let band_rows = geometry.band_rows();
+        let bands = geometry.out_h.div_ceil(band_rows);
+        let tasks = batch * bands;
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        let run = |task: usize, columns: &mut Vec<f32>, parallel_gemm: bool| {
+            let (image, band) = (task / bands, task % bands);
+            let first_row = band * band_rows;
+            let band = Band {
+                first_row,
+                rows: band_rows.min(geometry.out_h - first_row),
+            };
+            let image_in = &xs[image * image_len..][..image_len];
+            // SAFETY: tasks write disjoint row bands of their own image's output planes.
+            unsafe {
+                convolve_band(
+                    &geometry,
+                    image_in,
+                    weight,
+                    out_ptr.at(image * out_image_len),
+                    band,
+                    columns,
+                    parallel_gemm,
+                )
+            };
+        };
+        if tasks >= 2 * threads() {
+            // Enough bands to keep every thread busy: each runs whole bands, so its
+            // column matrix is still in cache when its GEMM reads it.
+            (0..tasks)
+                .into_par_iter()
+                .for_each_init(Vec::new, |columns, task| run(task, columns, false));
+        } else {
+            let mut columns = Vec::new();
+            (0..tasks).for_each(|task| run(task, &mut columns, true));
         }
         let shape = Shape::from((batch, c_out, geometry.out_h, geometry.out_w));
         Ok((CpuStorage::F32(out), shape))
     }
 }
 
-/// Adds the convolution of one `[c_in, h, w]` image to `out` (`[c_out, out_h, out_w]`).
-fn convolve_image(
+impl Geometry {
+    /// Output rows per band: about [`BAND_COLUMNS`] column elements, at least
+    /// [`MIN_BAND_PIXELS`] pixels (or the whole image) so the GEMM stays wide.
+    fn band_rows(&self) -> usize {
+        let depth = self.c_in * self.k_h * self.k_w;
+        let by_budget = BAND_COLUMNS / (depth * self.out_w).max(1);
+        let by_width = MIN_BAND_PIXELS.div_ceil(self.out_w);
+        by_budget.max(by_width).clamp(1, self.out_h)
+    }
+}
+
+/// Output rows `first_row..first_row + rows`.
+#[derive(Debug, Clone, Copy)]
+struct Band {
+    first_row: usize,
+    rows: usize,
+}
+
+/// The output pointer, shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes only its own band of the output.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The address `offset` elements in (a method, so closures capture the Sync wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Adds the convolution of one `[c_in, h, w]` image, for one band of output rows,
+/// to `out` (`[c_out, out_h, out_w]`, already holding the bias).
+///
+/// # Safety
+/// `out` must address the image's whole output, and no other thread may write
+/// this band of it at the same time.
+unsafe fn convolve_band(
     g: &Geometry,
     image: &[f32],
     weight: &[f32],
-    out: &mut [f32],
+    out: *mut f32,
+    band: Band,
     columns: &mut Vec<f32>,
+    parallel_gemm: bool,
 ) {
     let depth = g.c_in * g.k_h * g.k_w;
     let out_pixels = g.out_h * g.out_w;
+    let band_pixels = band.rows * g.out_w;
+    let band_start = band.first_row * g.out_w;
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.stride == 1 && g.padding == 0;
-    if pointwise {
-        // A 1×1 convolution is already a GEMM over the input as it lies.
-        // SAFETY: weight is [c_out, c_in], image [c_in, pixels], out [c_out, pixels].
-        unsafe {
-            gemm_accumulate(
-                (g.c_out, out_pixels, depth),
-                out.as_mut_ptr(),
-                out_pixels,
-                weight.as_ptr(),
-                depth,
-                image.as_ptr(),
-                out_pixels,
-                true,
-            )
-        };
-        return;
-    }
-    let band_rows = (COLUMN_BUDGET / (depth * g.out_w)).clamp(1, g.out_h);
-    columns.resize(depth * band_rows * g.out_w, 0.0);
-    for first_row in (0..g.out_h).step_by(band_rows) {
-        let rows = band_rows.min(g.out_h - first_row);
-        let band_pixels = rows * g.out_w;
-        let band = &mut columns[..depth * band_pixels];
-        band.par_chunks_mut(band_pixels)
-            .enumerate()
-            .for_each(|(row, dst)| fill_column_row(g, image, row, first_row, dst));
-        // SAFETY: out is [c_out, out_pixels]; the band starts at row `first_row` of
-        // each output plane and spans `band_pixels` elements of it.
-        unsafe {
-            gemm_accumulate(
-                (g.c_out, band_pixels, depth),
-                out.as_mut_ptr().add(first_row * g.out_w),
-                out_pixels,
-                weight.as_ptr(),
-                depth,
-                band.as_ptr(),
-                band_pixels,
-                true,
-            )
-        };
-    }
+    // A 1×1 convolution is already a GEMM over the input as it lies.
+    let (rhs, rhs_row_stride) = if pointwise {
+        (image[band_start..].as_ptr(), out_pixels)
+    } else {
+        columns.resize(depth * band_pixels, 0.0);
+        for (row, dst) in columns.chunks_exact_mut(band_pixels).enumerate() {
+            fill_column_row(g, image, row, band.first_row, dst);
+        }
+        (columns.as_ptr(), band_pixels)
+    };
+    // SAFETY: weight is [c_out, depth]; rhs is [depth, band_pixels] at the given row
+    // stride; the band of `out` starts at `band_start` of each plane (the caller
+    // guarantees nobody else writes it).
+    unsafe {
+        gemm_accumulate(
+            (g.c_out, band_pixels, depth),
+            out.add(band_start),
+            out_pixels,
+            weight.as_ptr(),
+            depth,
+            rhs,
+            rhs_row_stride,
+            parallel_gemm,
+        )
+    };
 }
 
 /// Writes row `row` (`(c, ky, kx)` flattened) of the column matrix for output

@@ -12,12 +12,14 @@ mod attention;
 mod conv;
 mod geglu;
 mod group_norm;
+mod linear;
 mod math;
 
 pub use attention::CpuAttention;
 pub use conv::CpuConv2d;
 pub use geglu::CpuGeglu;
 pub use group_norm::CpuGroupNorm;
+pub use linear::CpuLinear;
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 

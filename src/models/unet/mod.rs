@@ -5,7 +5,9 @@ mod blocks;
 mod transformer;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{Linear, linear};
 use serde::Deserialize;
 
 use super::conv::Conv2d;
@@ -194,12 +196,8 @@ impl UNet {
         )?;
         Ok(Self {
             conv_in: conv3x3(config.in_channels, first, 1, vb.pp("conv_in"))?,
-            time_linear_1: candle_nn::linear(
-                first,
-                temb_channels,
-                vb.pp("time_embedding.linear_1"),
-            )?,
-            time_linear_2: candle_nn::linear(
+            time_linear_1: linear(first, temb_channels, vb.pp("time_embedding.linear_1"))?,
+            time_linear_2: linear(
                 temb_channels,
                 temb_channels,
                 vb.pp("time_embedding.linear_2"),

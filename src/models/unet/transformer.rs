@@ -2,7 +2,9 @@
 //! decoupled image cross-attention in every `attn2`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use super::super::linear::{Linear, linear, linear_no_bias};
 
 use super::super::conv::Conv2d;
 use super::super::cpu;
@@ -28,10 +30,10 @@ impl CrossAttention {
         heads: usize,
     ) -> candle_core::Result<Self> {
         Ok(Self {
-            to_q: candle_nn::linear_no_bias(channels, channels, vb.pp("to_q"))?,
-            to_k: candle_nn::linear_no_bias(context_dim, channels, vb.pp("to_k"))?,
-            to_v: candle_nn::linear_no_bias(context_dim, channels, vb.pp("to_v"))?,
-            to_out: candle_nn::linear(channels, channels, vb.pp("to_out.0"))?,
+            to_q: linear_no_bias(channels, channels, vb.pp("to_q"))?,
+            to_k: linear_no_bias(context_dim, channels, vb.pp("to_k"))?,
+            to_v: linear_no_bias(context_dim, channels, vb.pp("to_v"))?,
+            to_out: linear(channels, channels, vb.pp("to_out.0"))?,
             heads,
         })
     }
@@ -70,8 +72,8 @@ impl GegluFeedForward {
     fn load(vb: VarBuilder, channels: usize) -> candle_core::Result<Self> {
         let inner = 4 * channels;
         Ok(Self {
-            proj_in: candle_nn::linear(channels, 2 * inner, vb.pp("net.0.proj"))?,
-            proj_out: candle_nn::linear(inner, channels, vb.pp("net.2"))?,
+            proj_in: linear(channels, 2 * inner, vb.pp("net.0.proj"))?,
+            proj_out: linear(inner, channels, vb.pp("net.2"))?,
         })
     }
 
@@ -165,7 +167,7 @@ impl Transformer2D {
         let c = config.channels;
         let projection = |name: &str| -> candle_core::Result<Projection> {
             Ok(if config.linear_projection {
-                Projection::Linear(candle_nn::linear(c, c, vb.pp(name))?)
+                Projection::Linear(linear(c, c, vb.pp(name))?)
             } else {
                 Projection::Conv(conv1x1(c, c, vb.pp(name))?)
             })

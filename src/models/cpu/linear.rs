@@ -1,0 +1,103 @@
+//! `x · weightᵀ + bias` as one GEMM into an output that already holds the bias.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
+use rayon::prelude::*;
+
+use super::{contiguous_f32, threads};
+
+/// Input `[..., in]`, weight `[out, in]`, bias `[out]`; output `[..., out]`.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuLinear;
+
+impl CustomOp3 for CpuLinear {
+    fn name(&self) -> &'static str {
+        "minus-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (out_dim, in_dim) = weight_layout.shape().dims2()?;
+        let dims = xs_layout.shape().dims();
+        if dims.last() != Some(&in_dim) || bias_layout.shape().elem_count() != out_dim {
+            candle_core::bail!(
+                "{name}: input {:?} does not fit weight {:?} and bias {:?}",
+                xs_layout.shape(),
+                weight_layout.shape(),
+                bias_layout.shape()
+            );
+        }
+        let xs = contiguous_f32(xs, xs_layout, name)?;
+        let weight = contiguous_f32(weight, weight_layout, name)?;
+        let bias = contiguous_f32(bias, bias_layout, name)?;
+        let rows = xs.len() / in_dim.max(1);
+        let mut out = vec![0f32; rows * out_dim];
+        out.par_chunks_mut(out_dim)
+            .for_each(|row| row.copy_from_slice(bias));
+        let parallelism = if threads() > 1 {
+            gemm::Parallelism::Rayon(threads())
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: out is [rows, out_dim], xs [rows, in_dim], and weight [out_dim, in_dim]
+        // read as its transpose [in_dim, out_dim] (row stride 1, column stride in_dim).
+        unsafe {
+            gemm::gemm(
+                rows,
+                out_dim,
+                in_dim,
+                out.as_mut_ptr(),
+                1,
+                out_dim as isize,
+                true,
+                xs.as_ptr(),
+                1,
+                in_dim as isize,
+                weight.as_ptr(),
+                in_dim as isize,
+                1,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        };
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = out_dim;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(out_dims)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Module, Tensor};
+
+    use super::CpuLinear;
+
+    #[test]
+    fn matches_candle_linear() -> candle_core::Result<()> {
+        let device = Device::Cpu;
+        let xs = Tensor::randn(0f32, 1.0, (2, 9, 7), &device)?;
+        let weight = Tensor::randn(0f32, 1.0, (5, 7), &device)?;
+        let bias = Tensor::randn(0f32, 1.0, 5, &device)?;
+        let ours = xs.apply_op3_no_bwd(&weight, &bias, &CpuLinear)?;
+        let expected = candle_nn::Linear::new(weight.clone(), Some(bias.clone())).forward(&xs)?;
+        assert_eq!(ours.dims(), &[2, 9, 5]);
+        let difference = (ours - expected)?.abs()?.flatten_all()?.max(0)?;
+        assert!(difference.to_scalar::<f32>()? < 1e-5);
+        let wrong = Tensor::randn(0f32, 1.0, (5, 6), &device)?;
+        assert!(xs.apply_op3_no_bwd(&wrong, &bias, &CpuLinear).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! Fully connected layers.
+
+use candle_core::{DType, Module, Tensor};
+use candle_nn::VarBuilder;
+
+use super::cpu;
+
+/// `x · weightᵀ + bias`, as `torch.nn.Linear`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    /// The bias, or zeros for a layer without one (the CPU kernel adds it while
+    /// writing the product instead of in a second pass).
+    bias: Tensor,
+    /// candle's implementation, for devices and dtypes the CPU kernel does not cover.
+    fallback: candle_nn::Linear,
+}
+
+impl Linear {
+    fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let fallback = candle_nn::Linear::new(weight.clone(), bias.clone());
+        let bias = match bias {
+            Some(bias) => bias,
+            None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
+        };
+        Ok(Self {
+            weight,
+            bias,
+            fallback,
+        })
+    }
+
+    /// The weight, `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if cpu::applies_to(xs) && self.weight.dtype() == DType::F32 {
+            return xs
+                .contiguous()?
+                .apply_op3_no_bwd(&self.weight, &self.bias, &cpu::CpuLinear);
+        }
+        self.fallback.forward(xs)
+    }
+}
+
+/// Loads `weight` `[out, in]` and `bias` `[out]` from `vb`.
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
+    let weight = vb.get((out_dim, in_dim), "weight")?;
+    let bias = vb.get(out_dim, "bias")?;
+    Linear::new(weight, Some(bias))
+}
+
+/// Loads a layer without bias (`weight` `[out, in]`) from `vb`.
+pub fn linear_no_bias(
+    in_dim: usize,
+    out_dim: usize,
+    vb: VarBuilder,
+) -> candle_core::Result<Linear> {
+    Linear::new(vb.get((out_dim, in_dim), "weight")?, None)
+}
