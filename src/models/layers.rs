@@ -102,6 +102,7 @@ impl Module for Activation {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+            Self::Gelu if cpu::applies_to(xs) => xs.contiguous()?.apply_op1_no_bwd(&cpu::CpuGelu),
             Self::Gelu => xs.gelu_erf(),
             Self::GeluTanh => xs.gelu(),
         }

@@ -11,6 +11,7 @@
 mod attention;
 mod conv;
 mod geglu;
+mod gelu;
 mod group_norm;
 mod linear;
 mod math;
@@ -18,6 +19,7 @@ mod math;
 pub use attention::CpuAttention;
 pub use conv::CpuConv2d;
 pub use geglu::CpuGeglu;
+pub use gelu::CpuGelu;
 pub use group_norm::CpuGroupNorm;
 pub use linear::CpuLinear;
 
