@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::{dispatch, exp};
-use super::{contiguous_f32, gemm_accumulate};
+use super::{SharedOut, contiguous_f32, gemm_accumulate};
 
 /// Score elements per block (1 MiB of f32: a block stays in L2).
 const BLOCK_SCORES: usize = 256 << 10;
@@ -21,20 +21,6 @@ const BLOCK_SCORES: usize = 256 << 10;
 pub struct CpuAttention {
     pub heads: usize,
     pub scale: f32,
-}
-
-/// The output pointer, shared by tasks that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes only its own (rows, head) block of the output.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The address `offset` elements in (a method, so closures capture the Sync wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
 }
 
 impl CustomOp3 for CpuAttention {
@@ -78,7 +64,7 @@ impl CustomOp3 for CpuAttention {
         let block_rows = (BLOCK_SCORES / kv_len).clamp(1, q_len.max(1));
         let blocks = q_len.div_ceil(block_rows);
         let mut out = vec![0f32; q.len()];
-        let out_ptr = OutPtr(out.as_mut_ptr());
+        let out_ptr = SharedOut(out.as_mut_ptr());
         (0..batch * self.heads * blocks)
             .into_par_iter()
             .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
@@ -131,7 +117,7 @@ impl CustomOp3 for CpuAttention {
                         scores.as_ptr(),
                         kv_len,
                         v_head.as_ptr(),
-                        width,
+                        (width, 1),
                         false,
                     );
                     for (row, inv_sum) in inv_sums.iter().enumerate() {

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, gemm_accumulate, threads};
+use super::{SharedOut, contiguous_f32, gemm_accumulate, threads};
 
 /// Column-matrix elements per band (4 MiB: a band stays in the shared cache while
 /// its GEMM reads it).
@@ -152,20 +152,6 @@ struct Band {
     rows: usize,
 }
 
-/// The output pointer, shared by tasks that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only its own band of the output.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The address `offset` elements in (a method, so closures capture the Sync wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 /// Adds the convolution of one `[c_in, h, w]` image, for one band of output rows,
 /// to `out` (`[c_out, out_h, out_w]`, already holding the bias).
 ///
@@ -207,7 +193,7 @@ unsafe fn convolve_band(
             weight.as_ptr(),
             depth,
             rhs,
-            rhs_row_stride,
+            (rhs_row_stride, 1),
             parallel_gemm,
         )
     };

@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, threads};
+use super::{contiguous_f32, gemm_accumulate};
 
 /// Input `[..., in]`, weight `[out, in]`, bias `[out]`; output `[..., out]`.
 #[derive(Debug, Clone, Copy)]
@@ -41,34 +41,18 @@ impl CustomOp3 for CpuLinear {
         let mut out = vec![0f32; rows * out_dim];
         out.par_chunks_mut(out_dim)
             .for_each(|row| row.copy_from_slice(bias));
-        let parallelism = if threads() > 1 {
-            gemm::Parallelism::Rayon(threads())
-        } else {
-            gemm::Parallelism::None
-        };
         // SAFETY: out is [rows, out_dim], xs [rows, in_dim], and weight [out_dim, in_dim]
         // read as its transpose [in_dim, out_dim] (row stride 1, column stride in_dim).
         unsafe {
-            gemm::gemm(
-                rows,
-                out_dim,
-                in_dim,
+            gemm_accumulate(
+                (rows, out_dim, in_dim),
                 out.as_mut_ptr(),
-                1,
-                out_dim as isize,
-                true,
+                out_dim,
                 xs.as_ptr(),
-                1,
-                in_dim as isize,
+                in_dim,
                 weight.as_ptr(),
-                in_dim as isize,
-                1,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                parallelism,
+                (1, in_dim),
+                true,
             )
         };
         let mut out_dims = dims.to_vec();

@@ -42,12 +42,28 @@ fn contiguous_f32<'a>(
     Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
+/// An output buffer shared by parallel tasks that each write a disjoint part of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: the kernels hand each task its own rows/columns of the buffer, and the
+// buffer outlives the parallel loop.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The address `offset` elements in (a method, so closures capture the Sync wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// How many threads the kernels split work over (candle's own setting).
 fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
-/// `dst[m×n] += lhs[m×k] · rhs[k×n]`, all row-major with the given row strides.
+/// `dst[m×n] += lhs[m×k] · rhs[k×n]`; dst and lhs row-major with the given row
+/// strides, rhs with `(row, column)` strides (so a transposed weight needs no copy).
 ///
 /// # Safety
 /// The pointers must address matrices of the stated sizes and strides, and
@@ -60,7 +76,7 @@ unsafe fn gemm_accumulate(
     lhs: *const f32,
     lhs_row_stride: usize,
     rhs: *const f32,
-    rhs_row_stride: usize,
+    (rhs_row_stride, rhs_column_stride): (usize, usize),
     parallel: bool,
 ) {
     let parallelism = if parallel && threads() > 1 {
@@ -82,7 +98,7 @@ unsafe fn gemm_accumulate(
             1,
             lhs_row_stride as isize,
             rhs,
-            1,
+            rhs_column_stride as isize,
             rhs_row_stride as isize,
             1.0f32,
             1.0f32,
