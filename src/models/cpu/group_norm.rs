@@ -48,6 +48,9 @@ impl CustomOp3 for CpuGroupNorm {
         let plane = dims[2..].iter().product::<usize>();
         let group_channels = channels / self.groups;
         let group_len = group_channels * plane;
+        if group_len == 0 {
+            candle_core::bail!("{name}: {:?} has empty groups", xs_layout.shape());
+        }
         let mut out = vec![0f32; xs.len()];
         out.par_chunks_mut(group_len)
             .zip(xs.par_chunks(group_len))
@@ -146,6 +149,8 @@ mod tests {
             silu: false,
         };
         assert!(xs.apply_op3_no_bwd(&gamma, &beta, &op).is_err());
+        let empty = Tensor::zeros((1, 6, 0), candle_core::DType::F32, &device)?;
+        assert!(empty.apply_op3_no_bwd(&gamma, &beta, &op).is_err());
         Ok(())
     }
 }

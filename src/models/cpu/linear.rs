@@ -26,7 +26,11 @@ impl CustomOp3 for CpuLinear {
         let name = self.name();
         let (out_dim, in_dim) = weight_layout.shape().dims2()?;
         let dims = xs_layout.shape().dims();
-        if dims.last() != Some(&in_dim) || bias_layout.shape().elem_count() != out_dim {
+        if dims.last() != Some(&in_dim)
+            || bias_layout.shape().elem_count() != out_dim
+            || in_dim == 0
+            || out_dim == 0
+        {
             candle_core::bail!(
                 "{name}: input {:?} does not fit weight {:?} and bias {:?}",
                 xs_layout.shape(),
@@ -82,6 +86,12 @@ mod tests {
         assert!(difference.to_scalar::<f32>()? < 1e-5);
         let wrong = Tensor::randn(0f32, 1.0, (5, 6), &device)?;
         assert!(xs.apply_op3_no_bwd(&wrong, &bias, &CpuLinear).is_err());
+        let no_outputs = Tensor::zeros((0, 7), candle_core::DType::F32, &device)?;
+        let no_bias = Tensor::zeros(0, candle_core::DType::F32, &device)?;
+        assert!(
+            xs.apply_op3_no_bwd(&no_outputs, &no_bias, &CpuLinear)
+                .is_err()
+        );
         Ok(())
     }
 }
