@@ -3,9 +3,8 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::linear::{Linear, linear};
-
 use super::layers::{Activation, attention};
+use super::linear::{Linear, linear};
 
 /// Sizes of one CLIP transformer tower (read from a transformers `config.json`).
 #[derive(Debug, Clone)]

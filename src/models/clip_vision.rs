@@ -2,12 +2,11 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
-
-use super::linear::{Linear, linear_no_bias};
 use serde::Deserialize;
 
 use super::clip_transformer::{ClipEncoder, ClipTransformerConfig};
 use super::layers::Activation;
+use super::linear::{Linear, linear_no_bias};
 
 /// The fields of a transformers `CLIPVisionConfig` the encoder needs.
 #[derive(Debug, Clone, Deserialize)]

@@ -4,9 +4,8 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::linear::{Linear, linear, linear_no_bias};
-
 use super::layers::{attention, chunk2_last};
+use super::linear::{Linear, linear, linear_no_bias};
 use crate::weights::TensorFile;
 use crate::{MinusError, Result};
 

@@ -8,42 +8,39 @@ use super::cpu;
 /// `x · weightᵀ + bias`, as `torch.nn.Linear`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    /// candle's layer: it holds the weight, and runs where the CPU kernel does not apply.
+    candle: candle_nn::Linear,
     /// The bias, or zeros for a layer without one (the CPU kernel adds it while
     /// writing the product instead of in a second pass).
     bias: Tensor,
-    /// candle's implementation, for devices and dtypes the CPU kernel does not cover.
-    fallback: candle_nn::Linear,
 }
 
 impl Linear {
     fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
-        let fallback = candle_nn::Linear::new(weight.clone(), bias.clone());
-        let bias = match bias {
-            Some(bias) => bias,
+        let kernel_bias = match &bias {
+            Some(bias) => bias.clone(),
             None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
         };
         Ok(Self {
-            weight,
-            bias,
-            fallback,
+            candle: candle_nn::Linear::new(weight, bias),
+            bias: kernel_bias,
         })
     }
 
     /// The weight, `[out, in]`.
     pub fn weight(&self) -> &Tensor {
-        &self.weight
+        self.candle.weight()
     }
 }
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        if cpu::applies_to(xs) && self.weight.dtype() == DType::F32 {
+        if cpu::applies_to(xs) && self.weight().dtype() == DType::F32 {
             return xs
                 .contiguous()?
-                .apply_op3_no_bwd(&self.weight, &self.bias, &cpu::CpuLinear);
+                .apply_op3_no_bwd(self.weight(), &self.bias, &cpu::CpuLinear);
         }
-        self.fallback.forward(xs)
+        self.candle.forward(xs)
     }
 }
 

@@ -4,10 +4,9 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{Linear, linear};
-
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
+use super::linear::{Linear, linear};
 
 /// A 3×3 convolution with padding 1 (and the given stride).
 pub fn conv3x3(

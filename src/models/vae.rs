@@ -3,13 +3,12 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{Linear, linear};
+use serde::Deserialize;
 
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
-use serde::Deserialize;
-
 use super::layers::attention;
+use super::linear::{Linear, linear};
 use super::resnet::{ResnetBlock2D, ResnetConfig, Upsample2D, conv1x1, conv3x3};
 
 /// The VAE's GroupNorm epsilon (fixed in diffusers' encoder/decoder).

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::{dispatch, exp};
-use super::{SharedOut, contiguous_f32, gemm_accumulate};
+use super::{Product, SharedOut, contiguous_f32, gemm};
 
 /// Score elements per block (1 MiB of f32: a block stays in L2).
 const BLOCK_SCORES: usize = 256 << 10;
@@ -81,26 +81,19 @@ impl CustomOp3 for CpuAttention {
                 // SAFETY: q_block holds `rows` rows of `head_dim` at stride `width`; k_head
                 // read transposed is [head_dim, kv_len] (column stride `width`).
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        kv_len,
-                        head_dim,
+                    gemm(
+                        (rows, kv_len, head_dim),
                         scores.as_mut_ptr(),
-                        1,
-                        kv_len as isize,
-                        false,
+                        kv_len,
                         q_block.as_ptr(),
-                        1,
-                        width as isize,
+                        width,
                         k_head.as_ptr(),
-                        width as isize,
-                        1,
-                        0.0f32,
-                        self.scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        (1, width),
+                        Product {
+                            scale: self.scale,
+                            accumulate: false,
+                            parallel: false,
+                        },
                     )
                 };
                 let mut inv_sums = vec![0f32; rows];
@@ -110,7 +103,7 @@ impl CustomOp3 for CpuAttention {
                 // `column..column + head_dim` of sample `sample`; v_head is [kv_len, head_dim]
                 // at row stride `width`.
                 unsafe {
-                    gemm_accumulate(
+                    gemm(
                         (rows, head_dim, kv_len),
                         out_block,
                         width,
@@ -118,7 +111,11 @@ impl CustomOp3 for CpuAttention {
                         kv_len,
                         v_head.as_ptr(),
                         (width, 1),
-                        false,
+                        Product {
+                            scale: 1.0,
+                            accumulate: false,
+                            parallel: false,
+                        },
                     );
                     for (row, inv_sum) in inv_sums.iter().enumerate() {
                         let out_row =

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{SharedOut, contiguous_f32, gemm_accumulate, threads};
+use super::{Product, SharedOut, contiguous_f32, gemm, threads};
 
 /// Column-matrix elements per band (4 MiB: a band stays in the shared cache while
 /// its GEMM reads it).
@@ -135,11 +135,15 @@ impl CustomOp3 for CpuConv2d {
 }
 
 impl Geometry {
+    /// Rows of the column matrix: input channels times kernel taps.
+    fn depth(&self) -> usize {
+        self.c_in * self.k_h * self.k_w
+    }
+
     /// Output rows per band: about [`BAND_COLUMNS`] column elements, at least
     /// [`MIN_BAND_PIXELS`] pixels (or the whole image) so the GEMM stays wide.
     fn band_rows(&self) -> usize {
-        let depth = self.c_in * self.k_h * self.k_w;
-        let by_budget = BAND_COLUMNS / (depth * self.out_w).max(1);
+        let by_budget = BAND_COLUMNS / (self.depth() * self.out_w).max(1);
         let by_width = MIN_BAND_PIXELS.div_ceil(self.out_w);
         by_budget.max(by_width).clamp(1, self.out_h)
     }
@@ -167,7 +171,7 @@ unsafe fn convolve_band(
     columns: &mut Vec<f32>,
     parallel_gemm: bool,
 ) {
-    let depth = g.c_in * g.k_h * g.k_w;
+    let depth = g.depth();
     let out_pixels = g.out_h * g.out_w;
     let band_pixels = band.rows * g.out_w;
     let band_start = band.first_row * g.out_w;
@@ -186,7 +190,7 @@ unsafe fn convolve_band(
     // stride; the band of `out` starts at `band_start` of each plane (the caller
     // guarantees nobody else writes it).
     unsafe {
-        gemm_accumulate(
+        gemm(
             (g.c_out, band_pixels, depth),
             out.add(band_start),
             out_pixels,
@@ -194,7 +198,11 @@ unsafe fn convolve_band(
             depth,
             rhs,
             (rhs_row_stride, 1),
-            parallel_gemm,
+            Product {
+                scale: 1.0,
+                accumulate: true,
+                parallel: parallel_gemm,
+            },
         )
     };
 }

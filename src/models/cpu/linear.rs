@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, gemm_accumulate};
+use super::{Product, contiguous_f32, gemm};
 
 /// Input `[..., in]`, weight `[out, in]`, bias `[out]`; output `[..., out]`.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +48,7 @@ impl CustomOp3 for CpuLinear {
         // SAFETY: out is [rows, out_dim], xs [rows, in_dim], and weight [out_dim, in_dim]
         // read as its transpose [in_dim, out_dim] (row stride 1, column stride in_dim).
         unsafe {
-            gemm_accumulate(
+            gemm(
                 (rows, out_dim, in_dim),
                 out.as_mut_ptr(),
                 out_dim,
@@ -56,7 +56,11 @@ impl CustomOp3 for CpuLinear {
                 in_dim,
                 weight.as_ptr(),
                 (1, in_dim),
-                true,
+                Product {
+                    scale: 1.0,
+                    accumulate: true,
+                    parallel: true,
+                },
             )
         };
         let mut out_dims = dims.to_vec();

@@ -62,14 +62,25 @@ fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
-/// `dst[m×n] += lhs[m×k] · rhs[k×n]`; dst and lhs row-major with the given row
-/// strides, rhs with `(row, column)` strides (so a transposed weight needs no copy).
+/// How a GEMM's product meets its destination.
+#[derive(Debug, Clone, Copy)]
+struct Product {
+    /// Factor applied to `lhs · rhs`.
+    scale: f32,
+    /// Add to what `dst` holds (else overwrite it).
+    accumulate: bool,
+    /// Split the GEMM over the kernels' threads (else run it on the calling one).
+    parallel: bool,
+}
+
+/// `dst[m×n] (+)= scale · lhs[m×k] · rhs[k×n]`; dst and lhs row-major with the given
+/// row strides, rhs with `(row, column)` strides (so a transposed matrix needs no copy).
 ///
 /// # Safety
 /// The pointers must address matrices of the stated sizes and strides, and
 /// `dst` must not overlap `lhs` or `rhs`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_accumulate(
+unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     dst_row_stride: usize,
@@ -77,9 +88,9 @@ unsafe fn gemm_accumulate(
     lhs_row_stride: usize,
     rhs: *const f32,
     (rhs_row_stride, rhs_column_stride): (usize, usize),
-    parallel: bool,
+    product: Product,
 ) {
-    let parallelism = if parallel && threads() > 1 {
+    let parallelism = if product.parallel && threads() > 1 {
         gemm::Parallelism::Rayon(threads())
     } else {
         gemm::Parallelism::None
@@ -93,7 +104,7 @@ unsafe fn gemm_accumulate(
             dst,
             1,
             dst_row_stride as isize,
-            true,
+            product.accumulate,
             lhs,
             1,
             lhs_row_stride as isize,
@@ -101,7 +112,7 @@ unsafe fn gemm_accumulate(
             rhs_column_stride as isize,
             rhs_row_stride as isize,
             1.0f32,
-            1.0f32,
+            product.scale,
             false,
             false,
             false,

@@ -6,13 +6,12 @@ mod transformer;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
-
-use super::linear::{Linear, linear};
 use serde::Deserialize;
 
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
 use super::ip_adapter::IpAttentionWeights;
+use super::linear::{Linear, linear};
 use super::resnet::conv3x3;
 use blocks::{BlockContext, DownBlock, MidBlock, StepInputs, UpBlock, UpBlockChannels};
 

@@ -4,12 +4,11 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::super::linear::{Linear, linear, linear_no_bias};
-
 use super::super::conv::Conv2d;
 use super::super::cpu;
 use super::super::group_norm::GroupNorm;
 use super::super::layers::{attention, chunk2_last};
+use super::super::linear::{Linear, linear, linear_no_bias};
 use super::super::resnet::conv1x1;
 use super::IpConditioning;
 
