@@ -4,6 +4,7 @@
 //! `schedulers` the samplers, `weights` finds and loads files, `pipeline` runs
 //! one generation, `engine` runs generations on a worker thread for the GUI.
 
+pub mod allocator;
 pub mod app;
 pub mod engine;
 pub mod error;

@@ -23,6 +23,7 @@ enum Command {
 }
 
 fn main() {
+    minus::allocator::keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Generate(args)) => cli::generate::run(&args),

