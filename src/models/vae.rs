@@ -2,7 +2,6 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-
 use serde::Deserialize;
 
 use super::conv::Conv2d;

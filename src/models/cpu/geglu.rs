@@ -3,8 +3,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
 use super::math::{dispatch, gelu_erf};
+use super::{contiguous_f32, with_last_dim};
 
 /// Input `[..., 2·n]` (hidden then gate, as `net.0.proj` writes them), output `[..., n]`.
 #[derive(Debug, Clone, Copy)]
@@ -35,11 +35,7 @@ impl CustomOp1 for CpuGeglu {
         out.par_chunks_mut(half * ROWS_PER_TASK)
             .zip(xs.par_chunks(width * ROWS_PER_TASK))
             .for_each(|(dst, src)| dispatch!(|| gate_rows(src, dst, half)));
-        let mut out_dims = dims.to_vec();
-        if let Some(last) = out_dims.last_mut() {
-            *last = half;
-        }
-        Ok((CpuStorage::F32(out), Shape::from(out_dims)))
+        Ok((CpuStorage::F32(out), with_last_dim(dims, half)))
     }
 }
 

@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{Product, contiguous_f32, gemm};
+use super::{Product, contiguous_f32, gemm, with_last_dim};
 
 /// Input `[..., in]`, weight `[out, in]`, bias `[out]`; output `[..., out]`.
 #[derive(Debug, Clone, Copy)]
@@ -63,11 +63,7 @@ impl CustomOp3 for CpuLinear {
                 },
             )
         };
-        let mut out_dims = dims.to_vec();
-        if let Some(last) = out_dims.last_mut() {
-            *last = out_dim;
-        }
-        Ok((CpuStorage::F32(out), Shape::from(out_dims)))
+        Ok((CpuStorage::F32(out), with_last_dim(dims, out_dim)))
     }
 }
 

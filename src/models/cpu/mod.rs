@@ -23,7 +23,7 @@ pub use gelu::CpuGelu;
 pub use group_norm::CpuGroupNorm;
 pub use linear::CpuLinear;
 
-use candle_core::{CpuStorage, DType, Layout, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 
 /// Whether the CPU kernels apply to `xs` (f32 on the CPU).
 pub fn applies_to(xs: &Tensor) -> bool {
@@ -40,6 +40,16 @@ fn contiguous_f32<'a>(
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{kernel}: operand is not contiguous")))?;
     Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// `dims` with the last dimension replaced by `last` (the output shape of ops
+/// that map each row of the last axis to a row of another width).
+fn with_last_dim(dims: &[usize], last: usize) -> Shape {
+    let mut out_dims = dims.to_vec();
+    if let Some(out_last) = out_dims.last_mut() {
+        *out_last = last;
+    }
+    Shape::from(out_dims)
 }
 
 /// An output buffer shared by parallel tasks that each write a disjoint part of it.
