@@ -270,14 +270,10 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::CpuConv2d;
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
-        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
-    }
+    use crate::models::cpu::test_support::{max_relative_difference, seeded_randn};
 
     #[test]
     fn matches_candle_for_every_shape_the_networks_use() -> candle_core::Result<()> {
-        let device = Device::Cpu;
         // (batch, c_in, h, w, c_out, kernel, stride, padding). The fifth spans two
         // bands; the last (with up to 8 threads) multiplies its bands' column
         // matrices in two slices of input channels.
@@ -289,16 +285,16 @@ mod tests {
             (1, 64, 140, 128, 8, 3, 1, 1),
             (2, 256, 64, 64, 4, 3, 1, 1),
         ];
-        for (batch, c_in, h, w, c_out, kernel, stride, padding) in cases {
-            let xs = Tensor::randn(0f32, 1.0, (batch, c_in, h, w), &device)?;
-            let weight = Tensor::randn(0f32, 0.2, (c_out, c_in, kernel, kernel), &device)?;
-            let bias = Tensor::randn(0f32, 1.0, c_out, &device)?;
+        for (seed, (batch, c_in, h, w, c_out, kernel, stride, padding)) in (0..).zip(cases) {
+            let xs = seeded_randn(3 * seed, 1.0, &[batch, c_in, h, w])?;
+            let weight = seeded_randn(3 * seed + 1, 0.2, &[c_out, c_in, kernel, kernel])?;
+            let bias = seeded_randn(3 * seed + 2, 1.0, &[c_out])?;
             let ours = xs.apply_op3_no_bwd(&weight, &bias, &CpuConv2d { stride, padding })?;
             let expected = xs
                 .conv2d(&weight, padding, stride, 1, 1)?
                 .broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
             assert_eq!(ours.dims(), expected.dims());
-            let difference = max_difference(&ours, &expected)?;
+            let difference = max_relative_difference(&ours, &expected)?;
             assert!(
                 difference < 1e-4,
                 "{c_in}x{h}x{w} k{kernel} s{stride}: {difference}"

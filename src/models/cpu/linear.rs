@@ -72,19 +72,19 @@ mod tests {
     use candle_core::{Device, Module, Tensor};
 
     use super::CpuLinear;
+    use crate::models::cpu::test_support::{max_relative_difference, seeded_randn};
 
     #[test]
     fn matches_candle_linear() -> candle_core::Result<()> {
         let device = Device::Cpu;
-        let xs = Tensor::randn(0f32, 1.0, (2, 9, 7), &device)?;
-        let weight = Tensor::randn(0f32, 1.0, (5, 7), &device)?;
-        let bias = Tensor::randn(0f32, 1.0, 5, &device)?;
+        let xs = seeded_randn(3, 1.0, &[2, 9, 7])?;
+        let weight = seeded_randn(4, 1.0, &[5, 7])?;
+        let bias = seeded_randn(5, 1.0, &[5])?;
         let ours = xs.apply_op3_no_bwd(&weight, &bias, &CpuLinear)?;
         let expected = candle_nn::Linear::new(weight.clone(), Some(bias.clone())).forward(&xs)?;
         assert_eq!(ours.dims(), &[2, 9, 5]);
-        let difference = (ours - expected)?.abs()?.flatten_all()?.max(0)?;
-        assert!(difference.to_scalar::<f32>()? < 1e-5);
-        let wrong = Tensor::randn(0f32, 1.0, (5, 6), &device)?;
+        assert!(max_relative_difference(&ours, &expected)? < 1e-5);
+        let wrong = Tensor::zeros((5, 6), candle_core::DType::F32, &device)?;
         assert!(xs.apply_op3_no_bwd(&wrong, &bias, &CpuLinear).is_err());
         let no_outputs = Tensor::zeros((0, 7), candle_core::DType::F32, &device)?;
         let no_bias = Tensor::zeros(0, candle_core::DType::F32, &device)?;

@@ -15,6 +15,8 @@ mod gelu;
 mod group_norm;
 mod linear;
 mod math;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use attention::CpuAttention;
 pub use conv::CpuConv2d;
