@@ -139,6 +139,10 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
         ),
         (vec!["--model", &model, "--width", "100"], "multiple of 8"),
         (vec!["--model", &model, "--steps", "0"], "steps must be"),
+        (
+            vec!["--model", &model, "--dtype", "bf16"],
+            "bf16 does not run on the CPU",
+        ),
     ];
     for (args, expected) in cases {
         let (code, stderr) = failing(&args);

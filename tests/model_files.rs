@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use common::{assert_image_matches, fixtures, model_paths, temp_dir};
+use common::{assert_image_matches, fixtures, mean_abs_difference, model_paths, temp_dir};
 use minus::models::unet::UNetConfig;
 use minus::models::vae::VaeConfig;
 use minus::pipeline::conditioning::EmbeddingCache;
@@ -202,14 +202,7 @@ fn fp16_variant_folders_load() {
     };
     let image = generate_with(&paths);
     // Weights rounded to f16 move the result slightly; it must stay the same picture.
-    let expected = image::open(reference_out()).unwrap().to_rgb8();
-    let mean = image
-        .as_raw()
-        .iter()
-        .zip(expected.as_raw())
-        .map(|(a, b)| f64::from(a.abs_diff(*b)))
-        .sum::<f64>()
-        / expected.as_raw().len() as f64;
+    let mean = mean_abs_difference(&image, &reference_out());
     println!("fp16 weights: mean |Δ| {mean:.3}/255");
     assert!(mean <= 2.0, "fp16 weights: mean |Δ| {mean}/255");
 }

@@ -3,13 +3,13 @@
 
 mod common;
 
-use candle_core::{Device, IndexOp, Tensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
 use common::*;
 use minus::pipeline::conditioning::{Conditioning, EmbeddingCache, encode_pixels, prepare};
 use minus::pipeline::generate::{denoise, generate, to_images};
 use minus::pipeline::noise::TorchRng;
 use minus::pipeline::preprocess::{FitMode, clip_pixel_values, load_rgb};
-use minus::pipeline::{Flow, ImagePrompt, Request, Window};
+use minus::pipeline::{Flow, ImagePrompt, Models, Request, Window};
 use minus::schedulers::SamplerKind;
 use serde_json::Value;
 
@@ -281,4 +281,28 @@ fn plus_window_weights_ddim() {
 #[test]
 fn text_only_ddim() {
     run_case("text_only_ddim");
+}
+
+/// f16 is what GPUs run by default. On the CPU this checks that every operation
+/// accepts it and that rounding leaves the same picture. (candle's CPU backend has
+/// no bf16 matrix multiply, so bf16 can only be checked on a GPU.)
+#[test]
+fn plus_window_weights_ddim_in_f16() {
+    let name = "plus_window_weights_ddim";
+    let case_path = fixtures().join("cases").join(name).join("case.json");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(case_path).unwrap()).unwrap();
+    let request = request_from_case(&json["case"]);
+    let expected = fixtures().join("cases").join(name).join("out.png");
+    let paths = model_paths(Some(adapter_file("plus")));
+    let models = Models::load(&paths, &Device::Cpu, DType::F16).expect("models load");
+    let generation = generate(
+        &models,
+        &request,
+        &mut EmbeddingCache::default(),
+        &mut |_| Flow::Continue,
+    )
+    .expect("generation runs");
+    let mean = mean_abs_difference(&generation.images[0], &expected);
+    println!("{name} in f16: mean |Δ| {mean:.3}/255");
+    assert!(mean <= 1.0, "f16: mean |Δ| {mean}/255");
 }

@@ -98,7 +98,7 @@ pub struct GenerateArgs {
     /// auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// f32, f16 or bf16 (default: f16 on GPUs, f32 on the CPU).
+    /// f32, f16 or bf16 (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
     #[arg(long)]
     dtype: Option<String>,
     /// Output PNG.

@@ -377,7 +377,15 @@ pub fn select_device(name: &str) -> Result<Device> {
 /// The dtype to run in: `name` if given, else f32 on the CPU and f16 on GPUs.
 pub fn resolve_dtype(device: &Device, name: Option<&str>) -> Result<DType> {
     let default = if device.is_cpu() { "f32" } else { "f16" };
-    parse_dtype(name.unwrap_or(default))
+    let dtype = parse_dtype(name.unwrap_or(default))?;
+    // Refused here rather than at the first layer, where candle's error would not say why.
+    if device.is_cpu() && dtype == DType::BF16 {
+        return Err(MinusError::InvalidRequest(
+            "bf16 does not run on the CPU (candle has no bf16 matrix multiply there): use f32 or f16"
+                .to_string(),
+        ));
+    }
+    Ok(dtype)
 }
 
 /// Parses a dtype name (`f32`, `f16`, `bf16`).

@@ -109,6 +109,19 @@ pub fn assert_image_matches(name: &str, image: &image::RgbImage, expected: &Path
     assert!(max <= 4.0, "{name}: image max |Δ| {max}/255");
 }
 
+/// Mean |Δ| over the 8-bit channels of `image` and the PNG at `expected`, in 1/255 units.
+pub fn mean_abs_difference(image: &image::RgbImage, expected: &Path) -> f64 {
+    let expected = image::open(expected).expect("expected image").to_rgb8();
+    assert_eq!(image.dimensions(), expected.dimensions(), "image size");
+    image
+        .as_raw()
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / expected.as_raw().len() as f64
+}
+
 /// A fresh, empty folder under the system temp dir for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("minus-test-{name}-{}", std::process::id()));
