@@ -5,9 +5,12 @@ use candle_nn::ops::softmax_last_dim;
 
 use super::cpu;
 
-/// Queries are processed in slices of at most this many rows, so the attention
-/// matrix of large images never has to exist at once.
-const QUERY_SLICE_ROWS: usize = 4096;
+/// At most this many attention scores (batch × heads × query rows × keys) exist at
+/// once on the generic path: queries are processed in slices that fit. It is 4096
+/// query rows at 512² with CFG (2 × 8 heads × 4096 keys); larger images take more,
+/// smaller slices instead of more memory (at 768² one slice would otherwise be 2.3×
+/// as large).
+const MAX_SCORES: usize = 1 << 28;
 
 /// Multi-head scaled dot-product attention.
 ///
@@ -21,40 +24,59 @@ pub fn attention(
     heads: usize,
     mask: Option<&Tensor>,
 ) -> candle_core::Result<Tensor> {
-    let (batch, q_len, channels) = q.dims3()?;
-    let kv_len = k.dim(1)?;
+    let channels = q.dim(2)?;
     // Head counts come from config files and tensor shapes: refuse, don't divide by zero.
     if heads == 0 || channels % heads != 0 {
         candle_core::bail!("{channels} channels cannot be split into {heads} attention heads");
     }
-    let head_dim = channels / heads;
-    let scale = 1.0 / (head_dim as f64).sqrt();
     if mask.is_none() && cpu::applies_to(q) {
         let op = cpu::CpuAttention {
             heads,
-            scale: scale as f32,
+            scale: scale_for(channels / heads) as f32,
         };
         return q
             .contiguous()?
             .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op);
     }
+    sliced_attention(q, k, v, heads, mask, MAX_SCORES)
+}
+
+/// `1/√head_dim`, the scale of the scores.
+fn scale_for(head_dim: usize) -> f64 {
+    1.0 / (head_dim as f64).sqrt()
+}
+
+/// [`attention`] from candle's operations (any device and dtype), with the queries
+/// in slices of at most `max_scores` scores. `heads` must divide the channels.
+fn sliced_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+    max_scores: usize,
+) -> candle_core::Result<Tensor> {
+    let (batch, q_len, channels) = q.dims3()?;
+    let kv_len = k.dim(1)?;
+    let head_dim = channels / heads;
     let split = |t: &Tensor, len: usize| {
         t.reshape((batch, len, heads, head_dim))?
             .transpose(1, 2)?
             .contiguous()
     };
-    let q = (split(q, q_len)? * scale)?;
+    let q = (split(q, q_len)? * scale_for(head_dim))?;
     let k_t = split(k, kv_len)?.transpose(2, 3)?.contiguous()?;
     let v = split(v, kv_len)?;
-    let mut slices = Vec::with_capacity(q_len.div_ceil(QUERY_SLICE_ROWS));
-    for start in (0..q_len).step_by(QUERY_SLICE_ROWS) {
-        let rows = QUERY_SLICE_ROWS.min(q_len - start);
+    let slice_rows = (max_scores / (batch * heads * kv_len).max(1)).clamp(1, q_len.max(1));
+    let mut slices = Vec::with_capacity(q_len.div_ceil(slice_rows));
+    for start in (0..q_len).step_by(slice_rows) {
+        let rows = slice_rows.min(q_len - start);
         let q_slice = q.narrow(2, start, rows)?;
         let mut scores = q_slice.matmul(&k_t)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = softmax_f32(&scores)?;
+        let probs = softmax_with_f32_sums(&scores)?;
         slices.push(probs.matmul(&v)?);
     }
     let out = if slices.len() == 1 {
@@ -65,10 +87,15 @@ pub fn attention(
     out.transpose(1, 2)?.reshape((batch, q_len, channels))
 }
 
-/// Softmax over the last dimension, computed in f32 whatever the input dtype.
-fn softmax_f32(scores: &Tensor) -> candle_core::Result<Tensor> {
+/// Softmax over the last dimension with its sums in f32 whatever the input dtype.
+///
+/// candle's CUDA kernel already sums f16 and bf16 rows in f32, so half-precision
+/// scores go to it as they are: an f32 copy there would cost two more passes over
+/// the largest tensor of the step and three times its memory. Other backends get
+/// the f32 copy (the CPU's kernel would sum in f16).
+fn softmax_with_f32_sums(scores: &Tensor) -> candle_core::Result<Tensor> {
     let dtype = scores.dtype();
-    if dtype == DType::F32 {
+    if dtype == DType::F32 || scores.device().is_cuda() {
         softmax_last_dim(scores)
     } else {
         softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)
@@ -148,6 +175,19 @@ mod tests {
             let difference = max_relative_difference(&kernel, &generic)?;
             assert!(difference < 1e-5, "{q_len}x{kv_len}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn query_slices_join_into_the_whole_result() -> candle_core::Result<()> {
+        let q = seeded_randn(12, 1.0, &[2, 50, 8])?;
+        let k = seeded_randn(13, 1.0, &[2, 30, 8])?;
+        let v = seeded_randn(14, 1.0, &[2, 30, 8])?;
+        let whole = sliced_attention(&q, &k, &v, 2, None, usize::MAX)?;
+        // 2 × 2 heads × 30 keys per query row: slices of 7 rows, the last of 1.
+        let sliced = sliced_attention(&q, &k, &v, 2, None, 7 * 120 + 5)?;
+        assert_eq!(sliced.dims(), &[2, 50, 8]);
+        assert!(max_relative_difference(&sliced, &whole)? < 1e-6);
         Ok(())
     }
 }
