@@ -10,6 +10,7 @@ loads them into freshly configured models, so both sides compute exactly the sam
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -143,7 +144,11 @@ def main():
     for name, ours, theirs in rows:
         print(f"{name:<26}{ours:>10.3f}{theirs:>13.3f}{ours / theirs:>17.2f}")
     print(f"{'preview':<26}{minus['preview_secs']:>10.4f}{'(none)':>13}")
-    print(f"Minus peak resident memory: {minus['peak_rss_mb']:.0f} MB")
+    # Both processes load the same weights, so resident peaks compare like for like.
+    diffusers_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"peak resident memory: Minus {minus['peak_rss_mb']:.0f} MB, diffusers {diffusers_rss_mb:.0f} MB")
+    if device.type == "cuda":
+        print(f"diffusers peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":
