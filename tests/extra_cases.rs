@@ -4,22 +4,16 @@
 
 mod common;
 
-use common::{adapter_file, assert_image_matches, fixtures, load_models};
+use common::{adapter_file, assert_image_matches, fixtures, generate_images, load_models};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::{Flow, ImagePrompt, Request, generate};
 use minus::schedulers::SamplerKind;
 
 fn check(name: &str, adapter: &str, request: Request) {
     let models = load_models(Some(adapter_file(adapter)));
-    let generation = generate(
-        &models,
-        &request,
-        &mut EmbeddingCache::default(),
-        &mut |_| Flow::Continue,
-    )
-    .expect("generation runs");
-    assert_eq!(generation.images.len(), request.batch);
-    for (i, image) in generation.images.iter().enumerate() {
+    let images = generate_images(&models, &request);
+    assert_eq!(images.len(), request.batch);
+    for (i, image) in images.iter().enumerate() {
         let expected = fixtures().join(format!("extra/{name}_{i}.png"));
         assert_image_matches(&format!("{name} item {i}"), image, &expected);
     }

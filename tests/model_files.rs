@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use common::{assert_image_matches, fixtures, mean_abs_difference, model_paths, temp_dir};
+use common::{
+    assert_image_matches, fixtures, generate_images, mean_abs_difference, model_paths, temp_dir,
+};
 use minus::models::unet::UNetConfig;
 use minus::models::vae::VaeConfig;
-use minus::pipeline::conditioning::EmbeddingCache;
-use minus::pipeline::{Flow, ImagePrompt, ModelPaths, Models, Request, generate};
+use minus::pipeline::{ImagePrompt, ModelPaths, Models, Request};
 use minus::weights::config::read_json;
 use minus::weights::ldm::{
     TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, is_vae_attention_projection, unet_key_map, vae_key_map,
@@ -41,14 +42,7 @@ fn reference_request() -> Request {
 
 fn generate_with(paths: &ModelPaths) -> image::RgbImage {
     let models = Models::load(paths, &Device::Cpu, DType::F32).expect("models load");
-    let mut generation = generate(
-        &models,
-        &reference_request(),
-        &mut EmbeddingCache::default(),
-        &mut |_| Flow::Continue,
-    )
-    .expect("generation runs");
-    generation.images.remove(0)
+    generate_images(&models, &reference_request()).remove(0)
 }
 
 fn reference_out() -> PathBuf {

@@ -81,9 +81,14 @@ fn check_pixel_values(file: &str, expected: &Tensor) {
     );
 }
 
-fn run_case(name: &str) {
+/// The `case.json` of a reference case.
+fn read_case(name: &str) -> Value {
     let case_path = fixtures().join("cases").join(name).join("case.json");
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(case_path).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(case_path).unwrap()).unwrap()
+}
+
+fn run_case(name: &str) {
+    let json = read_case(name);
     let case = &json["case"];
     let adapter = case["adapter"].as_str();
     let models = load_models(adapter.map(adapter_file));
@@ -289,20 +294,12 @@ fn text_only_ddim() {
 #[test]
 fn plus_window_weights_ddim_in_f16() {
     let name = "plus_window_weights_ddim";
-    let case_path = fixtures().join("cases").join(name).join("case.json");
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(case_path).unwrap()).unwrap();
-    let request = request_from_case(&json["case"]);
+    let request = request_from_case(&read_case(name)["case"]);
     let expected = fixtures().join("cases").join(name).join("out.png");
     let paths = model_paths(Some(adapter_file("plus")));
     let models = Models::load(&paths, &Device::Cpu, DType::F16).expect("models load");
-    let generation = generate(
-        &models,
-        &request,
-        &mut EmbeddingCache::default(),
-        &mut |_| Flow::Continue,
-    )
-    .expect("generation runs");
-    let mean = mean_abs_difference(&generation.images[0], &expected);
+    let image = generate_images(&models, &request).remove(0);
+    let mean = mean_abs_difference(&image, &expected);
     println!("{name} in f16: mean |Δ| {mean:.3}/255");
     assert!(mean <= 1.0, "f16: mean |Δ| {mean}/255");
 }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use minus::pipeline::{ModelPaths, Models};
+use minus::pipeline::conditioning::EmbeddingCache;
+use minus::pipeline::{Flow, ModelPaths, Models, Request, generate};
 
 /// `tests/fixtures`, the copy of the reference data.
 pub fn fixtures() -> PathBuf {
@@ -38,6 +39,14 @@ pub fn adapter_file(kind: &str) -> &'static str {
 /// Loads the tiny models on the CPU in f32.
 pub fn load_models(adapter: Option<&str>) -> Models {
     Models::load(&model_paths(adapter), &Device::Cpu, DType::F32).expect("reference models load")
+}
+
+/// The images of `request`, run to the end with a fresh embedding cache.
+pub fn generate_images(models: &Models, request: &Request) -> Vec<image::RgbImage> {
+    let mut cache = EmbeddingCache::default();
+    generate(models, request, &mut cache, &mut |_| Flow::Continue)
+        .expect("generation runs")
+        .images
 }
 
 /// The saved tensors of one reference case.
