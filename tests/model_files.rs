@@ -196,7 +196,7 @@ fn fp16_variant_folders_load() {
     };
     let image = generate_with(&paths);
     // Weights rounded to f16 move the result slightly; it must stay the same picture.
-    let mean = mean_abs_difference(&image, &reference_out());
+    let mean = mean_abs_difference("fp16 weights", &image, &reference_out());
     println!("fp16 weights: mean |Δ| {mean:.3}/255");
     assert!(mean <= 2.0, "fp16 weights: mean |Δ| {mean}/255");
 }

@@ -83,7 +83,7 @@ fn check_pixel_values(file: &str, expected: &Tensor) {
 
 /// The `case.json` of a reference case.
 fn read_case(name: &str) -> Value {
-    let case_path = fixtures().join("cases").join(name).join("case.json");
+    let case_path = case_dir(name).join("case.json");
     serde_json::from_str(&std::fs::read_to_string(case_path).unwrap()).unwrap()
 }
 
@@ -243,7 +243,7 @@ fn run_case(name: &str) {
     for (what, error) in &errors {
         println!("{name}: {what}: relative error {error:.2e}");
     }
-    let expected = fixtures().join("cases").join(name).join("out.png");
+    let expected = case_dir(name).join("out.png");
     assert_image_matches(name, &to_images(&decoded).unwrap()[0], &expected);
 
     // The whole pipeline as users run it, from the image files.
@@ -294,12 +294,12 @@ fn text_only_ddim() {
 #[test]
 fn plus_window_weights_ddim_in_f16() {
     let name = "plus_window_weights_ddim";
-    let request = request_from_case(&read_case(name)["case"]);
-    let expected = fixtures().join("cases").join(name).join("out.png");
-    let paths = model_paths(Some(adapter_file("plus")));
+    let json = read_case(name);
+    let case = &json["case"];
+    let paths = model_paths(case["adapter"].as_str().map(adapter_file));
     let models = Models::load(&paths, &Device::Cpu, DType::F16).expect("models load");
-    let image = generate_images(&models, &request).remove(0);
-    let mean = mean_abs_difference(&image, &expected);
+    let image = generate_images(&models, &request_from_case(case)).remove(0);
+    let mean = mean_abs_difference(name, &image, &case_dir(name).join("out.png"));
     println!("{name} in f16: mean |Δ| {mean:.3}/255");
     assert!(mean <= 1.0, "f16: mean |Δ| {mean}/255");
 }

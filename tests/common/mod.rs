@@ -49,12 +49,14 @@ pub fn generate_images(models: &Models, request: &Request) -> Vec<image::RgbImag
         .images
 }
 
+/// The folder of one reference case (`case.json`, `tensors.safetensors`, `out.png`).
+pub fn case_dir(case: &str) -> PathBuf {
+    fixtures().join("cases").join(case)
+}
+
 /// The saved tensors of one reference case.
 pub fn case_tensors(case: &str) -> HashMap<String, Tensor> {
-    let path = fixtures()
-        .join("cases")
-        .join(case)
-        .join("tensors.safetensors");
+    let path = case_dir(case).join("tensors.safetensors");
     candle_core::safetensors::load(&path, &Device::Cpu).expect("reference tensors load")
 }
 
@@ -97,20 +99,25 @@ pub fn assert_close(name: &str, actual: &Tensor, expected: &Tensor, tolerance: f
     error
 }
 
-/// Asserts an 8-bit image is within mean 0.5/255 and max 4/255 of the PNG at `expected`.
-pub fn assert_image_matches(name: &str, image: &image::RgbImage, expected: &Path) {
+/// |Δ| of every 8-bit channel of `image` against the PNG at `expected`, in 1/255 units.
+fn channel_differences(name: &str, image: &image::RgbImage, expected: &Path) -> Vec<f64> {
     let expected = image::open(expected).expect("expected image").to_rgb8();
     assert_eq!(
         image.dimensions(),
         expected.dimensions(),
         "{name}: image size"
     );
-    let diffs: Vec<f64> = image
+    image
         .as_raw()
         .iter()
         .zip(expected.as_raw())
-        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
-        .collect();
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .collect()
+}
+
+/// Asserts an 8-bit image is within mean 0.5/255 and max 4/255 of the PNG at `expected`.
+pub fn assert_image_matches(name: &str, image: &image::RgbImage, expected: &Path) {
+    let diffs = channel_differences(name, image, expected);
     let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
     let max = diffs.iter().copied().fold(0.0, f64::max);
     println!("{name}: image mean |Δ| {mean:.4}/255, max |Δ| {max:.0}/255");
@@ -119,16 +126,9 @@ pub fn assert_image_matches(name: &str, image: &image::RgbImage, expected: &Path
 }
 
 /// Mean |Δ| over the 8-bit channels of `image` and the PNG at `expected`, in 1/255 units.
-pub fn mean_abs_difference(image: &image::RgbImage, expected: &Path) -> f64 {
-    let expected = image::open(expected).expect("expected image").to_rgb8();
-    assert_eq!(image.dimensions(), expected.dimensions(), "image size");
-    image
-        .as_raw()
-        .iter()
-        .zip(expected.as_raw())
-        .map(|(a, b)| f64::from(a.abs_diff(*b)))
-        .sum::<f64>()
-        / expected.as_raw().len() as f64
+pub fn mean_abs_difference(name: &str, image: &image::RgbImage, expected: &Path) -> f64 {
+    let diffs = channel_differences(name, image, expected);
+    diffs.iter().sum::<f64>() / diffs.len() as f64
 }
 
 /// A fresh, empty folder under the system temp dir for one test.
