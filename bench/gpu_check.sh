@@ -6,7 +6,8 @@
 #
 # 1. Correctness: the reference cases of tests/fixtures (diffusers' f32 outputs) generated on the
 #    device in f32 and f16, each compared with diffusers' picture (mean and max |difference|).
-# 2. Speed: `minus bench` at 512² (SIZE), IP-Adapter Plus, 25 steps (STEPS), in f16 and f32.
+# 2. Speed: `minus bench` at 512² (SIZE), IP-Adapter Plus, 25 steps (STEPS), in f16 and f32,
+#    with one UNet step timed layer kind by layer kind.
 # 3. diffusers on the same weights and shapes (bench/compare_diffusers.py), if it imports.
 # 4. Peak GPU memory from an nvidia-smi trace taken during all of it.
 # Everything is written under $OUT (default ./gpu-check); the summary is also printed.
@@ -92,7 +93,7 @@ PY
 echo "== 2. minus bench on $device"
 for dtype in f16 f32; do
   minus bench --device "$device" --dtype "$dtype" --size "$size" --steps "$steps" --repeats "$repeats" \
-    --weights-dir "$weights" --json "$out/minus-$dtype.json" 2>&1 | tee "$out/minus-$dtype.txt"
+    --weights-dir "$weights" --layers --json "$out/minus-$dtype.json" 2>&1 | tee "$out/minus-$dtype.txt"
 done
 
 echo "== 3. diffusers on the same weights"

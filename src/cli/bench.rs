@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
+use minus::models::timing::{self, KindTotal, LayerKind};
 use minus::models::unet::IpConditioning;
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
 use minus::pipeline::models::{device_name, resolve_dtype, select_device};
@@ -47,6 +48,10 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also time one UNet step layer kind by layer kind (convolution, linear, attention,
+    /// group norm, GEGLU), waiting for the device around each layer.
+    #[arg(long)]
+    layers: bool,
 }
 
 /// Median seconds of `repeats` runs of `f` after one warm-up run.
@@ -74,6 +79,30 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Prints one UNet step's time per layer kind, and what the kinds leave over.
+fn print_layers(timed_step_secs: f64, totals: &[(LayerKind, KindTotal)]) {
+    println!("one UNet step by layer kind (a device sync around each layer):");
+    println!("{:<14} {:>10} {:>7} {:>6}", "kind", "ms", "share", "calls");
+    let share = |secs: f64| 100.0 * secs / timed_step_secs;
+    for (kind, total) in totals {
+        println!(
+            "{:<14} {:>10.1} {:>6.1}% {:>6}",
+            kind.name(),
+            1e3 * total.secs,
+            share(total.secs),
+            total.calls
+        );
+    }
+    let rest = timed_step_secs - totals.iter().map(|(_, t)| t.secs).sum::<f64>();
+    println!(
+        "{:<14} {:>10.1} {:>6.1}%",
+        "the rest",
+        1e3 * rest,
+        share(rest)
+    );
+    println!("{:<14} {:>10.1}", "timed step", 1e3 * timed_step_secs);
 }
 
 /// Runs `minus bench`.
@@ -141,10 +170,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         scale: Tensor::ones((2 * n, 1, 1), dtype, &device)?,
         layers: image.adapter.attention_weights(),
     };
-    let step_secs = time(args.repeats, || {
+    let step = || -> anyhow::Result<()> {
         models.unet.forward(&sample, 500.0, &text, Some(&ip))?;
         sync(&device)
-    })?;
+    };
+    let step_secs = time(args.repeats, step)?;
+    let layers = if args.layers {
+        timing::start();
+        let started = Instant::now();
+        let outcome = step();
+        let timed_step_secs = started.elapsed().as_secs_f64();
+        let totals = timing::finish();
+        outcome?;
+        Some((timed_step_secs, totals))
+    } else {
+        None
+    };
 
     // VAE decode and the preview of `n` latents.
     let latents = Tensor::randn(0f32, 1f32, (n, 4, latent, latent), &device)?.to_dtype(dtype)?;
@@ -202,6 +243,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Some(mb) => println!("peak resident memory: {mb:.0} MB"),
         None => println!("peak resident memory: not available on this system"),
     }
+    if let Some((timed_step_secs, totals)) = &layers {
+        print_layers(*timed_step_secs, totals);
+    }
     if let Some(path) = &args.json {
         let figures = json!({
             "device": device_name(&device), "dtype": format!("{dtype:?}"), "size": args.size,
@@ -209,6 +253,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "image_encoder_secs": encoder_secs, "unet_step_secs": step_secs, "vae_decode_secs": vae_secs,
             "preview_secs": preview_secs, "full_run_secs": full_secs, "it_per_sec": its,
             "peak_rss_mb": peak, "weights_dir": dir,
+            "layers": layers.as_ref().map(|(timed_step_secs, totals)| json!({
+                "timed_step_secs": timed_step_secs,
+                "kinds": totals.iter().map(|(kind, total)| json!({
+                    "kind": kind.name(), "secs": total.secs, "calls": total.calls,
+                })).collect::<Vec<_>>(),
+            })),
         });
         std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
     }

@@ -4,6 +4,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu;
+use super::timing::{LayerKind, timed};
 
 /// A convolution with bias, square stride and padding (dilation 1, one group):
 /// every convolution of the UNet and the VAE.
@@ -36,6 +37,12 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        timed(LayerKind::Convolution, xs.device(), || self.convolve(xs))
+    }
+}
+
+impl Conv2d {
+    fn convolve(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         if cpu::applies_to(xs) {
             let op = cpu::CpuConv2d {
                 stride: self.stride,

@@ -4,6 +4,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu;
+use super::timing::{LayerKind, timed};
 
 /// `torch.nn.GroupNorm` with affine weights.
 #[derive(Debug, Clone)]
@@ -43,6 +44,12 @@ impl GroupNorm {
     }
 
     fn apply(&self, xs: &Tensor, silu: bool) -> candle_core::Result<Tensor> {
+        timed(LayerKind::GroupNorm, xs.device(), || {
+            self.normalise(xs, silu)
+        })
+    }
+
+    fn normalise(&self, xs: &Tensor, silu: bool) -> candle_core::Result<Tensor> {
         if cpu::applies_to(xs) {
             let op = cpu::CpuGroupNorm {
                 groups: self.groups,

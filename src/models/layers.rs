@@ -4,6 +4,7 @@ use candle_core::{D, DType, Module, Tensor};
 use candle_nn::ops::softmax_last_dim;
 
 use super::cpu;
+use super::timing::{LayerKind, timed};
 
 /// At most this many attention scores (batch × heads × query rows × keys) exist at
 /// once on the generic path: queries are processed in slices that fit. It is 4096
@@ -29,16 +30,18 @@ pub fn attention(
     if heads == 0 || channels % heads != 0 {
         candle_core::bail!("{channels} channels cannot be split into {heads} attention heads");
     }
-    if mask.is_none() && cpu::applies_to(q) {
-        let op = cpu::CpuAttention {
-            heads,
-            scale: scale_for(channels / heads) as f32,
-        };
-        return q
-            .contiguous()?
-            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op);
-    }
-    sliced_attention(q, k, v, heads, mask, MAX_SCORES)
+    timed(LayerKind::Attention, q.device(), || {
+        if mask.is_none() && cpu::applies_to(q) {
+            let op = cpu::CpuAttention {
+                heads,
+                scale: scale_for(channels / heads) as f32,
+            };
+            return q
+                .contiguous()?
+                .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op);
+        }
+        sliced_attention(q, k, v, heads, mask, MAX_SCORES)
+    })
 }
 
 /// `1/√head_dim`, the scale of the scores.

@@ -4,6 +4,7 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu;
+use super::timing::{LayerKind, timed};
 
 /// `x · weightᵀ + bias`, as `torch.nn.Linear`.
 #[derive(Debug, Clone)]
@@ -35,12 +36,16 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        if cpu::applies_to(xs) && self.weight().dtype() == DType::F32 {
-            return xs
-                .contiguous()?
-                .apply_op3_no_bwd(self.weight(), &self.bias, &cpu::CpuLinear);
-        }
-        self.candle.forward(xs)
+        timed(LayerKind::Linear, xs.device(), || {
+            if cpu::applies_to(xs) && self.weight().dtype() == DType::F32 {
+                return xs.contiguous()?.apply_op3_no_bwd(
+                    self.weight(),
+                    &self.bias,
+                    &cpu::CpuLinear,
+                );
+            }
+            self.candle.forward(xs)
+        })
     }
 }
 

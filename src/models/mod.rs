@@ -10,6 +10,7 @@ pub mod ip_adapter;
 pub mod layers;
 pub mod linear;
 pub mod resnet;
+pub mod timing;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;

@@ -10,6 +10,7 @@ use super::super::group_norm::GroupNorm;
 use super::super::layers::{attention, chunk2_last};
 use super::super::linear::{Linear, linear, linear_no_bias};
 use super::super::resnet::conv1x1;
+use super::super::timing::{LayerKind, timed};
 use super::IpConditioning;
 
 /// diffusers `Attention` as the UNet uses it: no q/k/v bias, `to_out.0` with bias.
@@ -78,12 +79,13 @@ impl GegluFeedForward {
 
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let projected = self.proj_in.forward(xs)?;
-        let gated = if cpu::applies_to(&projected) {
-            projected.contiguous()?.apply_op1_no_bwd(&cpu::CpuGeglu)?
-        } else {
+        let gated = timed(LayerKind::Geglu, projected.device(), || {
+            if cpu::applies_to(&projected) {
+                return projected.contiguous()?.apply_op1_no_bwd(&cpu::CpuGeglu);
+            }
             let (hidden, gate) = chunk2_last(&projected)?;
-            (hidden * gate.gelu_erf()?)?
-        };
+            hidden * gate.gelu_erf()?
+        })?;
         self.proj_out.forward(&gated)
     }
 }

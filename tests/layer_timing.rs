@@ -1,0 +1,60 @@
+//! `minus bench --layers`: one UNet step timed layer kind by layer kind counts every
+//! layer of the step exactly once.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{adapter_file, fixtures, load_models};
+use minus::models::timing::{self, LayerKind};
+use minus::models::unet::IpConditioning;
+use minus::pipeline::conditioning::encode_text;
+
+/// How many tensors of the tiny UNet's file have names ending in `suffix` and `rank` dimensions.
+fn count_unet_tensors(suffix: &str, rank: usize) -> usize {
+    let path = fixtures().join("models/sd15/unet/diffusion_pytorch_model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).expect("UNet file loads");
+    tensors
+        .iter()
+        .filter(|(name, tensor)| name.ends_with(suffix) && tensor.rank() == rank)
+        .count()
+}
+
+#[test]
+fn a_timed_unet_step_counts_each_layer_once() -> anyhow::Result<()> {
+    let models = load_models(Some(adapter_file("plus")));
+    let image = models.image.as_ref().expect("image models");
+    let device = Device::Cpu;
+    let text = encode_text(&models, "a house")?.repeat((2, 1, 1))?;
+    let tokens_shape = (2, 16, text.dim(2)?);
+    let ip = IpConditioning {
+        tokens: Tensor::randn(0f32, 1f32, tokens_shape, &device)?,
+        scale: Tensor::ones((2, 1, 1), DType::F32, &device)?,
+        layers: image.adapter.attention_weights(),
+    };
+    let sample = Tensor::randn(0f32, 1f32, (2, 4, 16, 16), &device)?;
+
+    timing::start();
+    let out = models.unet.forward(&sample, 500.0, &text, Some(&ip));
+    let totals = timing::finish();
+    assert_eq!(out?.dims(), sample.dims());
+
+    let calls = |kind: LayerKind| totals[kind as usize].1.calls;
+    let blocks = count_unet_tensors("attn1.to_q.weight", 2);
+    assert!(blocks > 0);
+    // Every convolution weight (rank 4) is applied once per step.
+    assert_eq!(
+        calls(LayerKind::Convolution),
+        count_unet_tensors(".weight", 4)
+    );
+    // Each transformer block: self-attention, text attention, image attention.
+    assert_eq!(calls(LayerKind::Attention), 3 * blocks);
+    assert_eq!(calls(LayerKind::Geglu), blocks);
+    // Every matrix of the UNet (rank 2), and each block's two image projections.
+    let linears = count_unet_tensors(".weight", 2) + 2 * blocks;
+    assert_eq!(calls(LayerKind::Linear), linears);
+    // Vectors named `weight` are group norms, or the blocks' three layer norms.
+    let group_norms = count_unet_tensors(".weight", 1) - 3 * blocks;
+    assert_eq!(calls(LayerKind::GroupNorm), group_norms);
+    assert!(totals.iter().all(|(_, total)| total.secs > 0.0));
+    Ok(())
+}
