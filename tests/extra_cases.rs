@@ -5,7 +5,7 @@
 mod common;
 
 use common::{adapter_file, assert_image_matches, fixtures, generate_images, load_models};
-use minus::pipeline::conditioning::EmbeddingCache;
+use minus::pipeline::conditioning::{EmbeddingCache, prepare};
 use minus::pipeline::{Flow, ImagePrompt, Request, generate};
 use minus::schedulers::SamplerKind;
 
@@ -62,9 +62,10 @@ fn euler_a_plus_batch_of_two_at_136x64() {
 }
 
 #[test]
-fn rerunning_with_the_same_images_skips_the_image_encoder() {
+fn rerunning_with_the_same_prompts_skips_the_encoders() {
     let models = load_models(Some(adapter_file("base")));
     let request = Request {
+        prompt: "a house in winter".to_string(),
         images: house(),
         negative_images: vec![ImagePrompt::new(fixtures().join("images/lawn.png"))],
         steps: 2,
@@ -76,6 +77,8 @@ fn rerunning_with_the_same_images_skips_the_image_encoder() {
     let first =
         generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("first run");
     assert_eq!(cache.encoder_runs(), 2);
+    // The prompt and the (empty) negative prompt.
+    assert_eq!(cache.text_encoder_runs(), 2);
     let second =
         generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("second run");
     assert_eq!(
@@ -83,6 +86,38 @@ fn rerunning_with_the_same_images_skips_the_image_encoder() {
         2,
         "the encoder ran again for cached images"
     );
+    assert_eq!(
+        cache.text_encoder_runs(),
+        2,
+        "the text encoder ran again for cached prompts"
+    );
     assert_eq!(first.images, second.images);
     assert!(first.request.images[0].sha256.is_some());
+}
+
+#[test]
+fn the_prompt_cache_forgets_the_least_recently_used_prompts() {
+    let models = load_models(None);
+    let mut cache = EmbeddingCache::default();
+    let mut encode = |prompt: &str| {
+        let mut request = Request {
+            prompt: prompt.to_string(),
+            ..Request::default()
+        };
+        prepare(&models, &mut request, &mut cache).expect("prompts encode");
+        cache.text_encoder_runs()
+    };
+    // 64 prompts and the empty negative prompt (used every time): one more than are kept.
+    for i in 0..64 {
+        encode(&format!("prompt {i}"));
+    }
+    assert_eq!(encode("prompt 63"), 65, "a recent prompt was encoded again");
+    assert_eq!(
+        encode("prompt 0"),
+        66,
+        "the least recently used prompt was kept"
+    );
+    // Evicting "prompt 1" made room for "prompt 0"; the negative prompt stays.
+    assert_eq!(encode("prompt 2"), 66);
+    assert_eq!(encode("prompt 1"), 67);
 }

@@ -1,6 +1,6 @@
 //! Turning prompts into what the UNet attends to: text embeddings and image tokens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use candle_core::Tensor;
 use sha2::{Digest, Sha256};
@@ -11,13 +11,25 @@ use super::request::{ImagePrompt, Request};
 use crate::models::ip_adapter::ImageFeature;
 use crate::{MinusError, Result};
 
-/// Image features (before projection) of prompt images, keyed by content, so
-/// re-running with the same images skips the image encoder.
+/// Image features (before projection) of prompt images, keyed by content, and
+/// text embeddings of prompts, so re-running with the same prompts skips the encoders.
 #[derive(Default)]
 pub struct EmbeddingCache {
     entries: HashMap<CacheKey, Tensor>,
     encoder_runs: usize,
+    /// Text embeddings keyed by (text encoder id, prompt), and the keys least recently
+    /// used first.
+    texts: HashMap<TextKey, Tensor>,
+    text_order: VecDeque<TextKey>,
+    text_encoder_runs: usize,
 }
+
+/// (text encoder id, prompt).
+type TextKey = (String, String);
+
+/// Prompts whose embeddings are kept (about 240 KB each in f32): the least recently
+/// used go first.
+const MAX_TEXTS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
@@ -33,9 +45,37 @@ impl EmbeddingCache {
         self.encoder_runs
     }
 
+    /// How many prompts the text encoder actually encoded (cache misses).
+    pub fn text_encoder_runs(&self) -> usize {
+        self.text_encoder_runs
+    }
+
     /// Forgets everything (after the models change).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.texts.clear();
+        self.text_order.clear();
+    }
+
+    /// The embeddings of `text`, encoded only the first time.
+    fn text(&mut self, models: &Models, text: &str) -> Result<Tensor> {
+        let key = (models.text_id.clone(), text.to_string());
+        if let Some(embeddings) = self.texts.get(&key) {
+            // Most recently used last.
+            self.text_order.retain(|k| k != &key);
+            self.text_order.push_back(key);
+            return Ok(embeddings.clone());
+        }
+        let embeddings = encode_text(models, text)?;
+        self.text_encoder_runs += 1;
+        if self.text_order.len() >= MAX_TEXTS
+            && let Some(oldest) = self.text_order.pop_front()
+        {
+            self.texts.remove(&oldest);
+        }
+        self.text_order.push_back(key.clone());
+        self.texts.insert(key, embeddings.clone());
+        Ok(embeddings)
     }
 }
 
@@ -61,8 +101,8 @@ pub fn prepare(
     request: &mut Request,
     cache: &mut EmbeddingCache,
 ) -> Result<Conditioning> {
-    let text_cond = encode_text(models, &request.prompt)?;
-    let text_uncond = encode_text(models, &request.negative_prompt)?;
+    let text_cond = cache.text(models, &request.prompt)?;
+    let text_uncond = cache.text(models, &request.negative_prompt)?;
     let ip_tokens = if request.has_image_prompts() {
         let image = models.image.as_ref().ok_or_else(|| {
             MinusError::InvalidRequest(

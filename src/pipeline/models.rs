@@ -49,6 +49,8 @@ pub struct ImagePromptModels {
 pub struct Models {
     pub tokenizer: ClipTokenizer,
     pub text_encoder: ClipTextModel,
+    /// Identifies the text encoder (its model's path) in the embedding cache.
+    pub text_id: String,
     pub unet: UNet,
     pub vae: VaeDecoder,
     pub image: Option<ImagePromptModels>,
@@ -130,6 +132,7 @@ impl Models {
         Ok(Self {
             tokenizer: ClipTokenizer::new(),
             text_encoder,
+            text_id: paths.model.display().to_string(),
             unet,
             vae,
             image,
