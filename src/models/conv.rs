@@ -33,15 +33,7 @@ impl Conv2d {
             padding,
         })
     }
-}
 
-impl Module for Conv2d {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        timed(LayerKind::Convolution, xs.device(), || self.convolve(xs))
-    }
-}
-
-impl Conv2d {
     fn convolve(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         if cpu::applies_to(xs) {
             let op = cpu::CpuConv2d {
@@ -54,5 +46,11 @@ impl Conv2d {
         }
         let out = xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
         out.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        timed(LayerKind::Convolution, xs.device(), || self.convolve(xs))
     }
 }
