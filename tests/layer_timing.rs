@@ -1,12 +1,12 @@
 //! `minus bench --layers`: one UNet step timed layer kind by layer kind counts every
-//! layer of the step exactly once.
+//! layer of the step exactly once; later steps of a run skip the context's projections.
 
 mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{adapter_file, fixtures, load_models};
 use minus::models::timing::{self, LayerKind};
-use minus::models::unet::IpConditioning;
+use minus::models::unet::{CrossContext, ImageTokens};
 use minus::pipeline::conditioning::encode_text;
 
 /// How many tensors of the tiny UNet's file have names ending in `suffix` and `rank` dimensions.
@@ -26,17 +26,26 @@ fn a_timed_unet_step_counts_each_layer_once() -> anyhow::Result<()> {
     let device = Device::Cpu;
     let text = encode_text(&models, "a house")?.repeat((2, 1, 1))?;
     let tokens_shape = (2, 16, text.dim(2)?);
-    let ip = IpConditioning {
-        tokens: Tensor::randn(0f32, 1f32, tokens_shape, &device)?,
-        scale: Tensor::ones((2, 1, 1), DType::F32, &device)?,
-        layers: image.adapter.attention_weights(),
-    };
+    let context = CrossContext::new(
+        text,
+        Some(ImageTokens {
+            tokens: Tensor::randn(0f32, 1f32, tokens_shape, &device)?,
+            layers: image.adapter.attention_weights(),
+        }),
+    );
+    let ip_scale = Tensor::ones((2, 1, 1), DType::F32, &device)?;
     let sample = Tensor::randn(0f32, 1f32, (2, 4, 16, 16), &device)?;
-
-    timing::start();
-    let out = models.unet.forward(&sample, 500.0, &text, Some(&ip));
-    let totals = timing::finish();
-    assert_eq!(out?.dims(), sample.dims());
+    let timed_step = || -> anyhow::Result<_> {
+        timing::start();
+        let out = models
+            .unet
+            .forward(&sample, 500.0, &context, Some(&ip_scale));
+        let totals = timing::finish();
+        assert_eq!(out?.dims(), sample.dims());
+        Ok(totals)
+    };
+    let totals = timed_step()?;
+    let second_step = timed_step()?;
 
     let calls = |kind: LayerKind| totals[kind as usize].1.calls;
     let blocks = count_unet_tensors("attn1.to_q.weight", 2);
@@ -56,5 +65,17 @@ fn a_timed_unet_step_counts_each_layer_once() -> anyhow::Result<()> {
     let group_norms = count_unet_tensors(".weight", 1) - 3 * blocks;
     assert_eq!(calls(LayerKind::GroupNorm), group_norms);
     assert!(totals.iter().all(|(_, total)| total.secs > 0.0));
+
+    // The second step reuses every attn2's text and image keys and values.
+    let linears_later = second_step[LayerKind::Linear as usize].1.calls;
+    assert_eq!(linears_later, linears - 4 * blocks);
+    let unchanged = [
+        LayerKind::Convolution,
+        LayerKind::Attention,
+        LayerKind::GroupNorm,
+    ];
+    for kind in unchanged {
+        assert_eq!(second_step[kind as usize].1.calls, calls(kind));
+    }
     Ok(())
 }

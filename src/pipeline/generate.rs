@@ -11,7 +11,7 @@ use super::models::Models;
 use super::noise::TorchRng;
 use super::preview::latents_to_rgb;
 use super::request::Request;
-use crate::models::unet::IpConditioning;
+use crate::models::unet::{CrossContext, ImageTokens};
 use crate::schedulers;
 use crate::{MinusError, Result};
 
@@ -118,35 +118,33 @@ pub fn denoise(
         ],
         0,
     )?;
-    let ip_tokens = match &conditioning.ip_tokens {
-        Some((uncond, cond)) => Some(Tensor::cat(
-            &[repeat_batch(uncond, n)?, repeat_batch(cond, n)?],
-            0,
-        )?),
-        None => None,
+    let image = match (&conditioning.ip_tokens, &models.image) {
+        (Some((uncond, cond)), Some(image)) => Some(ImageTokens {
+            tokens: Tensor::cat(&[repeat_batch(uncond, n)?, repeat_batch(cond, n)?], 0)?,
+            layers: image.adapter.attention_weights(),
+        }),
+        _ => None,
     };
+    let has_image_tokens = image.is_some();
+    let context = CrossContext::new(text, image);
     let timesteps = scheduler.timesteps().to_vec();
     let total = timesteps.len();
     let started = Instant::now();
     for (step, &timestep) in timesteps.iter().enumerate() {
         let scaled = scheduler.scale_model_input(&latents, step)?;
         let unet_input = Tensor::cat(&[&scaled, &scaled], 0)?;
-        let ip_scales = ip_scales(request, step, total, ip_tokens.is_some());
-        let ip = match (&ip_tokens, &models.image) {
-            (Some(tokens), Some(image)) if ip_scales != (0.0, 0.0) => Some(IpConditioning {
-                tokens: tokens.clone(),
-                scale: half_scales(ip_scales, n, models.dtype, device)?,
-                layers: image.adapter.attention_weights(),
-            }),
-            _ => None,
+        let ip_scales = ip_scales(request, step, total, has_image_tokens);
+        let ip_scale = match ip_scales {
+            (0.0, 0.0) => None,
+            scales => Some(half_scales(scales, n, models.dtype, device)?),
         };
         let unet_output = models
             .unet
             .forward(
                 &unet_input.to_dtype(models.dtype)?,
                 timestep,
-                &text,
-                ip.as_ref(),
+                &context,
+                ip_scale.as_ref(),
             )?
             .to_dtype(DType::F32)?;
         let uncond = unet_output.narrow(0, 0, n)?;

@@ -5,8 +5,7 @@ use candle_nn::VarBuilder;
 
 use super::super::conv::Conv2d;
 use super::super::resnet::{ResnetBlock2D, ResnetConfig, Upsample2D, conv3x3};
-use super::IpConditioning;
-use super::transformer::{Transformer2D, TransformerConfig};
+use super::transformer::{CrossInputs, Transformer2D, TransformerConfig};
 
 /// Settings every block of one UNet shares.
 #[derive(Debug, Clone, Copy)]
@@ -65,8 +64,7 @@ fn load_attentions(
 /// The inputs every block's forward pass needs besides the feature map.
 pub struct StepInputs<'a> {
     pub temb_silu: &'a Tensor,
-    pub text: &'a Tensor,
-    pub ip: Option<&'a IpConditioning<'a>>,
+    pub cross: CrossInputs<'a>,
 }
 
 /// `CrossAttnDownBlock2D` (with attentions) or `DownBlock2D` (without).
@@ -122,7 +120,7 @@ impl DownBlock {
         for (i, resnet) in self.resnets.iter().enumerate() {
             xs = resnet.forward(&xs, Some(inputs.temb_silu))?;
             if let Some(attn) = self.attentions.get(i) {
-                xs = attn.forward(&xs, inputs.text, inputs.ip)?;
+                xs = attn.forward(&xs, &inputs.cross)?;
             }
             skips.push(xs.clone());
         }
@@ -161,7 +159,7 @@ impl MidBlock {
     /// Runs the mid block.
     pub fn forward(&self, xs: &Tensor, inputs: &StepInputs) -> candle_core::Result<Tensor> {
         let xs = self.resnet_in.forward(xs, Some(inputs.temb_silu))?;
-        let xs = self.attention.forward(&xs, inputs.text, inputs.ip)?;
+        let xs = self.attention.forward(&xs, &inputs.cross)?;
         self.resnet_out.forward(&xs, Some(inputs.temb_silu))
     }
 }
@@ -244,7 +242,7 @@ impl UpBlock {
                 .ok_or_else(|| candle_core::Error::Msg("UNet skip stack underflow".into()))?;
             xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, Some(inputs.temb_silu))?;
             if let Some(attn) = self.attentions.get(i) {
-                xs = attn.forward(&xs, inputs.text, inputs.ip)?;
+                xs = attn.forward(&xs, &inputs.cross)?;
             }
         }
         if let Some(up) = &self.upsampler {

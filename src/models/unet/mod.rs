@@ -2,7 +2,10 @@
 //! in every cross-attention layer.
 
 mod blocks;
+mod context;
 mod transformer;
+
+pub use context::{CrossContext, ImageTokens};
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -10,10 +13,10 @@ use serde::Deserialize;
 
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
-use super::ip_adapter::IpAttentionWeights;
 use super::linear::{Linear, linear};
 use super::resnet::conv3x3;
 use blocks::{BlockContext, DownBlock, MidBlock, StepInputs, UpBlock, UpBlockChannels};
+use transformer::CrossInputs;
 
 /// An integer or one value per block, as diffusers configs allow.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,28 +96,6 @@ impl UNetConfig {
             .as_ref()
             .unwrap_or(&self.attention_head_dim)
             .get(block)
-    }
-}
-
-/// The image side of the decoupled cross-attention for one UNet call.
-pub struct IpConditioning<'a> {
-    /// Image tokens `[batch, tokens, cross_attention_dim]`, batch as the UNet input.
-    pub tokens: Tensor,
-    /// Per-sample scale `[batch, 1, 1]`: the negative weight for the uncond half,
-    /// the positive weight for the cond half.
-    pub scale: Tensor,
-    /// The adapter's per-layer projections, in `attn2` order.
-    pub layers: &'a [IpAttentionWeights],
-}
-
-impl IpConditioning<'_> {
-    fn layer(&self, index: usize) -> candle_core::Result<&IpAttentionWeights> {
-        self.layers.get(index).ok_or_else(|| {
-            candle_core::Error::Msg(format!(
-                "the IP-Adapter has {} attention layers, the UNet needs more",
-                self.layers.len()
-            ))
-        })
     }
 }
 
@@ -228,13 +209,15 @@ impl UNet {
     }
 
     /// Predicts the noise for `sample` `[batch, 4, h, w]` at `timestep` (may be fractional),
-    /// conditioned on `text` `[batch, 77, dim]` and optionally on image tokens.
+    /// conditioned on the run's `context`. `ip_scale` `[batch, 1, 1]` weighs the image
+    /// tokens per sample (for CFG: the negative weight for the uncond half, the positive
+    /// weight for the cond half); `None` leaves them out of this step.
     pub fn forward(
         &self,
         sample: &Tensor,
         timestep: f64,
-        text: &Tensor,
-        ip: Option<&IpConditioning>,
+        context: &CrossContext,
+        ip_scale: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
         let batch = sample.dim(0)?;
         let t_emb = self
@@ -247,8 +230,7 @@ impl UNet {
         let temb_silu = temb.silu()?;
         let inputs = StepInputs {
             temb_silu: &temb_silu,
-            text,
-            ip,
+            cross: CrossInputs { context, ip_scale },
         };
         let mut xs = self.conv_in.forward(sample)?;
         let mut skips = vec![xs.clone()];

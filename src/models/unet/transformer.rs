@@ -11,7 +11,15 @@ use super::super::layers::{attention, chunk2_last};
 use super::super::linear::{Linear, linear, linear_no_bias};
 use super::super::resnet::conv1x1;
 use super::super::timing::{LayerKind, timed};
-use super::IpConditioning;
+use super::context::CrossContext;
+
+/// What every `attn2` of one UNet call gets: the run's context, and this step's
+/// per-sample image scale `[batch, 1, 1]` (`None`: the image tokens sit this step out).
+#[derive(Clone, Copy)]
+pub struct CrossInputs<'a> {
+    pub context: &'a CrossContext<'a>,
+    pub ip_scale: Option<&'a Tensor>,
+}
 
 /// diffusers `Attention` as the UNet uses it: no q/k/v bias, `to_out.0` with bias.
 struct CrossAttention {
@@ -38,25 +46,31 @@ impl CrossAttention {
         })
     }
 
-    /// `context` `None` means self-attention. `ip`: image tokens, their projections
-    /// for this layer and the per-sample scale.
-    fn forward(
+    /// Self-attention.
+    fn forward_self(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let q = self.to_q.forward(xs)?;
+        let k = self.to_k.forward(xs)?;
+        let v = self.to_v.forward(xs)?;
+        self.to_out
+            .forward(&attention(&q, &k, &v, self.heads, None)?)
+    }
+
+    /// Attention to the text and, where `ip_scale` (`[batch, 1, 1]`) is given, to the
+    /// image tokens, as IP-Adapter layer `layer`.
+    fn forward_cross(
         &self,
         xs: &Tensor,
-        context: Option<&Tensor>,
-        ip: Option<(&IpConditioning, usize)>,
+        context: &CrossContext,
+        layer: usize,
+        ip_scale: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
-        let context = context.unwrap_or(xs);
         let q = self.to_q.forward(xs)?;
-        let k = self.to_k.forward(context)?;
-        let v = self.to_v.forward(context)?;
-        let mut hidden = attention(&q, &k, &v, self.heads, None)?;
-        if let Some((ip, layer)) = ip {
-            let weights = ip.layer(layer)?;
-            let k_ip = weights.to_k.forward(&ip.tokens)?;
-            let v_ip = weights.to_v.forward(&ip.tokens)?;
-            let image = attention(&q, &k_ip, &v_ip, self.heads, None)?;
-            hidden = (hidden + image.broadcast_mul(&ip.scale)?)?;
+        let keys = context.layer_keys(layer, &self.to_k, &self.to_v)?;
+        let (k, v) = &keys.text;
+        let mut hidden = attention(&q, k, v, self.heads, None)?;
+        if let (Some(scale), Some((k_ip, v_ip))) = (ip_scale, &keys.image) {
+            let image = attention(&q, k_ip, v_ip, self.heads, None)?;
+            hidden = (hidden + image.broadcast_mul(scale)?)?;
         }
         self.to_out.forward(&hidden)
     }
@@ -119,14 +133,15 @@ impl BasicTransformerBlock {
     fn forward(
         &self,
         xs: &Tensor,
-        text: &Tensor,
-        ip: Option<(&IpConditioning, usize)>,
+        cross: &CrossInputs,
+        layer: usize,
     ) -> candle_core::Result<Tensor> {
-        let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None, None)? + xs)?;
-        let xs = (self
+        let xs = (self.attn1.forward_self(&self.norm1.forward(xs)?)? + xs)?;
+        let normed = self.norm2.forward(&xs)?;
+        let attended = self
             .attn2
-            .forward(&self.norm2.forward(&xs)?, Some(text), ip)?
-            + xs)?;
+            .forward_cross(&normed, cross.context, layer, cross.ip_scale)?;
+        let xs = (attended + xs)?;
         self.ff.forward(&self.norm3.forward(&xs)?)? + xs
     }
 }
@@ -197,13 +212,8 @@ impl Transformer2D {
         self.blocks.len()
     }
 
-    /// `xs`: `[batch, channels, h, w]`; `text`: `[batch, 77, context_dim]`.
-    pub fn forward(
-        &self,
-        xs: &Tensor,
-        text: &Tensor,
-        ip: Option<&IpConditioning>,
-    ) -> candle_core::Result<Tensor> {
+    /// `xs`: `[batch, channels, h, w]`.
+    pub fn forward(&self, xs: &Tensor, cross: &CrossInputs) -> candle_core::Result<Tensor> {
         let (batch, channels, height, width) = xs.dims4()?;
         let normed = self.norm.forward(xs)?;
         let to_tokens = |t: Tensor| -> candle_core::Result<Tensor> {
@@ -215,8 +225,7 @@ impl Transformer2D {
             Projection::Linear(linear) => linear.forward(&to_tokens(normed)?)?,
         };
         for (i, block) in self.blocks.iter().enumerate() {
-            let layer_ip = ip.map(|ip| (ip, self.first_ip_layer + i));
-            hidden = block.forward(&hidden, text, layer_ip)?;
+            hidden = block.forward(&hidden, cross, self.first_ip_layer + i)?;
         }
         let to_image = |t: Tensor| -> candle_core::Result<Tensor> {
             t.reshape((batch, height, width, channels))?
