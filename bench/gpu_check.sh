@@ -19,7 +19,7 @@ out=${OUT:-./gpu-check}
 steps=${STEPS:-25}
 repeats=${REPEATS:-5}
 size=${SIZE:-512}
-weights=${WEIGHTS_DIR:-$out/../bench-weights}
+weights=${WEIGHTS_DIR:-/tmp/minus-bench-weights}  # 6.5 GB: never under $OUT
 fixtures=tests/fixtures
 mkdir -p "$out/parity" "$weights"
 
