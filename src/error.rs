@@ -33,9 +33,33 @@ pub enum MinusError {
     #[error("{path}: cannot read image: {message}")]
     BadImage { path: PathBuf, message: String },
 
-    /// The request itself is inconsistent (bad size, adapter without encoder, ...).
+    /// The request itself is inconsistent (bad size, weights, windows, ...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+
+    /// A model the setup needs is not given (an adapter without its image encoder, ...).
+    #[error("{path}: {message}")]
+    MissingModel { path: PathBuf, message: String },
+
+    /// A catalogue name that is not in the catalogue.
+    #[error("unknown model `{name}` (known: {known})")]
+    UnknownModel { name: String, known: String },
+
+    /// The chosen compute device cannot be opened.
+    #[error("{0}")]
+    DeviceUnavailable(String),
+
+    /// The chosen number format does not run on the device.
+    #[error("{0}")]
+    UnsupportedDtype(String),
+
+    /// A result could not be encoded (PNG, settings text).
+    #[error("cannot encode {what}: {message}")]
+    Encoding { what: String, message: String },
+
+    /// A network produced a tensor of a shape the pipeline cannot use.
+    #[error("unexpected output shape: {0}")]
+    UnexpectedShape(String),
 
     /// A download from the model hub failed.
     #[error("download of {what} failed: {message}")]

@@ -1,16 +1,26 @@
 //! Minus: negative image prompts for Stable Diffusion 1.5 with IP-Adapter.
 //!
-//! The crate is laid out as in the design notes: `models` holds the networks,
-//! `schedulers` the samplers, `weights` finds and loads files, `pipeline` runs
-//! one generation, `engine` runs generations on a worker thread for the GUI.
+//! The crate is laid out in layers, each importing only from the layers below it
+//! (`tests/layers.rs` checks this):
+//!
+//! `app` (the window) → `engine` (the worker thread) → `output` (saved PNGs) →
+//! `pipeline` (one generation) → `weights` (finding and loading files) → `models`
+//! (the networks) → `schedulers` (the samplers), with `rng`, `device`, `error` and
+//! `allocator` as leaves any layer may use.
+
+// Anything a user or a file can influence is handled, never unwrapped.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod allocator;
+#[cfg(feature = "gui")]
 pub mod app;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod models;
 pub mod output;
 pub mod pipeline;
+pub mod rng;
 pub mod schedulers;
 pub mod weights;
 

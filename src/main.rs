@@ -1,5 +1,7 @@
 //! `minus`: with no subcommand, opens the window; `minus generate` runs from the command line.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod cli;
 
 use clap::{Parser, Subcommand};
@@ -29,12 +31,22 @@ fn main() {
         Some(Command::Generate(args)) => cli::generate::run(&args),
         Some(Command::Models(args)) => cli::models::run(&args),
         Some(Command::Bench(args)) => cli::bench::run(&args),
-        None => minus::app::run(),
+        None => open_window(),
     };
     if let Err(error) = result {
         eprintln!("error: {}", one_line(&error));
         std::process::exit(1);
     }
+}
+
+#[cfg(feature = "gui")]
+fn open_window() -> anyhow::Result<()> {
+    minus::app::run()
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_window() -> anyhow::Result<()> {
+    anyhow::bail!("this build has no window (built without the `gui` feature): see `minus --help`")
 }
 
 /// The error and its causes on one line (candle appends backtraces on new lines).

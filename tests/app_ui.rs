@@ -10,6 +10,8 @@ use common::{fixtures, temp_dir};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use minus::app::{MinusApp, ModelSettings, Settings};
+use minus::device::DeviceChoice;
+use minus::weights::ModelPaths;
 
 /// A file "dropped" from the file manager.
 #[derive(Debug)]
@@ -35,11 +37,13 @@ fn test_settings(output_dir: &Path) -> Settings {
     let ip = models.join("ip-adapter/models");
     let mut settings = Settings {
         models: ModelSettings {
-            model: models.join("sd15").display().to_string(),
-            vae: String::new(),
-            ip_adapter: ip.join("ip-adapter_sd15.safetensors").display().to_string(),
-            image_encoder: ip.join("image_encoder").display().to_string(),
-            device: "cpu".to_string(),
+            paths: ModelPaths {
+                model: models.join("sd15"),
+                ip_adapter: Some(ip.join("ip-adapter_sd15.safetensors")),
+                image_encoder: Some(ip.join("image_encoder")),
+                ..ModelPaths::default()
+            },
+            device: DeviceChoice::Cpu,
             models_dir: String::new(),
         },
         output_dir: Some(output_dir.to_path_buf()),
@@ -374,15 +378,19 @@ fn first_run_downloads_the_defaults_with_progress_then_generates() {
         "{:?}",
         app(&harness).messages()
     );
-    let models = app(&harness).settings().models;
+    let models = app(&harness).settings().models.paths;
     assert!(
         models
             .model
+            .to_string_lossy()
             .contains("models--SG161222--Realistic_Vision_V4.0_noVAE"),
         "{models:?}"
     );
     assert!(
-        models.image_encoder.ends_with("models/image_encoder"),
+        models
+            .image_encoder
+            .as_ref()
+            .is_some_and(|p| p.ends_with("models/image_encoder")),
         "{models:?}"
     );
     harness.get_by_label("Generate").click();
@@ -426,8 +434,8 @@ fn models_are_picked_from_a_comfyui_folder() {
         .click();
     harness.step();
     assert_eq!(
-        app(&harness).settings().models.ip_adapter,
-        adapter.display().to_string()
+        app(&harness).settings().models.paths.ip_adapter,
+        Some(adapter)
     );
 }
 

@@ -12,7 +12,8 @@ use common::{
 };
 use minus::models::unet::UNetConfig;
 use minus::models::vae::VaeConfig;
-use minus::pipeline::{ImagePrompt, ModelPaths, Models, Request};
+use minus::pipeline::{ImagePrompt, Models, Request};
+use minus::weights::ModelPaths;
 use minus::weights::config::read_json;
 use minus::weights::ldm::{
     TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, is_vae_attention_projection, unet_key_map, vae_key_map,
@@ -342,7 +343,7 @@ fn comfyui_style_image_encoder_files_load() {
     let weights = encoder_dir.join("model.safetensors");
     // Sizes read off the tensors (the head count is not in the weights).
     let file = minus::weights::TensorFile::load_safetensors(&weights, &Device::Cpu).unwrap();
-    let inferred = minus::pipeline::models::infer_vision_config(&file).unwrap();
+    let inferred = minus::weights::shapes::infer_vision_config(&file).unwrap();
     let actual: minus::models::clip_vision::ClipVisionConfig =
         read_json(&encoder_dir.join("config.json")).unwrap();
     assert_eq!(

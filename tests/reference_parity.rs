@@ -7,9 +7,9 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use common::*;
 use minus::pipeline::conditioning::{Conditioning, EmbeddingCache, encode_pixels, prepare};
 use minus::pipeline::generate::{denoise, generate, to_images};
-use minus::pipeline::noise::TorchRng;
 use minus::pipeline::preprocess::{FitMode, clip_pixel_values, load_rgb};
 use minus::pipeline::{Flow, ImagePrompt, Models, Request, Window};
+use minus::rng::TorchRng;
 use minus::schedulers::SamplerKind;
 use serde_json::Value;
 

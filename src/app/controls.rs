@@ -1,10 +1,13 @@
 //! The settings column: prompts, adapter weights and windows, sampler, size, seed.
 
+use std::path::PathBuf;
+
 use super::settings::Settings;
 use super::sweep::SweepParameter;
+use crate::device::DeviceChoice;
 use crate::pipeline::Window;
-use crate::pipeline::noise::random_seed;
 use crate::pipeline::preprocess::FitMode;
+use crate::rng::random_seed;
 use crate::schedulers::SamplerKind;
 
 /// Width/height presets offered next to the free values.
@@ -99,34 +102,46 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
     ui.separator();
 
     egui::CollapsingHeader::new("Models")
-        .default_open(settings.models.model.is_empty())
+        .default_open(!settings.models.paths.is_set())
         .show(ui, |ui| {
             let models = &mut settings.models;
-            path_field(
+            let paths = &mut models.paths;
+            let mut model = paths.model.display().to_string();
+            if path_field(
                 ui,
                 "Model",
-                &mut models.model,
+                &mut model,
                 "A diffusers SD 1.5 folder, or a single-file checkpoint (.safetensors or .ckpt)",
-            );
-            path_field(
+            ) {
+                paths.model = PathBuf::from(model.trim());
+            }
+            optional_path_field(
                 ui,
                 "VAE",
-                &mut models.vae,
+                &mut paths.vae,
                 "Optional: a VAE folder or file replacing the model's",
             );
-            path_field(
+            optional_path_field(
                 ui,
                 "IP-Adapter file",
-                &mut models.ip_adapter,
+                &mut paths.ip_adapter,
                 "h94 IP-Adapter file (.safetensors or .bin)",
             );
-            path_field(
+            optional_path_field(
                 ui,
                 "Image encoder",
-                &mut models.image_encoder,
+                &mut paths.image_encoder,
                 "h94 models/image_encoder folder",
             );
-            path_field(ui, "Device", &mut models.device, "auto, cpu, cuda or metal");
+            egui::ComboBox::from_label("Device")
+                .selected_text(models.device.name())
+                .show_ui(ui, |ui| {
+                    for choice in DeviceChoice::ALL {
+                        ui.selectable_value(&mut models.device, choice, choice.name());
+                    }
+                })
+                .response
+                .on_hover_text("auto: CUDA, then Metal, then the CPU");
             path_field(
                 ui,
                 "ComfyUI/A1111 folder",
@@ -199,6 +214,18 @@ fn path_field(ui: &mut egui::Ui, label: &str, value: &mut String, tooltip: &str)
             .changed()
     })
     .inner
+}
+
+/// A path that may be left empty (unset).
+fn optional_path_field(ui: &mut egui::Ui, label: &str, path: &mut Option<PathBuf>, tooltip: &str) {
+    let mut text = path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if path_field(ui, label, &mut text, tooltip) {
+        let text = text.trim();
+        *path = (!text.is_empty()).then(|| PathBuf::from(text));
+    }
 }
 
 fn window_ui(ui: &mut egui::Ui, label: &str, window: &mut Window) {

@@ -2,10 +2,14 @@
 //! Everything slow happens on the engine thread or the file loader.
 
 mod controls;
+mod downloads;
+mod input;
 mod loader;
+mod messages;
 mod panes;
 mod results;
 mod settings;
+mod status;
 mod sweep;
 mod tasks;
 mod texture;
@@ -14,16 +18,18 @@ use std::sync::Arc;
 
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
-use crate::engine::{Command, Engine, Event};
-use crate::weights::catalogue::{Catalogue, FIRST_RUN};
+use crate::engine::{Command, Engine, Event, JobId};
+use crate::pipeline::Request;
 use crate::weights::hub::Hub;
-use crate::weights::local::{LocalKind, LocalModel};
 use controls::ControlAction;
-use crossbeam_channel::{Receiver, Sender};
-use loader::{Loaded, Loader, Target};
+use downloads::{DownloadOutcome, Downloads, use_found_model};
+use input::pasted_dir;
+use loader::{Loader, Target};
+use messages::Messages;
 use panes::{Pane, PaneAction, PaneImage};
-use results::{GalleryEntry, ResultAction, Results, RunningJob};
+use results::{ResultAction, Results};
 pub use settings::{ModelSettings, Settings};
+use status::ModelStatus;
 use sweep::{Sweep, parse_values};
 use tasks::Notices;
 
@@ -41,33 +47,15 @@ pub struct MinusApp {
     loader: Loader,
     notices: Notices,
     results: Results,
-    /// Model loading state shown under the Generate button.
-    model_status: String,
-    /// Errors and notices, newest last, until dismissed.
-    messages: Vec<String>,
+    model_status: ModelStatus,
+    messages: Messages,
     /// Pane rectangles of the last frame, to route dropped files.
     pane_rects: [egui::Rect; 2],
     /// Frames drawn, so tests can see the UI keeps running.
     frames: u64,
-    /// Where default models are downloaded from and cached.
-    hub: Hub,
-    /// The running download of the defaults, if any.
-    download: Option<DownloadState>,
-    /// Approximate size of the first-run download, read from the catalogue once.
-    defaults_size_mb: u64,
+    downloads: Downloads,
     /// Set once the engine thread is found dead.
     engine_lost: bool,
-    /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
-    found_models: Vec<LocalModel>,
-    found_channel: (Sender<Vec<LocalModel>>, Receiver<Vec<LocalModel>>),
-}
-
-/// Progress of the defaults' download, as last reported.
-struct DownloadState {
-    file: String,
-    bytes: u64,
-    total: Option<u64>,
-    bytes_per_sec: f64,
 }
 
 impl MinusApp {
@@ -104,24 +92,12 @@ impl MinusApp {
                 split: 0.5,
                 ..Results::default()
             },
-            model_status: "No models loaded: set a model under Models".to_string(),
-            messages: Vec::new(),
+            model_status: ModelStatus::default(),
+            messages: Messages::default(),
             pane_rects: [egui::Rect::NOTHING; 2],
             frames: 0,
-            hub: Hub::from_env(),
-            download: None,
+            downloads: Downloads::new(Hub::from_env()),
             engine_lost: false,
-            defaults_size_mb: Catalogue::built_in()
-                .map(|c| {
-                    c.entries
-                        .iter()
-                        .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
-                        .map(|e| e.approx_mb)
-                        .sum()
-                })
-                .unwrap_or(0),
-            found_models: Vec::new(),
-            found_channel: crossbeam_channel::unbounded(),
         };
         app.use_cached_defaults();
         for (pane, target) in [
@@ -146,167 +122,90 @@ impl MinusApp {
         settings
     }
 
-    /// The settings for direct changes (tests, restore).
+    /// The settings for direct changes.
+    #[cfg(feature = "test-support")]
     pub fn settings_mut(&mut self) -> &mut Settings {
         &mut self.settings
     }
 
     /// Number of images in the positive and the negative pane.
+    #[cfg(feature = "test-support")]
     pub fn pane_counts(&self) -> (usize, usize) {
         (self.positive.images.len(), self.negative.images.len())
     }
 
     /// Number of finished results in the gallery.
+    #[cfg(feature = "test-support")]
     pub fn gallery_len(&self) -> usize {
         self.results.gallery.len()
     }
 
     /// Errors and notices currently shown.
+    #[cfg(feature = "test-support")]
     pub fn messages(&self) -> &[String] {
-        &self.messages
+        self.messages.as_slice()
     }
 
     /// Number of frames drawn so far.
+    #[cfg(feature = "test-support")]
     pub fn frames(&self) -> u64 {
         self.frames
     }
 
     /// Whether a job is running or queued.
+    #[cfg(feature = "test-support")]
     pub fn is_busy(&self) -> bool {
         self.results.running.is_some() || !self.results.queued.is_empty()
     }
 
     /// Steps reported by the running job (0 when idle).
+    #[cfg(feature = "test-support")]
     pub fn running_step(&self) -> usize {
         self.results.running.as_ref().map_or(0, |job| job.step)
     }
 
     /// Replaces the hub (tests point it at a stand-in server).
+    #[cfg(feature = "test-support")]
     pub fn set_hub(&mut self, hub: Hub) {
-        self.hub = hub;
+        self.downloads.hub = hub;
     }
 
     /// Whether the default models are being downloaded.
+    #[cfg(feature = "test-support")]
     pub fn is_downloading(&self) -> bool {
-        self.download.is_some()
+        self.downloads.progress.is_some()
+    }
+
+    /// Whether the sweep grid is complete (every run finished).
+    #[cfg(feature = "test-support")]
+    pub fn sweep_complete(&self) -> bool {
+        self.results.sweep.as_ref().is_some_and(Sweep::is_complete)
     }
 
     /// With no model chosen yet, uses the default models if they are in the hub cache.
     fn use_cached_defaults(&mut self) {
-        if !self.settings.models.model.is_empty() {
+        if self.settings.models.paths.is_set() {
             return;
         }
-        let cached = Catalogue::built_in()
-            .ok()
-            .and_then(|catalogue| catalogue.cached_model_paths(&self.hub, "ip-adapter"));
-        if let Some(paths) = cached {
-            self.settings.models.set_paths(&paths);
+        if let Some(paths) = self.downloads.cached_defaults() {
+            self.settings.models.paths = paths;
         }
     }
 
     /// Starts downloading the default models.
     pub fn download_defaults(&mut self) {
-        self.engine.send(Command::DownloadDefaults {
-            hub: self.hub.clone(),
-            adapter: "ip-adapter".to_string(),
-        });
-        self.download = Some(DownloadState {
-            file: "starting".to_string(),
-            bytes: 0,
-            total: None,
-            bytes_per_sec: 0.0,
-        });
-    }
-
-    fn download_ui(&mut self, ui: &mut egui::Ui) {
-        if let Some(state) = &self.download {
-            let fraction = state
-                .total
-                .map_or(0.0, |t| state.bytes as f32 / t.max(1) as f32);
-            let total = state
-                .total
-                .map_or("?".to_string(), |t| format!("{:.0}", t as f64 / 1e6));
-            ui.add(egui::ProgressBar::new(fraction).text(format!(
-                "{}: {:.0}/{total} MB, {:.1} MB/s",
-                state.file,
-                state.bytes as f64 / 1e6,
-                state.bytes_per_sec / 1e6
-            )));
-            if ui
-                .button("Cancel download")
-                .on_hover_text("Stop; the download resumes where it stopped next time")
-                .clicked()
-            {
-                self.engine.send(Command::CancelDownload);
-            }
-        } else if self.settings.models.model.is_empty() {
-            let size_mb = self.defaults_size_mb;
-            ui.label("No models yet: download the defaults, or set your own under Models.");
-            if ui
-                .button(format!("Download default models (about {:.1} GB)", size_mb as f64 / 1000.0))
-                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, into the Hugging Face cache")
-                .clicked()
-            {
-                self.download_defaults();
-            }
-        }
-    }
-
-    /// Files found in the ComfyUI/A1111 folder, each with a button to use it.
-    fn found_models_ui(&mut self, ui: &mut egui::Ui) {
-        if let Some(found) = self.found_channel.1.try_iter().last() {
-            self.found_models = found;
-        }
-        if self.found_models.is_empty() {
-            return;
-        }
-        let mut chosen = None;
-        egui::CollapsingHeader::new(format!("Found {} model files", self.found_models.len()))
-            .default_open(true)
-            .show(ui, |ui| {
-                for model in &self.found_models {
-                    let name = model
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let usable = model.kind != LocalKind::ControlNet;
-                    let button = ui.add_enabled(
-                        usable,
-                        egui::Button::new(format!("{}: {name}", model.kind.label())).small(),
-                    );
-                    if button
-                        .on_hover_text(model.path.display().to_string())
-                        .clicked()
-                    {
-                        chosen = Some(model.clone());
-                    }
-                }
-            });
-        if let Some(model) = chosen {
-            let path = model.path.display().to_string();
-            let models = &mut self.settings.models;
-            match model.kind {
-                LocalKind::Checkpoint => models.model = path,
-                LocalKind::IpAdapter => models.ip_adapter = path,
-                LocalKind::ImageEncoder => models.image_encoder = path,
-                LocalKind::Vae => models.vae = path,
-                LocalKind::ControlNet => {}
-            }
-            self.messages
-                .push("Model chosen: press Load models to use it".to_string());
-        }
+        self.downloads.start(&self.engine);
     }
 
     fn load_models(&mut self) {
         match self.settings.models.load_settings() {
             Some(load) => self.engine.send(Command::LoadModels(load)),
-            None => self.model_status = "No models loaded: set a model under Models".to_string(),
+            None => self.model_status.clear(),
         }
     }
 
     /// The request the current settings and panes describe.
-    fn current_request(&self) -> crate::pipeline::Request {
+    fn current_request(&self) -> Request {
         let mut request = self.settings.request.clone();
         request.images = self.positive.prompts();
         request.negative_images = self.negative.prompts();
@@ -314,7 +213,7 @@ impl MinusApp {
     }
 
     /// Sends `request` to the engine; returns its job id, or `None` (with a message) if invalid.
-    fn queue(&mut self, request: crate::pipeline::Request) -> Option<crate::engine::JobId> {
+    fn queue(&mut self, request: Request) -> Option<JobId> {
         if let Err(error) = request.validate() {
             self.messages.push(error.to_string());
             return None;
@@ -331,7 +230,7 @@ impl MinusApp {
     /// Queues a run with the current settings.
     pub fn generate(&mut self) {
         if self.settings.random_seed {
-            self.settings.request.seed = crate::pipeline::noise::random_seed();
+            self.settings.request.seed = crate::rng::random_seed();
         }
         let request = self.current_request();
         self.queue(request);
@@ -361,247 +260,42 @@ impl MinusApp {
         ));
     }
 
-    /// Whether the sweep grid is complete (every run finished).
-    pub fn sweep_complete(&self) -> bool {
-        self.results.sweep.as_ref().is_some_and(Sweep::is_complete)
-    }
-
     fn handle_engine_events(&mut self, ctx: &egui::Context) {
         if !self.engine_lost && !self.engine.is_running() {
             // Should never happen; if it does, say so instead of waiting forever.
             self.engine_lost = true;
-            self.results.running = None;
-            self.results.queued.clear();
+            self.results.clear_jobs();
             self.messages.push(
-                "The engine stopped unexpectedly: restart Minus (results already shown are saved)"
-                    .to_string(),
+                "The engine stopped unexpectedly: restart Minus (results already shown are saved)",
             );
         }
         for event in self.engine.drain_events() {
             match event {
-                Event::ModelsLoading => self.model_status = "Loading models...".to_string(),
-                Event::ModelsLoaded {
-                    elapsed_secs,
-                    device,
-                } => {
-                    self.model_status = format!("Models loaded on {device} in {elapsed_secs:.1}s");
+                Event::ModelsLoading | Event::ModelsLoaded { .. } | Event::ModelsFailed { .. } => {
+                    self.messages.extend(self.model_status.apply(&event));
                 }
-                Event::ModelsFailed { error } => {
-                    self.model_status = "Models failed to load".to_string();
-                    self.messages.push(format!("Models: {error}"));
-                }
-                Event::ModelProgress {
-                    name,
-                    file,
-                    bytes,
-                    total,
-                    bytes_per_sec,
-                } => {
-                    self.download = Some(DownloadState {
-                        file: format!("{name} ({file})"),
-                        bytes,
-                        total,
-                        bytes_per_sec,
-                    });
-                }
-                Event::DownloadsReady { paths } => {
-                    self.download = None;
-                    self.settings.models.set_paths(&paths);
-                    self.load_models();
-                }
-                Event::DownloadFailed { error } => {
-                    self.download = None;
-                    self.messages.push(error);
-                }
-                Event::Queued { job } => self.results.queued.push(job),
-                Event::Started { job } => {
-                    self.results.queued.retain(|q| *q != job);
-                    self.results.running = Some(RunningJob {
-                        id: job,
-                        step: 0,
-                        total: 0,
-                        elapsed_secs: 0.0,
-                        preview: None,
-                    });
-                }
-                Event::Step {
-                    job,
-                    step,
-                    total,
-                    preview,
-                    elapsed_secs,
-                } => {
-                    if let Some(running) = self.results.running.as_mut().filter(|r| r.id == job) {
-                        running.step = step;
-                        running.total = total;
-                        running.elapsed_secs = elapsed_secs;
-                        let color = egui::ColorImage::from_rgb(
-                            [preview.width() as usize, preview.height() as usize],
-                            preview.as_raw(),
-                        );
-                        match &mut running.preview {
-                            Some(texture) => texture.set(color, egui::TextureOptions::LINEAR),
-                            None => {
-                                running.preview = Some(ctx.load_texture(
-                                    "preview",
-                                    color,
-                                    egui::TextureOptions::LINEAR,
-                                ));
-                            }
-                        }
+                Event::ModelProgress { .. }
+                | Event::DownloadsReady { .. }
+                | Event::DownloadFailed { .. } => match self.downloads.apply(event) {
+                    DownloadOutcome::Pending => {}
+                    DownloadOutcome::Ready(paths) => {
+                        self.settings.models.paths = paths;
+                        self.load_models();
                     }
+                    DownloadOutcome::Failed(error) => self.messages.push(error),
+                },
+                Event::Queued { .. }
+                | Event::Started { .. }
+                | Event::Step { .. }
+                | Event::Finished { .. }
+                | Event::Failed { .. }
+                | Event::Cancelled { .. } => {
+                    self.model_status.apply(&event);
+                    let messages = self.results.apply(event, ctx);
+                    self.messages.extend(messages);
                 }
-                Event::Finished {
-                    job,
-                    images,
-                    request,
-                    saved,
-                    elapsed_secs,
-                } => {
-                    self.finish_job(job);
-                    for (i, image) in images.iter().enumerate() {
-                        let path = saved.get(i).and_then(|s| s.as_ref().ok()).cloned();
-                        let texture = texture::upload(ctx, &format!("result {} {i}", job.0), image);
-                        if i == 0
-                            && let Some(sweep) = &mut self.results.sweep
-                        {
-                            sweep.record(job, image.clone(), texture.clone());
-                        }
-                        let entry = GalleryEntry {
-                            texture,
-                            image: Some(image.clone()),
-                            request: Some((*request).clone()),
-                            path,
-                            compare: false,
-                        };
-                        self.results.gallery.insert(0, entry);
-                    }
-                    self.results.selected = Some(0);
-                    for error in saved.iter().filter_map(|s| s.as_ref().err()) {
-                        self.messages.push(format!(
-                            "Could not save a result (it is still in the gallery): {error}"
-                        ));
-                    }
-                    self.model_status = format!("Last run: {elapsed_secs:.1}s");
-                }
-                Event::Failed { job, error } => {
-                    self.finish_job(job);
-                    self.messages.push(format!("Run {} failed: {error}", job.0));
-                }
-                Event::Cancelled { job } => self.finish_job(job),
             }
         }
-    }
-
-    fn finish_job(&mut self, job: crate::engine::JobId) {
-        self.results.queued.retain(|q| *q != job);
-        if self.results.running.as_ref().is_some_and(|r| r.id == job) {
-            self.results.running = None;
-        }
-    }
-
-    fn handle_loaded_files(&mut self, ctx: &egui::Context) {
-        for Loaded {
-            target,
-            path,
-            result,
-        } in self.loader.poll()
-        {
-            let (image, request) = match result {
-                Ok(loaded) => loaded,
-                Err(error) => {
-                    // A remembered image that is gone or broken leaves its pane.
-                    for pane in [&mut self.positive, &mut self.negative] {
-                        pane.images
-                            .retain(|i| i.path != path || i.thumbnail.is_some());
-                    }
-                    if target != Target::Gallery {
-                        self.messages.push(error);
-                    }
-                    continue;
-                }
-            };
-            let target = match (target, request) {
-                (Target::Window, Some(request)) => {
-                    self.restore(request);
-                    self.messages
-                        .push(format!("Settings restored from {}", path.display()));
-                    continue;
-                }
-                (Target::Gallery, request) => {
-                    let thumb = texture::thumbnail(&image, 512);
-                    self.results.gallery.insert(
-                        0,
-                        GalleryEntry {
-                            texture: texture::upload(ctx, &path.display().to_string(), &thumb),
-                            image: None,
-                            request,
-                            path: Some(path),
-                            compare: false,
-                        },
-                    );
-                    continue;
-                }
-                (Target::Window, None) => Target::Positive,
-                (other, _) => other,
-            };
-            let pane = if target == Target::Negative {
-                &mut self.negative
-            } else {
-                &mut self.positive
-            };
-            let thumbnail = texture::upload(
-                ctx,
-                &path.display().to_string(),
-                &texture::thumbnail(&image, 200),
-            );
-            // Images remembered from the last session wait in the pane for their thumbnail.
-            let waiting = pane
-                .images
-                .iter_mut()
-                .find(|i| i.path == path && i.thumbnail.is_none());
-            let entry = match waiting {
-                Some(entry) => entry,
-                None => {
-                    pane.images.push(PaneImage::new(path));
-                    let last = pane.images.len() - 1;
-                    &mut pane.images[last]
-                }
-            };
-            entry.thumbnail = Some(thumbnail);
-        }
-    }
-
-    /// Applies a saved request (the panes take its images).
-    fn restore(&mut self, request: crate::pipeline::Request) {
-        let images = |prompts: &[crate::pipeline::ImagePrompt]| {
-            prompts.iter().map(|p| p.path.clone()).collect()
-        };
-        self.positive.images.clear();
-        self.negative.images.clear();
-        self.loader.load(images(&request.images), Target::Positive);
-        self.loader
-            .load(images(&request.negative_images), Target::Negative);
-        self.settings.request = request;
-        self.settings.random_seed = false;
-    }
-
-    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
-        let (dropped, pointer) =
-            ctx.input(|i| (i.raw.dropped_files.clone(), i.pointer.latest_pos()));
-        if dropped.is_empty() {
-            return;
-        }
-        let target = match pointer {
-            Some(pos) if self.pane_rects[0].contains(pos) => Target::Positive,
-            Some(pos) if self.pane_rects[1].contains(pos) => Target::Negative,
-            _ => Target::Window,
-        };
-        let paths = dropped
-            .iter()
-            .map(|file| file.path().to_path_buf())
-            .collect();
-        self.loader.load(paths, target);
     }
 
     /// Draws one frame (eframe's `App::ui` and the UI tests call this).
@@ -615,16 +309,7 @@ impl MinusApp {
             self.generate();
         }
         self.messages.extend(self.notices.poll());
-        let typing = ctx.memory(|m| m.focused().is_some());
-        let paste_pressed = ctx.input(|i| {
-            i.events.iter().any(|e| {
-                matches!(e, egui::Event::Paste(_))
-                    || matches!(e, egui::Event::Key { key: Key::V, pressed: true, modifiers, .. } if modifiers.command)
-            })
-        });
-        if paste_pressed && !typing {
-            tasks::paste_image(&self.notices, &self.loader, Target::Positive, pasted_dir());
-        }
+        self.handle_paste(&ctx);
         if ctx.input(|i| i.key_pressed(Key::Escape))
             && let Some(job) = &self.results.running
         {
@@ -648,8 +333,9 @@ impl MinusApp {
                     {
                         self.generate();
                     }
-                    ui.label(RichText::new(&self.model_status).small());
-                    self.download_ui(ui);
+                    ui.label(RichText::new(self.model_status.text()).small());
+                    let models_set = self.settings.models.paths.is_set();
+                    self.downloads.ui(ui, &self.engine, models_set);
                     ui.separator();
                     match controls::settings_ui(ui, &mut self.settings) {
                         ControlAction::None => {}
@@ -657,20 +343,21 @@ impl MinusApp {
                         ControlAction::RunSweep => self.run_sweep(),
                         ControlAction::ScanModelsDir => {
                             let dir = self.settings.models.models_dir.trim().into();
-                            tasks::scan_models_dir(
-                                &self.notices,
-                                dir,
-                                self.found_channel.0.clone(),
-                            );
+                            let found = self.downloads.found_sender();
+                            tasks::scan_models_dir(&self.notices, dir, found);
                         }
                     }
-                    self.found_models_ui(ui);
+                    if let Some(model) = self.downloads.found_ui(ui) {
+                        use_found_model(&mut self.settings.models.paths, model);
+                        self.messages
+                            .push("Model chosen: press Load models to use it");
+                    }
                     if ui
                         .button("Reset to defaults")
                         .on_hover_text("Restore every generation setting's default")
                         .clicked()
                     {
-                        self.settings.request = crate::pipeline::Request::default();
+                        self.settings.request = Request::default();
                     }
                 });
             });
@@ -681,7 +368,7 @@ impl MinusApp {
                 self.results.gallery_ui(ui);
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            self.messages_ui(ui);
+            self.messages.ui(ui);
             ui.columns(2, |columns| {
                 let hovered =
                     |rect: egui::Rect| hovering_files && pointer.is_some_and(|p| rect.contains(p));
@@ -740,21 +427,6 @@ impl MinusApp {
         let stamp = crate::output::unix_secs();
         tasks::save_grid(&self.notices, cells, dir, format!("sweep-{stamp}"));
     }
-
-    fn messages_ui(&mut self, ui: &mut egui::Ui) {
-        let mut dismiss = None;
-        for (i, message) in self.messages.iter().enumerate() {
-            ui.horizontal(|ui| {
-                ui.colored_label(ui.visuals().warn_fg_color, message);
-                if ui.small_button("dismiss").clicked() {
-                    dismiss = Some(i);
-                }
-            });
-        }
-        if let Some(i) = dismiss {
-            self.messages.remove(i);
-        }
-    }
 }
 
 impl eframe::App for MinusApp {
@@ -767,13 +439,6 @@ impl eframe::App for MinusApp {
             storage.set_string(settings::STORAGE_KEY, json);
         }
     }
-}
-
-/// Where pasted images are stored (prompts refer to files).
-fn pasted_dir() -> std::path::PathBuf {
-    directories::ProjectDirs::from("", "", "Minus")
-        .map(|dirs| dirs.data_dir().join("pasted"))
-        .unwrap_or_else(|| std::env::temp_dir().join("minus-pasted"))
 }
 
 /// Opens the window and runs until it is closed.

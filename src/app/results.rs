@@ -10,7 +10,7 @@ use image::RgbImage;
 use super::sweep::Sweep;
 use super::tasks::ImageSource;
 use super::texture;
-use crate::engine::JobId;
+use crate::engine::{Event, JobId};
 use crate::pipeline::Request;
 
 /// One finished image.
@@ -94,6 +94,107 @@ impl GalleryEntry {
 }
 
 impl Results {
+    /// Takes a job event from the engine; returns messages for the message list.
+    pub fn apply(&mut self, event: Event, ctx: &egui::Context) -> Vec<String> {
+        match event {
+            Event::Queued { job } => self.queued.push(job),
+            Event::Started { job } => {
+                self.queued.retain(|q| *q != job);
+                self.running = Some(RunningJob {
+                    id: job,
+                    step: 0,
+                    total: 0,
+                    elapsed_secs: 0.0,
+                    preview: None,
+                });
+            }
+            Event::Step {
+                job,
+                step,
+                total,
+                preview,
+                elapsed_secs,
+            } => {
+                if let Some(running) = self.running.as_mut().filter(|r| r.id == job) {
+                    running.step = step;
+                    running.total = total;
+                    running.elapsed_secs = elapsed_secs;
+                    let color = egui::ColorImage::from_rgb(
+                        [preview.width() as usize, preview.height() as usize],
+                        preview.as_raw(),
+                    );
+                    match &mut running.preview {
+                        Some(texture) => texture.set(color, egui::TextureOptions::LINEAR),
+                        None => {
+                            running.preview = Some(ctx.load_texture(
+                                "preview",
+                                color,
+                                egui::TextureOptions::LINEAR,
+                            ));
+                        }
+                    }
+                }
+            }
+            Event::Finished {
+                job,
+                images,
+                request,
+                saved,
+                ..
+            } => {
+                self.finish(job);
+                for (i, image) in images.iter().enumerate() {
+                    let path = saved.get(i).and_then(|s| s.as_ref().ok()).cloned();
+                    let texture = texture::upload(ctx, &format!("result {} {i}", job.0), image);
+                    if i == 0
+                        && let Some(sweep) = &mut self.sweep
+                    {
+                        sweep.record(job, image.clone(), texture.clone());
+                    }
+                    self.gallery.insert(
+                        0,
+                        GalleryEntry {
+                            texture,
+                            image: Some(image.clone()),
+                            request: Some((*request).clone()),
+                            path,
+                            compare: false,
+                        },
+                    );
+                }
+                self.selected = Some(0);
+                return saved
+                    .iter()
+                    .filter_map(|s| s.as_ref().err())
+                    .map(|error| {
+                        format!("Could not save a result (it is still in the gallery): {error}")
+                    })
+                    .collect();
+            }
+            Event::Failed { job, error } => {
+                self.finish(job);
+                return vec![format!("Run {} failed: {error}", job.0)];
+            }
+            Event::Cancelled { job } => self.finish(job),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Forgets a job that ended, queued or running.
+    fn finish(&mut self, job: JobId) {
+        self.queued.retain(|q| *q != job);
+        if self.running.as_ref().is_some_and(|r| r.id == job) {
+            self.running = None;
+        }
+    }
+
+    /// Drops every job (the engine is gone).
+    pub fn clear_jobs(&mut self) {
+        self.running = None;
+        self.queued.clear();
+    }
+
     /// The two entries ticked for comparison, if exactly two are.
     fn comparison(&self) -> Option<(usize, usize)> {
         let ticked: Vec<usize> = (0..self.gallery.len())
@@ -335,4 +436,78 @@ fn sweep_ui(ui: &mut egui::Ui, sweep: &Sweep, width: f32) -> ResultAction {
             });
         });
     action
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> Arc<RgbImage> {
+        Arc::new(RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3])))
+    }
+
+    #[test]
+    fn a_job_runs_from_queue_to_gallery() {
+        let ctx = egui::Context::default();
+        let mut results = Results::default();
+        let job = JobId(7);
+        results.apply(Event::Queued { job }, &ctx);
+        assert_eq!(results.queued, [job]);
+        results.apply(Event::Started { job }, &ctx);
+        assert!(results.queued.is_empty());
+        let step = Event::Step {
+            job,
+            step: 2,
+            total: 4,
+            preview: image(),
+            elapsed_secs: 1.0,
+        };
+        assert!(results.apply(step, &ctx).is_empty());
+        let running = results
+            .running
+            .as_ref()
+            .map(|r| (r.step, r.rate(), r.eta_secs()));
+        assert_eq!(running, Some((2, 2.0, 1.0)));
+        let finished = Event::Finished {
+            job,
+            images: vec![image(), image()],
+            request: Box::default(),
+            saved: vec![Ok("/out/a.png".into()), Err("disk full".to_string())],
+            elapsed_secs: 2.0,
+        };
+        let messages = results.apply(finished, &ctx);
+        assert_eq!(
+            messages,
+            ["Could not save a result (it is still in the gallery): disk full"]
+        );
+        assert!(results.running.is_none());
+        assert_eq!(results.gallery.len(), 2);
+        assert_eq!(results.gallery[1].path, Some("/out/a.png".into()));
+        assert_eq!(results.selected, Some(0));
+    }
+
+    #[test]
+    fn steps_of_another_job_and_failures_are_kept_apart() {
+        let ctx = egui::Context::default();
+        let mut results = Results::default();
+        results.apply(Event::Queued { job: JobId(2) }, &ctx);
+        results.apply(Event::Started { job: JobId(1) }, &ctx);
+        let other = Event::Step {
+            job: JobId(2),
+            step: 1,
+            total: 4,
+            preview: image(),
+            elapsed_secs: 1.0,
+        };
+        results.apply(other, &ctx);
+        assert_eq!(results.running.as_ref().map(|r| r.step), Some(0));
+        let failed = Event::Failed {
+            job: JobId(1),
+            error: "out of memory".to_string(),
+        };
+        assert_eq!(results.apply(failed, &ctx), ["Run 1 failed: out of memory"]);
+        assert!(results.running.is_none());
+        results.apply(Event::Cancelled { job: JobId(2) }, &ctx);
+        assert!(results.queued.is_empty());
+    }
 }

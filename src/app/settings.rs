@@ -5,56 +5,43 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::sweep::SweepSettings;
+use crate::device::DeviceChoice;
 use crate::engine::LoadSettings;
-use crate::pipeline::{ModelPaths, Request};
+use crate::pipeline::Request;
+use crate::weights::ModelPaths;
 
-/// Model locations as typed in the Models section (empty = not set).
+/// The models chosen in the Models section, and where to run them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ModelSettings {
-    pub model: String,
-    pub vae: String,
-    pub ip_adapter: String,
-    pub image_encoder: String,
-    /// `auto`, `cpu`, `cuda` or `metal`.
-    pub device: String,
+    #[serde(flatten)]
+    pub paths: ModelPaths,
+    #[serde(deserialize_with = "device_or_auto")]
+    pub device: DeviceChoice,
     /// A ComfyUI/A1111 install (or its `models` folder) to pick files from.
     pub models_dir: String,
 }
 
 impl ModelSettings {
-    /// Fills the fields from loadable paths (e.g. the downloaded defaults).
-    pub fn set_paths(&mut self, paths: &ModelPaths) {
-        let text = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        };
-        self.model = paths.model.display().to_string();
-        self.vae = text(&paths.vae);
-        self.ip_adapter = text(&paths.ip_adapter);
-        self.image_encoder = text(&paths.image_encoder);
-    }
-
-    /// What the engine needs to load these models; `None` until a model folder is set.
+    /// What the engine needs to load these models; `None` until a model is chosen.
     pub fn load_settings(&self) -> Option<LoadSettings> {
-        let optional = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s.trim()));
-        Some(LoadSettings {
-            paths: ModelPaths {
-                model: optional(&self.model)?,
-                vae: optional(&self.vae),
-                ip_adapter: optional(&self.ip_adapter),
-                image_encoder: optional(&self.image_encoder),
-                configs: None,
-            },
-            device: if self.device.is_empty() {
-                "auto".to_string()
-            } else {
-                self.device.clone()
-            },
+        self.paths.is_set().then(|| LoadSettings {
+            paths: self.paths.clone(),
+            device: self.device,
             dtype: None,
         })
     }
+}
+
+/// Earlier versions saved the device as free text: anything unknown means `auto`.
+fn device_or_auto<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<DeviceChoice, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Ok(DeviceChoice::ALL
+        .into_iter()
+        .find(|choice| choice.name() == text.trim())
+        .unwrap_or_default())
 }
 
 /// One prompt image in a pane, as remembered.

@@ -8,15 +8,34 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
+use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, select_device};
 use minus::models::timing::{self, KindTotal, LayerKind};
 use minus::models::unet::{CrossContext, ImageTokens};
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
-use minus::pipeline::models::{device_name, resolve_dtype, select_device};
 use minus::pipeline::preview::latents_to_rgb;
-use minus::pipeline::{Flow, ImagePrompt, ModelPaths, Models, Request, generate};
+use minus::pipeline::{Flow, ImagePrompt, Models, Request, generate};
+use minus::weights::ModelPaths;
 use serde_json::json;
 
 use super::bench_weights;
+
+/// The adapters the bench writes weights for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchAdapter {
+    /// The base adapter (4 tokens from the projected class token).
+    Base,
+    /// IP-Adapter Plus (the resampler over all image tokens).
+    Plus,
+}
+
+impl BenchAdapter {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Plus => "plus",
+        }
+    }
+}
 
 /// Flags of `minus bench`.
 #[derive(Args, Debug)]
@@ -33,15 +52,15 @@ pub struct BenchArgs {
     /// Timed repetitions of each figure (after one warm-up).
     #[arg(long, default_value_t = 2)]
     repeats: usize,
-    /// base or plus.
-    #[arg(long, default_value = "plus")]
-    adapter: String,
-    /// auto, cpu, cuda or metal.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// f32, f16 or bf16 (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
-    #[arg(long)]
-    dtype: Option<String>,
+    /// Which adapter's image path to time.
+    #[arg(long, value_enum, default_value_t = BenchAdapter::Plus)]
+    adapter: BenchAdapter,
+    /// Compute device (auto: CUDA, then Metal, then the CPU).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Number format (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeChoice>,
     /// Where the random weights are written once (default: the user cache folder).
     #[arg(long)]
     weights_dir: Option<PathBuf>,
@@ -114,12 +133,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .context("no cache folder; pass --weights-dir")?,
     };
     let weights = bench_weights::ensure(&dir)?;
-    let device = select_device(&args.device)?;
-    let dtype = resolve_dtype(&device, args.dtype.as_deref())?;
-    let adapter = match args.adapter.as_str() {
-        "base" => weights.base_adapter.clone(),
-        "plus" => weights.plus_adapter.clone(),
-        other => anyhow::bail!("unknown adapter `{other}` (expected base or plus)"),
+    let device = select_device(args.device)?;
+    let dtype = resolve_dtype(&device, args.dtype)?;
+    let adapter = match args.adapter {
+        BenchAdapter::Base => weights.base_adapter.clone(),
+        BenchAdapter::Plus => weights.plus_adapter.clone(),
     };
     let paths = ModelPaths {
         model: weights.model.clone(),
@@ -140,7 +158,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.size,
         args.size,
         args.batch,
-        args.adapter
+        args.adapter.name()
     );
     let image = models.image.as_ref().context("image models")?;
 
@@ -255,7 +273,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let figures = json!({
             "device": device_name(&device), "dtype": format!("{dtype:?}"), "size": args.size,
-            "steps": args.steps, "batch": n, "adapter": args.adapter, "threads": threads,
+            "steps": args.steps, "batch": n, "adapter": args.adapter.name(), "threads": threads,
             "image_encoder_secs": encoder_secs, "unet_step_secs": step_secs, "vae_decode_secs": vae_secs,
             "preview_secs": preview_secs, "full_run_secs": full_secs, "it_per_sec": its,
             "peak_rss_mb": peak, "weights_dir": dir,

@@ -5,33 +5,20 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, select_device};
 use minus::output::{numbered_paths, save_png};
 use minus::pipeline::conditioning::EmbeddingCache;
-use minus::pipeline::models::{device_name, resolve_dtype, select_device};
-use minus::pipeline::noise::random_seed;
 use minus::pipeline::preprocess::FitMode;
-use minus::pipeline::{Flow, ImagePrompt, ModelPaths, Models, Request, Window, generate};
+use minus::pipeline::{Flow, ImagePrompt, Models, Request, Window, generate};
+use minus::rng::random_seed;
 use minus::schedulers::SamplerKind;
+use minus::weights::ModelPaths;
 
 /// Flags of `minus generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// Diffusers SD 1.5 model folder, or a single-file checkpoint (.safetensors/.ckpt).
-    #[arg(long)]
-    model: PathBuf,
-    /// VAE (diffusers folder or single file) replacing the model's own.
-    #[arg(long)]
-    vae: Option<PathBuf>,
-    /// Diffusers folder whose config.json files describe a single-file checkpoint
-    /// of unusual size (default: SD 1.5's configuration).
-    #[arg(long)]
-    config_from: Option<PathBuf>,
-    /// IP-Adapter weights file (h94 layout, .safetensors or .bin).
-    #[arg(long)]
-    ip_adapter: Option<PathBuf>,
-    /// CLIP image encoder folder (h94 `models/image_encoder`).
-    #[arg(long)]
-    image_encoder: Option<PathBuf>,
+    #[command(flatten)]
+    models: ModelPaths,
     /// Positive image prompt (repeatable).
     #[arg(long = "image")]
     images: Vec<PathBuf>,
@@ -68,8 +55,8 @@ pub struct GenerateArgs {
     /// End of the negative image prompt (default: the positive end).
     #[arg(long)]
     negative_ip_end: Option<f64>,
-    /// Sampler: ddim, euler-a or dpmpp-2m.
-    #[arg(long, default_value = "ddim")]
+    /// Sampler.
+    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
     scheduler: SamplerKind,
     /// Use Karras sigmas (euler-a, dpmpp-2m).
     #[arg(long)]
@@ -92,25 +79,18 @@ pub struct GenerateArgs {
     /// Images per run; files are named `<stem>-<i>.png` when more than one.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// How non-square prompt images are fitted: crop, pad or squash.
-    #[arg(long, default_value = "crop", value_parser = parse_fit)]
+    /// How non-square prompt images are fitted.
+    #[arg(long, value_enum, default_value_t = FitMode::Crop)]
     fit: FitMode,
-    /// auto, cpu, cuda or metal.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// f32, f16 or bf16 (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
-    #[arg(long)]
-    dtype: Option<String>,
+    /// Compute device (auto: CUDA, then Metal, then the CPU).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Number format (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeChoice>,
     /// Output PNG.
     #[arg(long, short, default_value = "minus.png")]
     output: PathBuf,
-}
-
-fn parse_fit(value: &str) -> Result<FitMode, String> {
-    FitMode::ALL
-        .into_iter()
-        .find(|mode| mode.name() == value)
-        .ok_or_else(|| format!("unknown fit `{value}` (expected crop, pad or squash)"))
 }
 
 fn prompts(paths: &[PathBuf], weights: &[f64], flag: &str) -> anyhow::Result<Vec<ImagePrompt>> {
@@ -170,18 +150,11 @@ impl GenerateArgs {
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
     request.validate()?;
-    let device = select_device(&args.device)?;
-    let dtype = resolve_dtype(&device, args.dtype.as_deref())?;
+    let device = select_device(args.device)?;
+    let dtype = resolve_dtype(&device, args.dtype)?;
     eprintln!("device: {} ({dtype:?})", device_name(&device));
-    let paths = ModelPaths {
-        model: args.model.clone(),
-        vae: args.vae.clone(),
-        ip_adapter: args.ip_adapter.clone(),
-        image_encoder: args.image_encoder.clone(),
-        configs: args.config_from.clone(),
-    };
     let load_started = std::time::Instant::now();
-    let models = Models::load(&paths, &device, dtype)?;
+    let models = Models::load(&args.models, &device, dtype)?;
     eprintln!(
         "models loaded in {:.1}s",
         load_started.elapsed().as_secs_f64()
@@ -197,11 +170,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     })
     .context("generation failed")?;
     eprintln!();
-    let model_name = args
-        .model
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let model_name = args.models.model_name();
     for (path, image) in numbered_paths(&args.output, generation.images.len())
         .iter()
         .zip(&generation.images)

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
-use crate::pipeline::{ModelPaths, Request};
+use crate::device::{DTypeChoice, DeviceChoice};
+use crate::pipeline::Request;
+use crate::weights::ModelPaths;
 use crate::weights::hub::Hub;
 
 /// Identifies one queued generation.
@@ -16,10 +18,9 @@ pub struct JobId(pub u64);
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadSettings {
     pub paths: ModelPaths,
-    /// `auto`, `cpu`, `cuda` or `metal`.
-    pub device: String,
-    /// `f32`, `f16`, `bf16`, or `None` for the device's default.
-    pub dtype: Option<String>,
+    pub device: DeviceChoice,
+    /// `None` for the device's default.
+    pub dtype: Option<DTypeChoice>,
 }
 
 /// UI → engine.

@@ -11,11 +11,11 @@ use crossbeam_channel::{Receiver, Sender};
 use super::Waker;
 use super::protocol::{Command, Event, JobId, LoadSettings};
 use crate::MinusError;
+use crate::device::{device_name, resolve_dtype, select_device};
 use crate::output::save_png;
 use crate::pipeline::conditioning::EmbeddingCache;
-use crate::pipeline::models::{device_name, resolve_dtype, select_device};
 use crate::pipeline::{Flow, Generation, Models, Request, generate};
-use crate::weights::catalogue::{Catalogue, FIRST_RUN};
+use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN};
 use crate::weights::hub::Hub;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -125,7 +125,7 @@ impl Worker {
             let cancel = AtomicBool::new(false);
             let names = FIRST_RUN
                 .iter()
-                .map(|n| if *n == "ip-adapter" { adapter } else { n });
+                .map(|n| if *n == DEFAULT_ADAPTER { adapter } else { n });
             for name in names {
                 let entry = catalogue.get(name)?;
                 entry.download(
@@ -170,14 +170,14 @@ impl Worker {
         let started = Instant::now();
         self.models = None;
         self.cache.clear();
-        let loaded = select_device(&settings.device).and_then(|device| {
-            let dtype = resolve_dtype(&device, settings.dtype.as_deref())?;
+        let loaded = select_device(settings.device).and_then(|device| {
+            let dtype = resolve_dtype(&device, settings.dtype)?;
             Models::load(&settings.paths, &device, dtype)
         });
         match loaded {
             Ok(models) => {
                 let device = device_name(&models.device).to_string();
-                let name = model_name(&settings.paths.model);
+                let name = settings.paths.model_name();
                 self.models = Some((models, name));
                 self.emit(Event::ModelsLoaded {
                     elapsed_secs: started.elapsed().as_secs_f64(),
@@ -245,12 +245,6 @@ impl Worker {
         }
         self.models = Some((models, model_name));
     }
-}
-
-fn model_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Saves every image of a run as `<unix secs>-<job>-<i>.png` in `dir`.

@@ -5,6 +5,10 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 use super::clip_transformer::{ClipEncoder, ClipTransformerConfig};
+use super::config_check::{
+    CheckedConfig, ConfigProblem, MAX_CHANNELS, MAX_LAYERS, divisible, positive_at_most,
+    positive_finite,
+};
 use super::layers::Activation;
 
 /// The fields of a transformers `CLIPTextConfig` the encoder needs.
@@ -28,6 +32,39 @@ fn default_eps() -> f64 {
 
 fn default_text_act() -> String {
     "quick_gelu".to_string()
+}
+
+impl CheckedConfig for ClipTextConfig {
+    fn check(&self) -> Result<(), ConfigProblem> {
+        positive_at_most("hidden_size", self.hidden_size, MAX_CHANNELS)?;
+        positive_at_most(
+            "intermediate_size",
+            self.intermediate_size,
+            4 * MAX_CHANNELS,
+        )?;
+        positive_at_most("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
+        positive_at_most(
+            "num_attention_heads",
+            self.num_attention_heads,
+            MAX_CHANNELS,
+        )?;
+        divisible(
+            "hidden_size",
+            self.hidden_size,
+            "num_attention_heads",
+            self.num_attention_heads,
+        )?;
+        positive_finite("layer_norm_eps", self.layer_norm_eps)?;
+        positive_at_most("vocab_size", self.vocab_size, 1 << 20)?;
+        // Prompts are always padded to 77 tokens.
+        if self.max_position_embeddings < 77 || self.max_position_embeddings > 4096 {
+            return Err(ConfigProblem {
+                field: "max_position_embeddings",
+                message: format!("is {}, expected 77 to 4096", self.max_position_embeddings),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl ClipTextConfig {

@@ -1,13 +1,11 @@
 //! IP-Adapter: the projection of CLIP image features to image tokens, and the
 //! per-layer key/value projections of the decoupled cross-attention.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use super::layers::{attention, chunk2_last};
 use super::linear::{Linear, linear, linear_no_bias};
-use crate::weights::TensorFile;
-use crate::{MinusError, Result};
 
 /// Which image features an adapter consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +149,54 @@ pub struct IpAttentionWeights {
     pub to_v: Linear,
 }
 
+/// The sizes of one Perceiver layer of the resampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResamplerLayerConfig {
+    /// Width of the attention (`to_q` outputs; heads of 64).
+    pub inner_dim: usize,
+    /// Width of the feed-forward's hidden layer.
+    pub hidden_dim: usize,
+}
+
+/// The sizes of the image projection, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectionConfig {
+    /// Base/light: `tokens` image tokens from one linear layer.
+    Linear { tokens: usize },
+    /// Plus / Plus Face: `num_queries` latents of `latent_dim` through the Perceiver layers.
+    Resampler {
+        latent_dim: usize,
+        num_queries: usize,
+        layers: Vec<ResamplerLayerConfig>,
+    },
+    /// Full Face: a hidden layer of `hidden_dim`.
+    Mlp { hidden_dim: usize },
+}
+
+/// An adapter's sizes; h94 files carry no config, so these are read off tensor shapes
+/// (see `weights::shapes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpAdapterConfig {
+    pub projection: ProjectionConfig,
+    /// Size of the image features the projection takes.
+    pub image_feature_dim: usize,
+    /// Size of the image tokens it makes (the UNet's cross-attention dim).
+    pub cross_attention_dim: usize,
+    /// Output width of each `attn2` layer's `to_k_ip`/`to_v_ip`, in the UNet's `attn2` order.
+    pub layer_widths: Vec<usize>,
+}
+
+impl IpAdapterConfig {
+    /// The adapter family these sizes describe.
+    pub fn kind(&self) -> AdapterKind {
+        match self.projection {
+            ProjectionConfig::Linear { .. } => AdapterKind::Linear,
+            ProjectionConfig::Resampler { .. } => AdapterKind::Resampler,
+            ProjectionConfig::Mlp { .. } => AdapterKind::Mlp,
+        }
+    }
+}
+
 /// A loaded IP-Adapter: the image projection plus the 16 per-layer projections.
 pub struct IpAdapter {
     kind: AdapterKind,
@@ -161,19 +207,28 @@ pub struct IpAdapter {
 }
 
 impl IpAdapter {
-    /// Recognises the adapter kind from the tensors and loads it.
-    pub fn load(file: &TensorFile, dtype: DType, device: &Device) -> Result<Self> {
-        let kind = detect_kind(file)?;
-        let vb = file.var_builder(dtype, device);
-        let (projection, image_feature_dim, cross_attention_dim) =
-            load_projection(file, kind, vb.pp("image_proj"))?;
-        let layers = load_attention_weights(file, &vb, cross_attention_dim)?;
+    /// Loads an adapter of `config`'s sizes; `vb` holds `image_proj.*` and `ip_adapter.*`.
+    pub fn load(vb: VarBuilder, config: &IpAdapterConfig) -> candle_core::Result<Self> {
+        let projection = load_projection(vb.pp("image_proj"), config)?;
+        let layers = config
+            .layer_widths
+            .iter()
+            .enumerate()
+            .map(|(layer, &width)| {
+                // The h94 files number the `attn2` layers 1, 3, 5, ...
+                let vb = vb.pp(format!("ip_adapter.{}", 2 * layer + 1));
+                Ok(IpAttentionWeights {
+                    to_k: linear_no_bias(config.cross_attention_dim, width, vb.pp("to_k_ip"))?,
+                    to_v: linear_no_bias(config.cross_attention_dim, width, vb.pp("to_v_ip"))?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
         Ok(Self {
-            kind,
+            kind: config.kind(),
             projection,
             layers,
-            image_feature_dim,
-            cross_attention_dim,
+            image_feature_dim: config.image_feature_dim,
+            cross_attention_dim: config.cross_attention_dim,
         })
     }
 
@@ -217,115 +272,47 @@ impl IpAdapter {
     }
 }
 
-fn detect_kind(file: &TensorFile) -> Result<AdapterKind> {
-    if file.contains("image_proj.latents") {
-        Ok(AdapterKind::Resampler)
-    } else if file.contains("image_proj.proj.0.weight") {
-        Ok(AdapterKind::Mlp)
-    } else if file.contains("image_proj.proj.weight") {
-        Ok(AdapterKind::Linear)
-    } else {
-        Err(MinusError::BadWeights {
-            path: file.path().to_path_buf(),
-            message: "not an IP-Adapter file (no `image_proj.*` tensors)".to_string(),
-        })
-    }
-}
-
-/// Builds the projection with sizes read from tensor shapes; returns it with
-/// (image feature dim, cross-attention dim).
-fn load_projection(
-    file: &TensorFile,
-    kind: AdapterKind,
-    vb: VarBuilder,
-) -> Result<(Projection, usize, usize)> {
-    let err = |e| file.load_error(e);
-    match kind {
-        AdapterKind::Linear => {
-            let out = file.dim("image_proj.proj.weight", 0)?;
-            let input = file.dim("image_proj.proj.weight", 1)?;
-            let cross = file.dim("image_proj.norm.weight", 0)?;
-            let projection = LinearProjection {
-                proj: linear(input, out, vb.pp("proj")).map_err(err)?,
-                norm: candle_nn::layer_norm(cross, 1e-5, vb.pp("norm")).map_err(err)?,
-                tokens: out / cross.max(1),
-                dim: cross,
-            };
-            Ok((Projection::Linear(projection), input, cross))
-        }
-        AdapterKind::Resampler => {
-            let latent_dim = file.dim("image_proj.latents", 2)?;
-            let input = file.dim("image_proj.proj_in.weight", 1)?;
-            let cross = file.dim("image_proj.proj_out.weight", 0)?;
-            let depth = (0..)
-                .take_while(|i| file.contains(&format!("image_proj.layers.{i}.0.to_q.weight")))
-                .count();
-            let mut layers = Vec::with_capacity(depth);
-            for i in 0..depth {
-                let inner = file.dim(&format!("image_proj.layers.{i}.0.to_q.weight"), 0)?;
-                let hidden = file.dim(&format!("image_proj.layers.{i}.1.1.weight"), 0)?;
-                let layer = vb.pp(format!("layers.{i}"));
-                layers.push((
-                    PerceiverAttention::load(layer.pp("0"), latent_dim, inner).map_err(err)?,
-                    FeedForward::load(layer.pp("1"), latent_dim, hidden).map_err(err)?,
-                ));
-            }
-            let num_queries = file.dim("image_proj.latents", 1)?;
-            let resampler = Resampler {
-                latents: vb
-                    .get((1, num_queries, latent_dim), "latents")
-                    .map_err(err)?,
-                proj_in: linear(input, latent_dim, vb.pp("proj_in")).map_err(err)?,
+fn load_projection(vb: VarBuilder, config: &IpAdapterConfig) -> candle_core::Result<Projection> {
+    let (input, cross) = (config.image_feature_dim, config.cross_attention_dim);
+    Ok(match &config.projection {
+        &ProjectionConfig::Linear { tokens } => Projection::Linear(LinearProjection {
+            proj: linear(input, tokens * cross, vb.pp("proj"))?,
+            norm: candle_nn::layer_norm(cross, 1e-5, vb.pp("norm"))?,
+            tokens,
+            dim: cross,
+        }),
+        ProjectionConfig::Resampler {
+            latent_dim,
+            num_queries,
+            layers,
+        } => {
+            let latent_dim = *latent_dim;
+            let layers = layers
+                .iter()
+                .enumerate()
+                .map(|(i, layer)| {
+                    let vb = vb.pp(format!("layers.{i}"));
+                    Ok((
+                        PerceiverAttention::load(vb.pp("0"), latent_dim, layer.inner_dim)?,
+                        FeedForward::load(vb.pp("1"), latent_dim, layer.hidden_dim)?,
+                    ))
+                })
+                .collect::<candle_core::Result<_>>()?;
+            Projection::Resampler(Resampler {
+                latents: vb.get((1, *num_queries, latent_dim), "latents")?,
+                proj_in: linear(input, latent_dim, vb.pp("proj_in"))?,
                 layers,
-                proj_out: linear(latent_dim, cross, vb.pp("proj_out")).map_err(err)?,
-                norm_out: candle_nn::layer_norm(cross, 1e-5, vb.pp("norm_out")).map_err(err)?,
-            };
-            Ok((Projection::Resampler(resampler), input, cross))
+                proj_out: linear(latent_dim, cross, vb.pp("proj_out"))?,
+                norm_out: candle_nn::layer_norm(cross, 1e-5, vb.pp("norm_out"))?,
+            })
         }
-        AdapterKind::Mlp => {
-            let input = file.dim("image_proj.proj.0.weight", 1)?;
-            let hidden = file.dim("image_proj.proj.0.weight", 0)?;
-            let cross = file.dim("image_proj.proj.2.weight", 0)?;
-            let mlp = MlpProjection {
-                fc1: linear(input, hidden, vb.pp("proj.0")).map_err(err)?,
-                fc2: linear(hidden, cross, vb.pp("proj.2")).map_err(err)?,
-                norm: candle_nn::layer_norm(cross, 1e-5, vb.pp("proj.3")).map_err(err)?,
-            };
-            Ok((Projection::Mlp(mlp), input, cross))
-        }
-    }
+        &ProjectionConfig::Mlp { hidden_dim } => Projection::Mlp(MlpProjection {
+            fc1: linear(input, hidden_dim, vb.pp("proj.0"))?,
+            fc2: linear(hidden_dim, cross, vb.pp("proj.2"))?,
+            norm: candle_nn::layer_norm(cross, 1e-5, vb.pp("proj.3"))?,
+        }),
+    })
 }
 
 /// Number of `attn2` layers in SD 1.5's UNet, each with its own image projections.
 pub const SD15_CROSS_ATTENTION_LAYERS: usize = 16;
-
-fn load_attention_weights(
-    file: &TensorFile,
-    vb: &VarBuilder,
-    cross_attention_dim: usize,
-) -> Result<Vec<IpAttentionWeights>> {
-    (0..SD15_CROSS_ATTENTION_LAYERS)
-        .map(|layer| {
-            let id = 2 * layer + 1;
-            let key = format!("ip_adapter.{id}.to_k_ip.weight");
-            let hidden = file.dim(&key, 0)?;
-            let input = file.dim(&key, 1)?;
-            if input != cross_attention_dim {
-                return Err(MinusError::BadWeights {
-                    path: file.path().to_path_buf(),
-                    message: format!(
-                        "`{key}` takes {input}-dim tokens but the projection makes {cross_attention_dim}-dim ones"
-                    ),
-                });
-            }
-            let vb = vb.pp(format!("ip_adapter.{id}"));
-            let load = |name: &str| {
-                linear_no_bias(input, hidden, vb.pp(name)).map_err(|e| file.load_error(e))
-            };
-            Ok(IpAttentionWeights {
-                to_k: load("to_k_ip")?,
-                to_v: load("to_v_ip")?,
-            })
-        })
-        .collect()
-}

@@ -3,6 +3,7 @@
 pub mod clip_text;
 pub mod clip_transformer;
 pub mod clip_vision;
+pub mod config_check;
 pub mod conv;
 pub(crate) mod cpu;
 pub mod group_norm;

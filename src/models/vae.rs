@@ -4,6 +4,10 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use super::config_check::{
+    CheckedConfig, ConfigProblem, MAX_CHANNELS, MAX_LAYERS, channel_list, divisible,
+    positive_at_most, positive_finite,
+};
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
 use super::layers::attention;
@@ -106,6 +110,26 @@ impl AttentionBlock {
 struct DecoderUpBlock {
     resnets: Vec<ResnetBlock2D>,
     upsampler: Option<Upsample2D>,
+}
+
+impl CheckedConfig for VaeConfig {
+    fn check(&self) -> Result<(), ConfigProblem> {
+        channel_list("block_out_channels", &self.block_out_channels)?;
+        positive_at_most("layers_per_block", self.layers_per_block, MAX_LAYERS)?;
+        positive_at_most("latent_channels", self.latent_channels, 64)?;
+        positive_at_most("out_channels", self.out_channels, 64)?;
+        positive_at_most("norm_num_groups", self.norm_num_groups, MAX_CHANNELS)?;
+        for &channels in &self.block_out_channels {
+            divisible(
+                "block_out_channels",
+                channels,
+                "norm_num_groups",
+                self.norm_num_groups,
+            )?;
+        }
+        // A zero scale divides the latents by zero: a black picture, not an error.
+        positive_finite("scaling_factor", self.scaling_factor)
+    }
 }
 
 /// The decoder half of the VAE (plus `post_quant_conv`).

@@ -84,7 +84,8 @@ fn draw_text(target: &mut RgbImage, font: &FontRef, text: &str, x: u32, y: u32, 
     }
 }
 
-#[cfg(test)]
+// The test borrows egui's built-in font.
+#[cfg(all(test, feature = "gui"))]
 mod tests {
     use super::*;
 

@@ -45,11 +45,15 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
 
 /// Encodes `image` as PNG with the request embedded.
 pub fn encode_png(image: &RgbImage, request: &Request, model_name: &str) -> Result<Vec<u8>> {
-    let json = serde_json::to_string(request)
-        .map_err(|e| MinusError::InvalidRequest(format!("cannot serialise settings: {e}")))?;
+    let json = serde_json::to_string(request).map_err(|e| MinusError::Encoding {
+        what: "settings".to_string(),
+        message: e.to_string(),
+    })?;
     let mut bytes = Vec::new();
-    let encode_error =
-        |e: png::EncodingError| MinusError::InvalidRequest(format!("PNG encoding failed: {e}"));
+    let encode_error = |e: png::EncodingError| MinusError::Encoding {
+        what: "PNG".to_string(),
+        message: e.to_string(),
+    };
     {
         let mut encoder = png::Encoder::new(&mut bytes, image.width(), image.height());
         encoder.set_color(png::ColorType::Rgb);
@@ -112,7 +116,10 @@ pub fn save_plain_png(path: &Path, image: &RgbImage) -> Result<()> {
             &mut std::io::Cursor::new(&mut bytes),
             image::ImageFormat::Png,
         )
-        .map_err(|e| MinusError::InvalidRequest(format!("PNG encoding failed: {e}")))?;
+        .map_err(|e| MinusError::Encoding {
+            what: "PNG".to_string(),
+            message: e.to_string(),
+        })?;
     write_atomic(path, &bytes)
 }
 

@@ -8,10 +8,10 @@ use image::RgbImage;
 
 use super::conditioning::{Conditioning, EmbeddingCache, prepare};
 use super::models::Models;
-use super::noise::TorchRng;
 use super::preview::latents_to_rgb;
 use super::request::Request;
 use crate::models::unet::{CrossContext, ImageTokens};
+use crate::rng::TorchRng;
 use crate::schedulers;
 use crate::{MinusError, Result};
 
@@ -219,7 +219,7 @@ pub fn to_images(decoded: &Tensor) -> Result<Vec<RgbImage>> {
                 .map(|v| *v as u8)
                 .collect();
             RgbImage::from_raw(width as u32, height as u32, bytes).ok_or_else(|| {
-                MinusError::InvalidRequest("decoded image has an unexpected size".to_string())
+                MinusError::UnexpectedShape("the decoded image has another size".to_string())
             })
         })
         .collect()

@@ -3,11 +3,10 @@
 pub mod conditioning;
 pub mod generate;
 pub mod models;
-pub mod noise;
 pub mod preprocess;
 pub mod preview;
 pub mod request;
 
 pub use generate::{Flow, Generation, StepReport, generate};
-pub use models::{ModelPaths, Models};
+pub use models::Models;
 pub use request::{ImagePrompt, Request, Window};

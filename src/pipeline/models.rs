@@ -6,34 +6,19 @@ use candle_core::{DType, Device};
 
 use crate::models::clip_text::{ClipTextConfig, ClipTextModel};
 use crate::models::clip_vision::{ClipVisionConfig, ClipVisionModel};
+use crate::models::config_check::CheckedConfig;
 use crate::models::ip_adapter::{ImageFeature, IpAdapter};
 use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{VaeConfig, VaeDecoder};
 use crate::schedulers::NoiseSchedule;
-use crate::weights::TensorFile;
-use crate::weights::config::read_json;
+use crate::weights::config::read_config;
 use crate::weights::diffusers::load_component;
 use crate::weights::pickle::load_weights_file;
+use crate::weights::shapes::{infer_ip_adapter_config, infer_vision_config, read_vision_config};
 use crate::weights::single_file::{load_checkpoint, load_vae_file};
+use crate::weights::{ModelPaths, TensorFile};
 use crate::{MinusError, Result};
-
-/// Where the model files are.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ModelPaths {
-    /// A diffusers SD 1.5 folder (`unet/`, `vae/`, `text_encoder/`, ...) or a single-file
-    /// checkpoint (`.safetensors` / `.ckpt`, LDM key names).
-    pub model: PathBuf,
-    /// A VAE (diffusers folder or single file) replacing the model's own.
-    pub vae: Option<PathBuf>,
-    /// An h94 IP-Adapter weights file (`.safetensors` or `.bin`).
-    pub ip_adapter: Option<PathBuf>,
-    /// The CLIP image encoder folder the adapter was trained with.
-    pub image_encoder: Option<PathBuf>,
-    /// A diffusers folder whose `config.json` files describe a single-file checkpoint
-    /// of unusual size (default: SD 1.5's configuration).
-    pub configs: Option<PathBuf>,
-}
 
 /// The image side of the networks: encoder and adapter, which only work together.
 pub struct ImagePromptModels {
@@ -67,13 +52,13 @@ pub const SD15_VAE_CONFIG: &str = include_str!("../../resources/sd15/vae_config.
 pub const SD15_TEXT_CONFIG: &str = include_str!("../../resources/sd15/text_encoder_config.json");
 
 /// Reads `<configs>/<component>/config.json`, or the built-in SD 1.5 one.
-fn component_config<T: serde::de::DeserializeOwned>(
+fn component_config<T: serde::de::DeserializeOwned + CheckedConfig>(
     configs: Option<&Path>,
     component: &str,
     built_in: &str,
 ) -> Result<T> {
     match configs {
-        Some(dir) => read_json(&dir.join(component).join("config.json")),
+        Some(dir) => read_config(&dir.join(component).join("config.json")),
         None => serde_json::from_str(built_in).map_err(|e| MinusError::BadConfig {
             path: PathBuf::from(format!("built-in {component} config")),
             message: e.to_string(),
@@ -123,10 +108,10 @@ impl Models {
                 Some(load_image_models(adapter, encoder, &unet, device, dtype)?)
             }
             (Some(adapter), None) => {
-                return Err(MinusError::InvalidRequest(format!(
-                    "{}: an IP-Adapter needs its CLIP image encoder folder too",
-                    adapter.display()
-                )));
+                return Err(MinusError::MissingModel {
+                    path: adapter.clone(),
+                    message: "an IP-Adapter needs its CLIP image encoder folder too".to_string(),
+                });
             }
         };
         Ok(Self {
@@ -148,10 +133,19 @@ type CoreModels = (ClipTextModel, UNet, Option<VaeDecoder>);
 fn load_diffusers_folder(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<CoreModels> {
     let dir = &paths.model;
     let text = load_component(&dir.join("text_encoder"), device)?;
-    let text_encoder =
-        build_text_encoder(&text.weights, &read_json(&text.config_path)?, device, dtype)?;
+    let text_encoder = build_text_encoder(
+        &text.weights,
+        &read_config(&text.config_path)?,
+        device,
+        dtype,
+    )?;
     let unet = load_component(&dir.join("unet"), device)?;
-    let unet = build_unet(&unet.weights, &read_json(&unet.config_path)?, device, dtype)?;
+    let unet = build_unet(
+        &unet.weights,
+        &read_config(&unet.config_path)?,
+        device,
+        dtype,
+    )?;
     // The folder's own VAE is only needed (and required) when no other is given.
     let vae = match paths.vae {
         Some(_) => None,
@@ -211,18 +205,8 @@ fn build_vae(
 
 fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder> {
     let component = load_component(dir, device)?;
-    let config: VaeConfig = read_json(&component.config_path)?;
+    let config: VaeConfig = read_config(&component.config_path)?;
     build_vae(&component.weights, &config, device, dtype)
-}
-
-/// The vision config, flat (`CLIPVisionModelWithProjection`) or nested (`CLIPModel`).
-fn read_vision_config(path: &Path) -> Result<ClipVisionConfig> {
-    let value: serde_json::Value = read_json(path)?;
-    let vision = value.get("vision_config").cloned().unwrap_or(value);
-    serde_json::from_value(vision).map_err(|e| MinusError::BadConfig {
-        path: path.to_path_buf(),
-        message: format!("not a CLIP image encoder config ({e})"),
-    })
 }
 
 fn load_image_models(
@@ -233,7 +217,9 @@ fn load_image_models(
     dtype: DType,
 ) -> Result<ImagePromptModels> {
     let adapter_file = load_weights_file(adapter_path, device)?;
-    let adapter = IpAdapter::load(&adapter_file, dtype, device)?;
+    let adapter_config = infer_ip_adapter_config(&adapter_file)?;
+    let adapter = IpAdapter::load(adapter_file.var_builder(dtype, device), &adapter_config)
+        .map_err(|e| adapter_file.load_error(e))?;
     let (file, config) = if encoder_dir.is_file() {
         // A ComfyUI-style `clip_vision/*.safetensors`: sizes come from a `config.json`
         // beside it, or else from the tensors.
@@ -261,46 +247,6 @@ fn load_image_models(
         id: format!("{}|{}", adapter_path.display(), encoder_dir.display()),
         device: device.clone(),
         dtype,
-    })
-}
-
-/// The vision config of an encoder file without `config.json`, read off tensor shapes.
-/// The head count is not stored in the weights: CLIP ViT-H/14 and ViT-L/14 use 16
-/// heads, smaller towers heads of 64 channels.
-pub fn infer_vision_config(file: &TensorFile) -> Result<ClipVisionConfig> {
-    let embeddings = "vision_model.embeddings";
-    let hidden = file.dim(&format!("{embeddings}.class_embedding"), 0)?;
-    let patch = file.dims(&format!("{embeddings}.patch_embedding.weight"))?;
-    let positions = file.dim(&format!("{embeddings}.position_embedding.weight"), 0)?;
-    let layers = (0..)
-        .take_while(|i| {
-            file.contains(&format!(
-                "vision_model.encoder.layers.{i}.self_attn.q_proj.weight"
-            ))
-        })
-        .count();
-    let intermediate = file.dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)?;
-    let projection_dim = file.dim("visual_projection.weight", 0)?;
-    let (patch_size, channels) = (
-        patch.get(2).copied().unwrap_or(14),
-        patch.get(1).copied().unwrap_or(3),
-    );
-    let grid = ((positions.saturating_sub(1)) as f64).sqrt().round() as usize;
-    let heads = match hidden {
-        1024 | 1280 | 1664 => 16,
-        other => (other / 64).max(1),
-    };
-    Ok(ClipVisionConfig {
-        hidden_size: hidden,
-        intermediate_size: intermediate,
-        num_hidden_layers: layers,
-        num_attention_heads: heads,
-        image_size: grid * patch_size,
-        patch_size,
-        projection_dim,
-        num_channels: channels,
-        layer_norm_eps: 1e-5,
-        hidden_act: "gelu".to_string(),
     })
 }
 
@@ -353,63 +299,6 @@ fn check_compatible(
         }
     }
     Ok(())
-}
-
-/// Picks the compute device: `auto` tries CUDA, then Metal, then the CPU.
-pub fn select_device(name: &str) -> Result<Device> {
-    let unavailable = |what: &str, e: candle_core::Error| {
-        MinusError::InvalidRequest(format!("{what} is not available: {e}"))
-    };
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(|e| unavailable("CUDA", e)),
-        "metal" => Device::new_metal(0).map_err(|e| unavailable("Metal", e)),
-        "auto" => Ok(if candle_core::utils::cuda_is_available() {
-            Device::new_cuda(0).unwrap_or(Device::Cpu)
-        } else if candle_core::utils::metal_is_available() {
-            Device::new_metal(0).unwrap_or(Device::Cpu)
-        } else {
-            Device::Cpu
-        }),
-        other => Err(MinusError::InvalidRequest(format!(
-            "unknown device `{other}` (expected auto, cpu, cuda or metal)"
-        ))),
-    }
-}
-
-/// The dtype to run in: `name` if given, else f32 on the CPU and f16 on GPUs.
-pub fn resolve_dtype(device: &Device, name: Option<&str>) -> Result<DType> {
-    let default = if device.is_cpu() { "f32" } else { "f16" };
-    let dtype = parse_dtype(name.unwrap_or(default))?;
-    // Refused here rather than at the first layer, where candle's error would not say why.
-    if device.is_cpu() && dtype == DType::BF16 {
-        return Err(MinusError::InvalidRequest(
-            "bf16 does not run on the CPU (candle has no bf16 matrix multiply there): use f32 or f16"
-                .to_string(),
-        ));
-    }
-    Ok(dtype)
-}
-
-/// Parses a dtype name (`f32`, `f16`, `bf16`).
-pub fn parse_dtype(name: &str) -> Result<DType> {
-    match name {
-        "f32" => Ok(DType::F32),
-        "f16" => Ok(DType::F16),
-        "bf16" => Ok(DType::BF16),
-        other => Err(MinusError::InvalidRequest(format!(
-            "unknown dtype `{other}` (expected f32, f16 or bf16)"
-        ))),
-    }
-}
-
-/// A human name for a device.
-pub fn device_name(device: &Device) -> &'static str {
-    match device {
-        Device::Cpu => "cpu",
-        Device::Cuda(_) => "cuda",
-        Device::Metal(_) => "metal",
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 
 use super::{NoiseSchedule, Scheduler, StepOutput};
-use crate::pipeline::noise::TorchRng;
+use crate::rng::TorchRng;
 
 /// The deterministic DDIM sampler.
 pub struct Ddim {

@@ -3,11 +3,9 @@
 
 use candle_core::Tensor;
 
-use super::sigmas::{
-    interpolate, karras_schedule, linspace_timesteps, to_f32_precision, training_sigmas,
-};
+use super::sigmas::{LinspaceTimesteps, step_sigmas};
 use super::{NoiseSchedule, Scheduler, StepOutput};
-use crate::pipeline::noise::TorchRng;
+use crate::rng::TorchRng;
 
 /// The DPM++ 2M sampler; keeps the previous step's data prediction.
 pub struct DpmPp2M {
@@ -20,24 +18,7 @@ pub struct DpmPp2M {
 impl DpmPp2M {
     /// DPM++ 2M for `steps` steps.
     pub fn new(schedule: &NoiseSchedule, steps: usize, karras: bool) -> Self {
-        let training = training_sigmas(schedule);
-        let (mut sigmas, timesteps) = if karras {
-            karras_schedule(&training, steps, true)
-        } else {
-            // round(linspace(0, T-1, N+1))[::-1][:-1], rounding half to even as numpy does.
-            let timesteps: Vec<f64> = linspace_timesteps(schedule.train_steps(), steps + 1)
-                .into_iter()
-                .take(steps)
-                .map(f64::round_ties_even)
-                .collect();
-            let sigmas = timesteps
-                .iter()
-                .map(|t| interpolate(&training, *t))
-                .collect();
-            (sigmas, timesteps)
-        };
-        sigmas.push(0.0);
-        to_f32_precision(&mut sigmas);
+        let (sigmas, timesteps) = step_sigmas(schedule, steps, karras, LinspaceTimesteps::Rounded);
         Self {
             timesteps,
             sigmas,

@@ -3,11 +3,9 @@
 
 use candle_core::Tensor;
 
-use super::sigmas::{
-    interpolate, karras_schedule, linspace_timesteps, to_f32_precision, training_sigmas,
-};
+use super::sigmas::{LinspaceTimesteps, step_sigmas};
 use super::{NoiseSchedule, Scheduler, StepOutput};
-use crate::pipeline::noise::TorchRng;
+use crate::rng::TorchRng;
 
 /// The Euler ancestral sampler; draws fresh noise from the run's generator every step.
 pub struct EulerAncestral {
@@ -19,20 +17,8 @@ pub struct EulerAncestral {
 impl EulerAncestral {
     /// Euler a for `steps` steps.
     pub fn new(schedule: &NoiseSchedule, steps: usize, karras: bool) -> Self {
-        let training = training_sigmas(schedule);
-        let (mut sigmas, mut timesteps) = if karras {
-            karras_schedule(&training, steps, false)
-        } else {
-            let timesteps = linspace_timesteps(schedule.train_steps(), steps);
-            let sigmas = timesteps
-                .iter()
-                .map(|t| interpolate(&training, *t))
-                .collect();
-            (sigmas, timesteps)
-        };
-        sigmas.push(0.0);
-        to_f32_precision(&mut sigmas);
-        to_f32_precision(&mut timesteps);
+        let (sigmas, timesteps) =
+            step_sigmas(schedule, steps, karras, LinspaceTimesteps::Fractional);
         Self { timesteps, sigmas }
     }
 }

@@ -12,24 +12,29 @@ use std::str::FromStr;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::noise::TorchRng;
+use crate::rng::TorchRng;
 
 pub use ddim::Ddim;
 pub use dpmpp_2m::DpmPp2M;
 pub use euler_ancestral::EulerAncestral;
 
 /// Which sampler to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
+)]
 pub enum SamplerKind {
     /// DDIM, eta 0, "leading" spacing.
     #[default]
     #[serde(rename = "ddim")]
+    #[value(name = "ddim")]
     Ddim,
     /// Euler ancestral, "linspace" spacing, fractional timesteps.
     #[serde(rename = "euler-a")]
+    #[value(name = "euler-a", alias = "euler-ancestral")]
     EulerAncestral,
     /// DPM-Solver++ 2M (midpoint), "linspace" spacing.
     #[serde(rename = "dpmpp-2m")]
+    #[value(name = "dpmpp-2m", alias = "dpm++-2m")]
     DpmPp2M,
 }
 
@@ -71,14 +76,9 @@ impl FromStr for SamplerKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "ddim" => Ok(Self::Ddim),
-            "euler-a" | "euler-ancestral" => Ok(Self::EulerAncestral),
-            "dpmpp-2m" | "dpm++-2m" => Ok(Self::DpmPp2M),
-            other => Err(format!(
-                "unknown sampler `{other}` (expected ddim, euler-a or dpmpp-2m)"
-            )),
-        }
+        let name = s.replace('_', "-");
+        <Self as clap::ValueEnum>::from_str(&name, true)
+            .map_err(|_| format!("unknown sampler `{s}` (expected ddim, euler-a or dpmpp-2m)"))
     }
 }
 

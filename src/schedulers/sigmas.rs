@@ -82,6 +82,50 @@ pub fn karras_schedule(training: &[f32], n: usize, round: bool) -> (Vec<f64>, Ve
     (sigmas, timesteps)
 }
 
+/// How a sampler with "linspace" spacing picks its timesteps when not using Karras sigmas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinspaceTimesteps {
+    /// `linspace(0, T-1, N)[::-1]`, kept fractional (Euler ancestral).
+    Fractional,
+    /// `round(linspace(0, T-1, N+1))[::-1][:-1]`, rounding half to even as numpy does
+    /// (DPM++ 2M); its Karras timesteps are rounded too.
+    Rounded,
+}
+
+/// The per-step sigmas (plus a final 0) and timesteps of a Karras-style sampler, both
+/// at float32 precision as diffusers stores them.
+pub fn step_sigmas(
+    schedule: &NoiseSchedule,
+    steps: usize,
+    karras: bool,
+    spacing: LinspaceTimesteps,
+) -> (Vec<f64>, Vec<f64>) {
+    let training = training_sigmas(schedule);
+    let rounded = spacing == LinspaceTimesteps::Rounded;
+    let (mut sigmas, mut timesteps) = if karras {
+        karras_schedule(&training, steps, rounded)
+    } else {
+        let timesteps: Vec<f64> = if rounded {
+            linspace_timesteps(schedule.train_steps(), steps + 1)
+                .into_iter()
+                .take(steps)
+                .map(f64::round_ties_even)
+                .collect()
+        } else {
+            linspace_timesteps(schedule.train_steps(), steps)
+        };
+        let sigmas = timesteps
+            .iter()
+            .map(|t| interpolate(&training, *t))
+            .collect();
+        (sigmas, timesteps)
+    };
+    sigmas.push(0.0);
+    to_f32_precision(&mut sigmas);
+    to_f32_precision(&mut timesteps);
+    (sigmas, timesteps)
+}
+
 /// Rounds to float32 precision (sigmas and timesteps are stored as float32 tensors).
 pub fn to_f32_precision(values: &mut [f64]) {
     for v in values {

@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicBool;
 
 use serde::Deserialize;
 
+use super::ModelPaths;
 use super::hub::{DownloadProgress, Hub};
-use crate::pipeline::ModelPaths;
 use crate::{MinusError, Result};
 
 const CATALOGUE: &str = include_str!("../../resources/catalogue.json");
@@ -38,13 +38,17 @@ pub struct Catalogue {
     pub entries: Vec<CatalogueEntry>,
 }
 
+/// Catalogue name of the default SD 1.5 model.
+pub const DEFAULT_MODEL: &str = "realistic-vision-v4";
+/// Catalogue name of the default VAE.
+pub const DEFAULT_VAE: &str = "sd-vae-ft-mse";
+/// Catalogue name of the CLIP image encoder every h94 SD 1.5 adapter uses.
+pub const IMAGE_ENCODER: &str = "image-encoder";
+/// Catalogue name of the default (base) IP-Adapter.
+pub const DEFAULT_ADAPTER: &str = "ip-adapter";
+
 /// Entries a first run needs: model, VAE, image encoder and the base adapter.
-pub const FIRST_RUN: [&str; 4] = [
-    "realistic-vision-v4",
-    "sd-vae-ft-mse",
-    "image-encoder",
-    "ip-adapter",
-];
+pub const FIRST_RUN: [&str; 4] = [DEFAULT_MODEL, DEFAULT_VAE, IMAGE_ENCODER, DEFAULT_ADAPTER];
 
 impl Catalogue {
     /// The catalogue shipped with Minus.
@@ -59,10 +63,10 @@ impl Catalogue {
     pub fn get(&self, name: &str) -> Result<&CatalogueEntry> {
         self.entries.iter().find(|e| e.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
-            MinusError::InvalidRequest(format!(
-                "unknown model `{name}` (known: {})",
-                names.join(", ")
-            ))
+            MinusError::UnknownModel {
+                name: name.to_string(),
+                known: names.join(", "),
+            }
         })
     }
 
@@ -71,10 +75,10 @@ impl Catalogue {
     pub fn cached_model_paths(&self, hub: &Hub, adapter: &str) -> Option<ModelPaths> {
         let path = |name: &str| self.get(name).ok()?.cached_path(hub);
         Some(ModelPaths {
-            model: path("realistic-vision-v4")?,
-            vae: Some(path("sd-vae-ft-mse")?),
+            model: path(DEFAULT_MODEL)?,
+            vae: Some(path(DEFAULT_VAE)?),
             ip_adapter: Some(path(adapter)?),
-            image_encoder: Some(path("image-encoder")?),
+            image_encoder: Some(path(IMAGE_ENCODER)?),
             configs: None,
         })
     }

@@ -1,9 +1,10 @@
-//! Reading JSON configuration files.
+//! Reading JSON configuration files, with their values checked on the way in.
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::models::config_check::CheckedConfig;
 use crate::{MinusError, Result};
 
 /// Reads and parses a JSON file into `T`, naming the file in any error.
@@ -13,4 +14,19 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// Reads a network config and checks its values, naming the file and the field.
+pub fn read_config<T: DeserializeOwned + CheckedConfig>(path: &Path) -> Result<T> {
+    let config: T = read_json(path)?;
+    check_config(config, path)
+}
+
+/// Checks a config's values; `origin` names where it came from in the error.
+pub fn check_config<T: CheckedConfig>(config: T, origin: &Path) -> Result<T> {
+    config.check().map_err(|problem| MinusError::BadConfig {
+        path: origin.to_path_buf(),
+        message: format!("`{}` {}", problem.field, problem.message),
+    })?;
+    Ok(config)
 }

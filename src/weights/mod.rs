@@ -1,4 +1,5 @@
-//! Finding and loading weight files: safetensors, diffusers folders, configs.
+//! Finding and loading weight files: where they are, safetensors, pickles, diffusers
+//! folders, single-file checkpoints, configs, hub downloads.
 
 pub mod catalogue;
 pub mod config;
@@ -6,8 +7,11 @@ pub mod diffusers;
 pub mod hub;
 pub mod ldm;
 pub mod local;
+pub mod locations;
 pub mod pickle;
+pub mod shapes;
 pub mod single_file;
 pub mod tensor_file;
 
+pub use locations::ModelPaths;
 pub use tensor_file::TensorFile;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use minus::pipeline::conditioning::EmbeddingCache;
-use minus::pipeline::{Flow, ModelPaths, Models, Request, generate};
+use minus::pipeline::{Flow, Models, Request, generate};
+use minus::weights::ModelPaths;
 
 /// `tests/fixtures`, the copy of the reference data.
 pub fn fixtures() -> PathBuf {

@@ -7,7 +7,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::pipeline::noise::TorchRng;
+use crate::rng::TorchRng;
 
 /// Normal values with standard deviation `std`, the same for the same `seed`.
 pub fn seeded_randn(seed: u64, std: f64, shape: &[usize]) -> candle_core::Result<Tensor> {

@@ -11,6 +11,10 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use super::config_check::{
+    CheckedConfig, ConfigProblem, MAX_CHANNELS, MAX_LAYERS, channel_list, divisible,
+    positive_at_most, positive_finite,
+};
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
 use super::linear::{Linear, linear};
@@ -96,6 +100,59 @@ impl UNetConfig {
             .as_ref()
             .unwrap_or(&self.attention_head_dim)
             .get(block)
+    }
+}
+
+impl CheckedConfig for UNetConfig {
+    fn check(&self) -> Result<(), ConfigProblem> {
+        positive_at_most("in_channels", self.in_channels, 64)?;
+        positive_at_most("out_channels", self.out_channels, 64)?;
+        channel_list("block_out_channels", &self.block_out_channels)?;
+        let blocks = self.block_out_channels.len();
+        for (field, types) in [
+            ("down_block_types", &self.down_block_types),
+            ("up_block_types", &self.up_block_types),
+        ] {
+            if types.len() != blocks {
+                return Err(ConfigProblem {
+                    field,
+                    message: format!(
+                        "has {} entries but block_out_channels has {blocks}",
+                        types.len()
+                    ),
+                });
+            }
+        }
+        positive_at_most("layers_per_block", self.layers_per_block, MAX_LAYERS)?;
+        positive_at_most(
+            "transformer_layers_per_block",
+            self.transformer_layers_per_block,
+            MAX_LAYERS,
+        )?;
+        positive_at_most(
+            "cross_attention_dim",
+            self.cross_attention_dim,
+            MAX_CHANNELS,
+        )?;
+        positive_finite("norm_eps", self.norm_eps)?;
+        positive_at_most("norm_num_groups", self.norm_num_groups, MAX_CHANNELS)?;
+        let heads_field = if self.num_attention_heads.is_some() {
+            "num_attention_heads"
+        } else {
+            "attention_head_dim"
+        };
+        for (block, &channels) in self.block_out_channels.iter().enumerate() {
+            divisible(
+                "block_out_channels",
+                channels,
+                "norm_num_groups",
+                self.norm_num_groups,
+            )?;
+            let heads = self.heads(block);
+            positive_at_most(heads_field, heads, MAX_CHANNELS)?;
+            divisible("block_out_channels", channels, heads_field, heads)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,249 @@
+//! Getting models: the first-run download of the defaults with its progress bar,
+//! and model files found in a ComfyUI/A1111 folder.
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::engine::{Command, Engine, Event};
+use crate::weights::ModelPaths;
+use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN};
+use crate::weights::hub::Hub;
+use crate::weights::local::{LocalKind, LocalModel};
+
+/// Progress of the defaults' download, as last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadProgress {
+    pub file: String,
+    pub bytes: u64,
+    pub total: Option<u64>,
+    pub bytes_per_sec: f64,
+}
+
+/// What a download event means for the rest of the window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DownloadOutcome {
+    /// Still running (or not a download event).
+    Pending,
+    /// Every default is in the cache: use these.
+    Ready(ModelPaths),
+    /// It stopped: say why.
+    Failed(String),
+}
+
+/// The download and discovery state of the window.
+pub struct Downloads {
+    /// Where default models are downloaded from and cached.
+    pub hub: Hub,
+    /// The running download of the defaults, if any.
+    pub progress: Option<DownloadProgress>,
+    /// Approximate size of the first-run download, read from the catalogue once.
+    defaults_size_mb: u64,
+    /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
+    found: Vec<LocalModel>,
+    found_channel: (Sender<Vec<LocalModel>>, Receiver<Vec<LocalModel>>),
+}
+
+impl Downloads {
+    /// No download yet, from `hub`.
+    pub fn new(hub: Hub) -> Self {
+        let defaults_size_mb = Catalogue::built_in()
+            .map(|c| {
+                c.entries
+                    .iter()
+                    .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
+                    .map(|e| e.approx_mb)
+                    .sum()
+            })
+            .unwrap_or(0);
+        Self {
+            hub,
+            progress: None,
+            defaults_size_mb,
+            found: Vec::new(),
+            found_channel: crossbeam_channel::unbounded(),
+        }
+    }
+
+    /// The default models, if all of them are in the hub cache already.
+    pub fn cached_defaults(&self) -> Option<ModelPaths> {
+        Catalogue::built_in()
+            .ok()?
+            .cached_model_paths(&self.hub, DEFAULT_ADAPTER)
+    }
+
+    /// Asks the engine to download the defaults.
+    pub fn start(&mut self, engine: &Engine) {
+        engine.send(Command::DownloadDefaults {
+            hub: self.hub.clone(),
+            adapter: DEFAULT_ADAPTER.to_string(),
+        });
+        self.progress = Some(DownloadProgress {
+            file: "starting".to_string(),
+            bytes: 0,
+            total: None,
+            bytes_per_sec: 0.0,
+        });
+    }
+
+    /// Takes a download event.
+    pub fn apply(&mut self, event: Event) -> DownloadOutcome {
+        match event {
+            Event::ModelProgress {
+                name,
+                file,
+                bytes,
+                total,
+                bytes_per_sec,
+            } => {
+                self.progress = Some(DownloadProgress {
+                    file: format!("{name} ({file})"),
+                    bytes,
+                    total,
+                    bytes_per_sec,
+                });
+                DownloadOutcome::Pending
+            }
+            Event::DownloadsReady { paths } => {
+                self.progress = None;
+                DownloadOutcome::Ready(paths)
+            }
+            Event::DownloadFailed { error } => {
+                self.progress = None;
+                DownloadOutcome::Failed(error)
+            }
+            _ => DownloadOutcome::Pending,
+        }
+    }
+
+    /// The progress bar while downloading, else the offer to download when no model is set.
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, models_set: bool) {
+        if let Some(state) = &self.progress {
+            let fraction = state
+                .total
+                .map_or(0.0, |t| state.bytes as f32 / t.max(1) as f32);
+            let total = state
+                .total
+                .map_or("?".to_string(), |t| format!("{:.0}", t as f64 / 1e6));
+            ui.add(egui::ProgressBar::new(fraction).text(format!(
+                "{}: {:.0}/{total} MB, {:.1} MB/s",
+                state.file,
+                state.bytes as f64 / 1e6,
+                state.bytes_per_sec / 1e6
+            )));
+            if ui
+                .button("Cancel download")
+                .on_hover_text("Stop; the download resumes where it stopped next time")
+                .clicked()
+            {
+                engine.send(Command::CancelDownload);
+            }
+        } else if !models_set {
+            let size_gb = self.defaults_size_mb as f64 / 1000.0;
+            ui.label("No models yet: download the defaults, or set your own under Models.");
+            if ui
+                .button(format!("Download default models (about {size_gb:.1} GB)"))
+                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, into the Hugging Face cache")
+                .clicked()
+            {
+                self.start(engine);
+            }
+        }
+    }
+
+    /// Where a folder scan sends the files it finds.
+    pub fn found_sender(&self) -> Sender<Vec<LocalModel>> {
+        self.found_channel.0.clone()
+    }
+
+    /// Files found in the ComfyUI/A1111 folder, each with a button; returns the one clicked.
+    pub fn found_ui(&mut self, ui: &mut egui::Ui) -> Option<LocalModel> {
+        if let Some(found) = self.found_channel.1.try_iter().last() {
+            self.found = found;
+        }
+        if self.found.is_empty() {
+            return None;
+        }
+        let mut chosen = None;
+        egui::CollapsingHeader::new(format!("Found {} model files", self.found.len()))
+            .default_open(true)
+            .show(ui, |ui| {
+                for model in &self.found {
+                    let name = model
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let usable = model.kind != LocalKind::ControlNet;
+                    let button = ui.add_enabled(
+                        usable,
+                        egui::Button::new(format!("{}: {name}", model.kind.label())).small(),
+                    );
+                    if button
+                        .on_hover_text(model.path.display().to_string())
+                        .clicked()
+                    {
+                        chosen = Some(model.clone());
+                    }
+                }
+            });
+        chosen
+    }
+}
+
+/// Puts a found file into the slot of `paths` its kind fills.
+pub fn use_found_model(paths: &mut ModelPaths, model: LocalModel) {
+    match model.kind {
+        LocalKind::Checkpoint => paths.model = model.path,
+        LocalKind::IpAdapter => paths.ip_adapter = Some(model.path),
+        LocalKind::ImageEncoder => paths.image_encoder = Some(model.path),
+        LocalKind::Vae => paths.vae = Some(model.path),
+        LocalKind::ControlNet => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_then_ready_hands_over_the_paths() {
+        let mut downloads = Downloads::new(Hub::new("http://127.0.0.1:9", "/nonexistent"));
+        let outcome = downloads.apply(Event::ModelProgress {
+            name: "sd-vae-ft-mse".to_string(),
+            file: "config.json".to_string(),
+            bytes: 10,
+            total: Some(20),
+            bytes_per_sec: 5.0,
+        });
+        assert_eq!(outcome, DownloadOutcome::Pending);
+        let progress = downloads.progress.clone();
+        assert_eq!(
+            progress.map(|p| p.file),
+            Some("sd-vae-ft-mse (config.json)".into())
+        );
+        let paths = ModelPaths {
+            model: "/m".into(),
+            ..ModelPaths::default()
+        };
+        let outcome = downloads.apply(Event::DownloadsReady {
+            paths: paths.clone(),
+        });
+        assert_eq!(outcome, DownloadOutcome::Ready(paths));
+        assert_eq!(downloads.progress, None);
+    }
+
+    #[test]
+    fn a_found_file_fills_the_slot_of_its_kind() {
+        let mut paths = ModelPaths::default();
+        let found = |kind| LocalModel {
+            kind,
+            path: format!("/{kind:?}").into(),
+            size_bytes: 1,
+        };
+        use_found_model(&mut paths, found(LocalKind::IpAdapter));
+        use_found_model(&mut paths, found(LocalKind::Vae));
+        use_found_model(&mut paths, found(LocalKind::ControlNet));
+        assert_eq!(paths.ip_adapter, Some("/IpAdapter".into()));
+        assert_eq!(paths.vae, Some("/Vae".into()));
+        assert!(!paths.is_set());
+    }
+}

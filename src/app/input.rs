@@ -1,0 +1,138 @@
+//! Images coming in: files dropped on the window, pasted, or read by the loader,
+//! and settings restored from a dropped PNG.
+
+use egui::Key;
+
+use super::MinusApp;
+use super::loader::{Loaded, Target};
+use super::panes::PaneImage;
+use super::results::GalleryEntry;
+use super::{tasks, texture};
+use crate::pipeline::{ImagePrompt, Request};
+
+impl MinusApp {
+    /// Puts images the loader has read into their pane or the gallery.
+    pub(super) fn handle_loaded_files(&mut self, ctx: &egui::Context) {
+        for Loaded {
+            target,
+            path,
+            result,
+        } in self.loader.poll()
+        {
+            let (image, request) = match result {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    // A remembered image that is gone or broken leaves its pane.
+                    for pane in [&mut self.positive, &mut self.negative] {
+                        pane.images
+                            .retain(|i| i.path != path || i.thumbnail.is_some());
+                    }
+                    if target != Target::Gallery {
+                        self.messages.push(error);
+                    }
+                    continue;
+                }
+            };
+            let target = match (target, request) {
+                (Target::Window, Some(request)) => {
+                    self.restore(request);
+                    self.messages
+                        .push(format!("Settings restored from {}", path.display()));
+                    continue;
+                }
+                (Target::Gallery, request) => {
+                    let thumb = texture::thumbnail(&image, 512);
+                    self.results.gallery.insert(
+                        0,
+                        GalleryEntry {
+                            texture: texture::upload(ctx, &path.display().to_string(), &thumb),
+                            image: None,
+                            request,
+                            path: Some(path),
+                            compare: false,
+                        },
+                    );
+                    continue;
+                }
+                (Target::Window, None) => Target::Positive,
+                (other, _) => other,
+            };
+            let pane = if target == Target::Negative {
+                &mut self.negative
+            } else {
+                &mut self.positive
+            };
+            let thumbnail = texture::upload(
+                ctx,
+                &path.display().to_string(),
+                &texture::thumbnail(&image, 200),
+            );
+            // Images remembered from the last session wait in the pane for their thumbnail.
+            let waiting = pane
+                .images
+                .iter_mut()
+                .find(|i| i.path == path && i.thumbnail.is_none());
+            let entry = match waiting {
+                Some(entry) => entry,
+                None => {
+                    pane.images.push(PaneImage::new(path));
+                    let last = pane.images.len() - 1;
+                    &mut pane.images[last]
+                }
+            };
+            entry.thumbnail = Some(thumbnail);
+        }
+    }
+
+    /// Applies a saved request (the panes take its images).
+    pub(super) fn restore(&mut self, request: Request) {
+        let images = |prompts: &[ImagePrompt]| prompts.iter().map(|p| p.path.clone()).collect();
+        self.positive.images.clear();
+        self.negative.images.clear();
+        self.loader.load(images(&request.images), Target::Positive);
+        self.loader
+            .load(images(&request.negative_images), Target::Negative);
+        self.settings.request = request;
+        self.settings.random_seed = false;
+    }
+
+    /// Sends files dropped this frame to the pane under the pointer, or the window.
+    pub(super) fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let (dropped, pointer) =
+            ctx.input(|i| (i.raw.dropped_files.clone(), i.pointer.latest_pos()));
+        if dropped.is_empty() {
+            return;
+        }
+        let target = match pointer {
+            Some(pos) if self.pane_rects[0].contains(pos) => Target::Positive,
+            Some(pos) if self.pane_rects[1].contains(pos) => Target::Negative,
+            _ => Target::Window,
+        };
+        let paths = dropped
+            .iter()
+            .map(|file| file.path().to_path_buf())
+            .collect();
+        self.loader.load(paths, target);
+    }
+
+    /// Ctrl+V outside a text field pastes the clipboard's image into the image prompt.
+    pub(super) fn handle_paste(&mut self, ctx: &egui::Context) {
+        let typing = ctx.memory(|m| m.focused().is_some());
+        let paste_pressed = ctx.input(|i| {
+            i.events.iter().any(|e| {
+                matches!(e, egui::Event::Paste(_))
+                    || matches!(e, egui::Event::Key { key: Key::V, pressed: true, modifiers, .. } if modifiers.command)
+            })
+        });
+        if paste_pressed && !typing {
+            tasks::paste_image(&self.notices, &self.loader, Target::Positive, pasted_dir());
+        }
+    }
+}
+
+/// Where pasted images are stored (prompts refer to files).
+pub(super) fn pasted_dir() -> std::path::PathBuf {
+    directories::ProjectDirs::from("", "", "Minus")
+        .map(|dirs| dirs.data_dir().join("pasted"))
+        .unwrap_or_else(|| std::env::temp_dir().join("minus-pasted"))
+}

@@ -1,0 +1,88 @@
+//! The one-line model status under the Generate button.
+
+use crate::engine::Event;
+
+/// What is loaded, being loaded, or failed, and how long the last run took.
+pub struct ModelStatus {
+    text: String,
+    last_run_secs: Option<f64>,
+}
+
+/// Shown until a model is chosen.
+const NO_MODELS: &str = "No models loaded: set a model under Models";
+
+impl Default for ModelStatus {
+    fn default() -> Self {
+        Self {
+            text: NO_MODELS.to_string(),
+            last_run_secs: None,
+        }
+    }
+}
+
+impl ModelStatus {
+    /// Back to "nothing loaded".
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Takes a model-loading event; returns a message for the message list, if any.
+    pub fn apply(&mut self, event: &Event) -> Option<String> {
+        match event {
+            Event::ModelsLoading => self.text = "Loading models...".to_string(),
+            Event::ModelsLoaded {
+                elapsed_secs,
+                device,
+            } => self.text = format!("Models loaded on {device} in {elapsed_secs:.1}s"),
+            Event::ModelsFailed { error } => {
+                self.text = "Models failed to load".to_string();
+                return Some(format!("Models: {error}"));
+            }
+            Event::Finished { elapsed_secs, .. } => self.last_run_secs = Some(*elapsed_secs),
+            _ => {}
+        }
+        None
+    }
+
+    /// The line to show.
+    pub fn text(&self) -> String {
+        match self.last_run_secs {
+            Some(secs) => format!("{}; last run {secs:.1}s", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loading_then_failure_is_reported_once() {
+        let mut status = ModelStatus::default();
+        assert_eq!(status.apply(&Event::ModelsLoading), None);
+        assert_eq!(status.text(), "Loading models...");
+        let message = status.apply(&Event::ModelsFailed {
+            error: "x: missing tensor".to_string(),
+        });
+        assert_eq!(message.as_deref(), Some("Models: x: missing tensor"));
+        assert_eq!(status.text(), "Models failed to load");
+    }
+
+    #[test]
+    fn a_finished_run_adds_its_time() {
+        let mut status = ModelStatus::default();
+        status.apply(&Event::ModelsLoaded {
+            elapsed_secs: 1.5,
+            device: "cpu".to_string(),
+        });
+        status.apply(&Event::Finished {
+            job: crate::engine::JobId(1),
+            images: Vec::new(),
+            request: Box::default(),
+            saved: Vec::new(),
+            elapsed_secs: 3.0,
+        });
+        assert_eq!(status.text(), "Models loaded on cpu in 1.5s; last run 3.0s");
+    }
+}
