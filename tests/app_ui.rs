@@ -460,3 +460,24 @@ fn the_gallery_reloads_saved_results_at_start() {
         app.gallery_len() == 2
     });
 }
+
+#[test]
+fn ctrl_v_with_an_image_on_the_clipboard_adds_an_image_prompt() {
+    let out = temp_dir("ui-paste-image");
+    let mut harness = harness(test_settings(&out));
+    harness.step();
+    // What egui 0.37 sends for Ctrl+V when the clipboard holds only an image.
+    let pixels = vec![egui::Color32::from_rgb(200, 30, 40); 24 * 16];
+    let image = egui::ColorImage::new([24, 16], pixels);
+    harness.event(egui::Event::PasteImage(Arc::new(image)));
+    run_until(
+        &mut harness,
+        "the pasted image in the image prompt",
+        |app| app.pane_counts() == (1, 0),
+    );
+    assert!(
+        app(&harness).messages().is_empty(),
+        "{:?}",
+        app(&harness).messages()
+    );
+}

@@ -115,8 +115,31 @@ impl MinusApp {
         self.loader.load(paths, target);
     }
 
-    /// Ctrl+V outside a text field pastes the clipboard's image into the image prompt.
+    /// Ctrl+V pastes the clipboard's image into the image prompt. egui hands an image-only
+    /// clipboard over as an image paste event; with text on the clipboard too, Ctrl+V
+    /// outside a text field reads the image from the clipboard itself.
     pub(super) fn handle_paste(&mut self, ctx: &egui::Context) {
+        let images: Vec<_> = ctx.input(|i| {
+            i.events
+                .iter()
+                .filter_map(|e| match e {
+                    egui::Event::PasteImage(image) => Some(image.clone()),
+                    _ => None,
+                })
+                .collect()
+        });
+        for image in &images {
+            tasks::paste_pixels(
+                &self.notices,
+                &self.loader,
+                Target::Positive,
+                pasted_dir(),
+                image,
+            );
+        }
+        if !images.is_empty() {
+            return;
+        }
         let typing = ctx.memory(|m| m.focused().is_some());
         let paste_pressed = ctx.input(|i| {
             i.events.iter().any(|e| {

@@ -96,8 +96,7 @@ pub fn pick_images(notices: &Notices, loader: &Loader, target: Target) {
     });
 }
 
-/// Takes an image from the clipboard, stores it as PNG in `pasted_dir` (prompts
-/// refer to files) and loads it into `target`.
+/// Takes an image from the clipboard and pastes it into `target` (the Paste buttons).
 pub fn paste_image(notices: &Notices, loader: &Loader, target: Target, pasted_dir: PathBuf) {
     let loader = loader.clone();
     spawn(notices, "paste", move || {
@@ -105,19 +104,45 @@ pub fn paste_image(notices: &Notices, loader: &Loader, target: Target, pasted_di
         let data = clipboard
             .get_image()
             .map_err(|_| "the clipboard holds no image".to_string())?;
-        let rgba = image::RgbaImage::from_raw(
-            data.width as u32,
-            data.height as u32,
-            data.bytes.into_owned(),
-        )
-        .ok_or("the clipboard image has an unexpected size")?;
-        let rgb = crate::pipeline::preprocess::to_rgb(&image::DynamicImage::ImageRgba8(rgba));
-        let name = hex::encode(&Sha256::digest(rgb.as_raw())[..8]);
-        let path = pasted_dir.join(format!("pasted-{name}.png"));
-        save_plain_png(&path, &rgb).map_err(|e| e.to_string())?;
-        loader.load(vec![path], target);
-        Ok(None)
+        let size = [data.width, data.height];
+        store_pasted(&loader, target, &pasted_dir, size, data.bytes.into_owned())
     });
+}
+
+/// Pastes RGBA pixels the window already has (Ctrl+V, which egui turns into an image
+/// paste event) into `target`.
+pub fn paste_pixels(
+    notices: &Notices,
+    loader: &Loader,
+    target: Target,
+    pasted_dir: PathBuf,
+    image: &egui::ColorImage,
+) {
+    let loader = loader.clone();
+    let size = image.size;
+    let rgba: Vec<u8> = image.pixels.iter().flat_map(|p| p.to_array()).collect();
+    spawn(notices, "paste", move || {
+        store_pasted(&loader, target, &pasted_dir, size, rgba)
+    });
+}
+
+/// Stores pasted pixels as PNG in `pasted_dir` (prompts refer to files) and loads
+/// them into `target`.
+fn store_pasted(
+    loader: &Loader,
+    target: Target,
+    pasted_dir: &Path,
+    [width, height]: [usize; 2],
+    rgba: Vec<u8>,
+) -> Result<Option<String>, String> {
+    let rgba = image::RgbaImage::from_raw(width as u32, height as u32, rgba)
+        .ok_or("the pasted image has an unexpected size")?;
+    let rgb = crate::pipeline::preprocess::to_rgb(&image::DynamicImage::ImageRgba8(rgba));
+    let name = hex::encode(&Sha256::digest(rgb.as_raw())[..8]);
+    let path = pasted_dir.join(format!("pasted-{name}.png"));
+    save_plain_png(&path, &rgb).map_err(|e| e.to_string())?;
+    loader.load(vec![path], target);
+    Ok(None)
 }
 
 /// Puts an image on the clipboard.
