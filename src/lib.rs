@@ -8,6 +8,7 @@ pub mod allocator;
 pub mod app;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod models;
 pub mod output;
 pub mod pipeline;
