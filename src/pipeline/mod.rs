@@ -7,6 +7,7 @@ pub mod noise;
 pub mod preprocess;
 pub mod preview;
 pub mod request;
+pub mod resample;
 
 pub use generate::{Flow, Generation, StepReport, generate};
 pub use models::{ModelPaths, Models};
