@@ -505,8 +505,10 @@ impl MinusApp {
             target,
             path,
             result,
+            note,
         } in self.loader.poll()
         {
+            self.messages.extend(note);
             let (image, request) = match result {
                 Ok(loaded) => loaded,
                 Err(error) => {
