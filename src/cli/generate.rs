@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use minus::output::{numbered_paths, save_png};
+use minus::output::format::{SaveFormat, save_result};
+use minus::output::{check_replaceable, numbered_paths};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::models::{device_name, resolve_dtype, select_device};
 use minus::pipeline::noise::random_seed;
@@ -101,7 +102,8 @@ pub struct GenerateArgs {
     /// f32, f16 or bf16 (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
     #[arg(long)]
     dtype: Option<String>,
-    /// Output PNG.
+    /// Output image: .png (settings embedded, restorable), .jpg/.jpeg or .webp
+    /// (settings as EXIF text).
     #[arg(long, short, default_value = "minus.png")]
     output: PathBuf,
 }
@@ -170,6 +172,12 @@ impl GenerateArgs {
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
     request.validate()?;
+    // Checked before any work: a run must not end in a file that cannot be written.
+    let outputs = numbered_paths(&args.output, request.batch);
+    for path in &outputs {
+        check_replaceable(path)?;
+        SaveFormat::from_path(path)?;
+    }
     let device = select_device(&args.device)?;
     let dtype = resolve_dtype(&device, args.dtype.as_deref())?;
     eprintln!("device: {} ({dtype:?})", device_name(&device));
@@ -202,11 +210,8 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    for (path, image) in numbered_paths(&args.output, generation.images.len())
-        .iter()
-        .zip(&generation.images)
-    {
-        save_png(path, image, &generation.request, &model_name)?;
+    for (path, image) in outputs.iter().zip(&generation.images) {
+        save_result(path, image, &generation.request, &model_name)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

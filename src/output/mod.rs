@@ -1,6 +1,8 @@
 //! Saved results: PNG files carrying their settings (an A1111-style `parameters`
 //! text and the whole request as JSON), written atomically.
 
+pub mod exif;
+pub mod format;
 pub mod grid;
 
 use std::io::Write;
