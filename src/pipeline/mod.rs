@@ -2,6 +2,7 @@
 
 pub mod conditioning;
 pub mod generate;
+pub mod memory;
 pub mod models;
 pub mod noise;
 pub mod preprocess;
