@@ -525,9 +525,10 @@ impl MinusApp {
             };
             let target = match (target, request) {
                 (Target::Window, Some(request)) => {
-                    self.restore(request);
-                    self.messages
-                        .push(format!("Settings restored from {}", path.display()));
+                    if self.restore(request) {
+                        self.messages
+                            .push(format!("Settings restored from {}", path.display()));
+                    }
                     continue;
                 }
                 (Target::Gallery, request) => {
@@ -574,18 +575,21 @@ impl MinusApp {
         }
     }
 
-    /// Applies a saved request (the panes take its images).
-    fn restore(&mut self, request: crate::pipeline::Request) {
-        let images = |prompts: &[crate::pipeline::ImagePrompt]| {
-            prompts.iter().map(|p| p.path.clone()).collect()
-        };
-        self.positive.images.clear();
-        self.negative.images.clear();
-        self.loader.load(images(&request.images), Target::Positive);
-        self.loader
-            .load(images(&request.negative_images), Target::Negative);
+    /// Applies a saved request (the panes take its images with their weights); returns
+    /// false, with a message and nothing changed, when the request is invalid.
+    fn restore(&mut self, request: crate::pipeline::Request) -> bool {
+        if let Err(error) = request.validate() {
+            self.messages
+                .push(format!("Settings not restored: {error}"));
+            return false;
+        }
+        let positive = self.positive.restore(&request.images);
+        let negative = self.negative.restore(&request.negative_images);
+        self.loader.load(positive, Target::Positive);
+        self.loader.load(negative, Target::Negative);
         self.settings.request = request;
         self.settings.random_seed = false;
+        true
     }
 
     fn handle_dropped_files(&mut self, ctx: &egui::Context) {
@@ -713,7 +717,9 @@ impl MinusApp {
             match self.results.main_ui(ui) {
                 ResultAction::None => {}
                 ResultAction::Cancel(job) => self.engine.send(Command::Cancel(job)),
-                ResultAction::UseSettings(request) => self.restore(request),
+                ResultAction::UseSettings(request) => {
+                    self.restore(request);
+                }
                 ResultAction::UseAsImage(path) => self.loader.load(vec![path], Target::Positive),
                 ResultAction::UseAsNegative(path) => self.loader.load(vec![path], Target::Negative),
                 ResultAction::SaveAs(source) => tasks::save_as(&self.notices, source),
