@@ -29,6 +29,10 @@ pub enum MinusError {
     #[error("{path}: bad config: {message}")]
     BadConfig { path: PathBuf, message: String },
 
+    /// A file Minus will not read or replace (not a regular file, too large, ...).
+    #[error("{path}: {message}")]
+    Refused { path: PathBuf, message: String },
+
     /// An input image could not be decoded.
     #[error("{path}: cannot read image: {message}")]
     BadImage { path: PathBuf, message: String },

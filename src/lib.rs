@@ -17,6 +17,7 @@ pub mod app;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod models;
 pub mod output;
 pub mod pipeline;

@@ -2,140 +2,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::ui::{app, drop_on, harness, run_until, saved_pngs, test_settings};
 use common::{fixtures, temp_dir};
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use minus::app::{MinusApp, ModelSettings, Settings};
-use minus::device::DeviceChoice;
-use minus::weights::ModelPaths;
-
-/// A file "dropped" from the file manager.
-#[derive(Debug)]
-struct DroppedPath(PathBuf);
-
-impl egui::DroppedFile for DroppedPath {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
-struct State {
-    app: Option<MinusApp>,
-    settings: Settings,
-}
-
-fn test_settings(output_dir: &Path) -> Settings {
-    let models = fixtures().join("models");
-    let ip = models.join("ip-adapter/models");
-    let mut settings = Settings {
-        models: ModelSettings {
-            paths: ModelPaths {
-                model: models.join("sd15"),
-                ip_adapter: Some(ip.join("ip-adapter_sd15.safetensors")),
-                image_encoder: Some(ip.join("image_encoder")),
-                ..ModelPaths::default()
-            },
-            device: DeviceChoice::Cpu,
-            models_dir: String::new(),
-        },
-        output_dir: Some(output_dir.to_path_buf()),
-        random_seed: false,
-        ..Settings::default()
-    };
-    settings.request.steps = 6;
-    settings.request.width = 96;
-    settings.request.height = 64;
-    settings.request.seed = 5;
-    settings
-}
-
-fn harness(settings: Settings) -> Harness<'static, State> {
-    let state = State {
-        app: None,
-        settings,
-    };
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 860.0))
-        .build_ui_state(
-            |ui, state: &mut State| {
-                let app = state.app.get_or_insert_with(|| {
-                    MinusApp::new(ui.ctx(), state.settings.clone()).expect("engine starts")
-                });
-                app.show(ui);
-            },
-            state,
-        )
-}
-
-fn app<'a>(harness: &'a Harness<'_, State>) -> &'a MinusApp {
-    harness
-        .state()
-        .app
-        .as_ref()
-        .expect("app built on the first frame")
-}
-
-/// Steps the UI (in real time, as the engine works) until `done` holds for the
-/// harness (and so the app and the widgets) or the timeout.
-fn step_until(
-    harness: &mut Harness<'_, State>,
-    what: &str,
-    done: impl Fn(&Harness<'_, State>) -> bool,
-) {
-    let started = Instant::now();
-    loop {
-        harness.step();
-        if done(harness) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}; messages: {:?}",
-            app(harness).messages()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Steps the UI until `done` holds for the app.
-fn run_until(harness: &mut Harness<'_, State>, what: &str, done: impl Fn(&MinusApp) -> bool) {
-    step_until(harness, what, |h| done(app(h)));
-}
-
-fn drop_on(harness: &mut Harness<'_, State>, label: &str, file: PathBuf) {
-    let target = harness.get_by_label(label).rect().center();
-    harness
-        .input_mut()
-        .events
-        .push(egui::Event::PointerMoved(target));
-    harness
-        .input_mut()
-        .dropped_files
-        .push(Arc::new(DroppedPath(file)));
-    harness.step();
-}
-
-fn saved_pngs(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "png"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
+use minus::app::ModelSettings;
 
 #[test]
 fn drop_images_generate_and_see_previews_and_a_saved_result() {
@@ -459,25 +332,4 @@ fn the_gallery_reloads_saved_results_at_start() {
     run_until(&mut harness, "the saved results", |app| {
         app.gallery_len() == 2
     });
-}
-
-#[test]
-fn ctrl_v_with_an_image_on_the_clipboard_adds_an_image_prompt() {
-    let out = temp_dir("ui-paste-image");
-    let mut harness = harness(test_settings(&out));
-    harness.step();
-    // What egui 0.37 sends for Ctrl+V when the clipboard holds only an image.
-    let pixels = vec![egui::Color32::from_rgb(200, 30, 40); 24 * 16];
-    let image = egui::ColorImage::new([24, 16], pixels);
-    harness.event(egui::Event::PasteImage(Arc::new(image)));
-    run_until(
-        &mut harness,
-        "the pasted image in the image prompt",
-        |app| app.pane_counts() == (1, 0),
-    );
-    assert!(
-        app(&harness).messages().is_empty(),
-        "{:?}",
-        app(&harness).messages()
-    );
 }

@@ -8,7 +8,7 @@ use super::loader::{Loaded, Target};
 use super::panes::PaneImage;
 use super::results::GalleryEntry;
 use super::{tasks, texture};
-use crate::pipeline::{ImagePrompt, Request};
+use crate::pipeline::Request;
 
 impl MinusApp {
     /// Puts images the loader has read into their pane or the gallery.
@@ -17,8 +17,10 @@ impl MinusApp {
             target,
             path,
             result,
+            note,
         } in self.loader.poll()
         {
+            self.messages.extend(note);
             let (image, request) = match result {
                 Ok(loaded) => loaded,
                 Err(error) => {
@@ -35,9 +37,10 @@ impl MinusApp {
             };
             let target = match (target, request) {
                 (Target::Window, Some(request)) => {
-                    self.restore(request);
-                    self.messages
-                        .push(format!("Settings restored from {}", path.display()));
+                    if self.restore(request) {
+                        self.messages
+                            .push(format!("Settings restored from {}", path.display()));
+                    }
                     continue;
                 }
                 (Target::Gallery, request) => {
@@ -84,16 +87,21 @@ impl MinusApp {
         }
     }
 
-    /// Applies a saved request (the panes take its images).
-    pub(super) fn restore(&mut self, request: Request) {
-        let images = |prompts: &[ImagePrompt]| prompts.iter().map(|p| p.path.clone()).collect();
-        self.positive.images.clear();
-        self.negative.images.clear();
-        self.loader.load(images(&request.images), Target::Positive);
-        self.loader
-            .load(images(&request.negative_images), Target::Negative);
+    /// Applies a saved request (the panes take its images with their weights); returns
+    /// false, with a message and nothing changed, when the request is invalid.
+    pub(super) fn restore(&mut self, request: Request) -> bool {
+        if let Err(error) = request.validate() {
+            self.messages
+                .push(format!("Settings not restored: {error}"));
+            return false;
+        }
+        let positive = self.positive.restore(&request.images);
+        let negative = self.negative.restore(&request.negative_images);
+        self.loader.load(positive, Target::Positive);
+        self.loader.load(negative, Target::Negative);
         self.settings.request = request;
         self.settings.random_seed = false;
+        true
     }
 
     /// Sends files dropped this frame to the pane under the pointer, or the window.

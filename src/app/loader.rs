@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use image::RgbImage;
 
-use crate::output::read_request;
+use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
+use crate::output::read_settings;
 use crate::pipeline::Request;
 use crate::pipeline::preprocess::decode_rgb;
 
@@ -21,12 +22,17 @@ pub enum Target {
     Gallery,
 }
 
+/// The image and its embedded request, or why the file could not be read.
+pub type LoadResult = Result<(RgbImage, Option<Request>), String>;
+
 /// A decoded file.
 pub struct Loaded {
     pub target: Target,
     pub path: PathBuf,
     /// The image and its embedded request, or why it could not be read.
-    pub result: Result<(RgbImage, Option<Request>), String>,
+    pub result: LoadResult,
+    /// Why embedded settings were not used (too large, corrupt, invalid), for the user.
+    pub note: Option<String>,
 }
 
 /// Background file loading; results are polled every frame.
@@ -37,11 +43,24 @@ pub struct Loader {
     repaint: egui::Context,
 }
 
-fn read(path: &Path) -> Result<(RgbImage, Option<Request>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let image =
-        decode_rgb(&bytes).map_err(|e| format!("{}: not an image ({e})", path.display()))?;
-    Ok((image, read_request(&bytes)))
+/// Reads and decodes one file; a settings text that cannot be used becomes a note and
+/// the image is still shown.
+fn read(path: &Path) -> (LoadResult, Option<String>) {
+    let bytes = match read_regular_file(path, MAX_IMAGE_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(error) => return (Err(error.to_string()), None),
+    };
+    let image = match decode_rgb(&bytes) {
+        Ok(image) => image,
+        Err(e) => return (Err(format!("{}: not an image ({e})", path.display())), None),
+    };
+    match read_settings(&bytes) {
+        Ok(request) => (Ok((image, request)), None),
+        Err(note) => (
+            Ok((image, None)),
+            Some(format!("{}: {note}", path.display())),
+        ),
+    }
 }
 
 impl Loader {
@@ -63,12 +82,13 @@ impl Loader {
             .name("minus-file-loader".to_string())
             .spawn(move || {
                 for path in paths {
-                    let result = read(&path);
+                    let (result, note) = read(&path);
                     if sender
                         .send(Loaded {
                             target,
                             path,
                             result,
+                            note,
                         })
                         .is_err()
                     {

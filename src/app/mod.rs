@@ -398,7 +398,9 @@ impl MinusApp {
             match self.results.main_ui(ui) {
                 ResultAction::None => {}
                 ResultAction::Cancel(job) => self.engine.send(Command::Cancel(job)),
-                ResultAction::UseSettings(request) => self.restore(request),
+                ResultAction::UseSettings(request) => {
+                    self.restore(request);
+                }
                 ResultAction::UseAsImage(path) => self.loader.load(vec![path], Target::Positive),
                 ResultAction::UseAsNegative(path) => self.loader.load(vec![path], Target::Negative),
                 ResultAction::SaveAs(source) => tasks::save_as(&self.notices, source),

@@ -48,6 +48,15 @@ impl PaneImage {
         }
     }
 
+    /// An image of a restored request: its weight kept, on (a saved request lists
+    /// only the images that took part in the run).
+    pub fn from_prompt(prompt: &ImagePrompt) -> Self {
+        Self {
+            weight: prompt.weight,
+            ..Self::new(prompt.path.clone())
+        }
+    }
+
     /// What is remembered between launches.
     pub fn saved(&self) -> SavedPromptImage {
         SavedPromptImage {
@@ -76,6 +85,13 @@ impl Pane {
                 ..ImagePrompt::new(image.path.clone())
             })
             .collect()
+    }
+
+    /// Replaces the images by those of a restored request; they wait for their
+    /// thumbnails, and the returned paths are for the loader.
+    pub fn restore(&mut self, prompts: &[ImagePrompt]) -> Vec<PathBuf> {
+        self.images = prompts.iter().map(PaneImage::from_prompt).collect();
+        prompts.iter().map(|p| p.path.clone()).collect()
     }
 
     /// Draws the pane; returns its rectangle (for routing dropped files) and the action asked for.

@@ -174,7 +174,9 @@ pub fn save_as(notices: &Notices, source: ImageSource) {
         };
         match &source {
             ImageSource::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let bytes =
+                    crate::files::read_regular_file(path, crate::files::MAX_IMAGE_FILE_BYTES)
+                        .map_err(|e| e.to_string())?;
                 crate::output::write_atomic(&target, &bytes).map_err(|e| e.to_string())?;
             }
             ImageSource::Memory(image) => {

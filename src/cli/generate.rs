@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, select_device};
-use minus::output::{numbered_paths, save_png};
+use minus::output::format::{SaveFormat, save_result};
+use minus::output::{check_replaceable, numbered_paths};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::preprocess::FitMode;
 use minus::pipeline::{Flow, ImagePrompt, Models, Request, Window, generate};
@@ -88,7 +89,8 @@ pub struct GenerateArgs {
     /// Number format (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
     #[arg(long, value_enum)]
     dtype: Option<DTypeChoice>,
-    /// Output PNG.
+    /// Output image: .png (settings embedded, restorable), .jpg/.jpeg or .webp
+    /// (settings as EXIF text).
     #[arg(long, short, default_value = "minus.png")]
     output: PathBuf,
 }
@@ -150,6 +152,12 @@ impl GenerateArgs {
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
     request.validate()?;
+    // Checked before any work: a run must not end in a file that cannot be written.
+    let outputs = numbered_paths(&args.output, request.batch);
+    for path in &outputs {
+        check_replaceable(path)?;
+        SaveFormat::from_path(path)?;
+    }
     let device = select_device(args.device)?;
     let dtype = resolve_dtype(&device, args.dtype)?;
     eprintln!("device: {} ({dtype:?})", device_name(&device));
@@ -171,11 +179,8 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     .context("generation failed")?;
     eprintln!();
     let model_name = args.models.model_name();
-    for (path, image) in numbered_paths(&args.output, generation.images.len())
-        .iter()
-        .zip(&generation.images)
-    {
-        save_png(path, image, &generation.request, &model_name)?;
+    for (path, image) in outputs.iter().zip(&generation.images) {
+        save_result(path, image, &generation.request, &model_name)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

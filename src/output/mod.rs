@@ -1,10 +1,13 @@
 //! Saved results: PNG files carrying their settings (an A1111-style `parameters`
 //! text and the whole request as JSON), written atomically.
 
+pub mod exif;
+pub mod format;
 pub mod grid;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::RgbImage;
 
@@ -76,21 +79,59 @@ pub fn encode_png(image: &RgbImage, request: &Request, model_name: &str) -> Resu
     Ok(bytes)
 }
 
+/// Refuses to replace what exists at `path` and is not a regular file: renaming over a
+/// device node, a FIFO, a folder or a symbolic link would destroy it.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_file() => Ok(()),
+        Ok(metadata) => Err(MinusError::Refused {
+            path: path.to_path_buf(),
+            message: format!(
+                "is {}; Minus only writes over regular files (choose another output path)",
+                crate::files::kind(&metadata)
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(MinusError::io(path, e)),
+    }
+}
+
+/// Creates a new temporary file beside `path`; `create_new` never follows a link
+/// or reuses a file someone else put there.
+fn create_temp_beside(dir: &Path, path: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((file, temp)),
+            // Left over from a crashed run with the same process id: try the next name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename,
 /// so a full disk or a crash never leaves a half-written image under the final name.
+/// Anything at `path` that is not a regular file is left alone, with an error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    check_replaceable(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| MinusError::io(dir, e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let (mut file, temp) = create_temp_beside(dir, path).map_err(|e| MinusError::io(path, e))?;
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
@@ -123,24 +164,64 @@ pub fn save_plain_png(path: &Path, image: &RgbImage) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Reads the request embedded in a PNG written by Minus, if any.
-pub fn read_request(png_bytes: &[u8]) -> Option<Request> {
-    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
-    let reader = decoder.read_info().ok()?;
-    let info = reader.info();
-    let from_itxt = info
-        .utf8_text
-        .iter()
-        .find(|chunk| chunk.keyword == REQUEST_KEY)
-        .and_then(|chunk| chunk.get_text().ok());
-    let from_text = || {
-        info.uncompressed_latin1_text
-            .iter()
-            .find(|chunk| chunk.keyword == REQUEST_KEY)
-            .map(|chunk| chunk.text.clone())
+/// Largest settings text Minus inflates from a PNG; its own are a few KiB.
+pub const MAX_SETTINGS_TEXT_BYTES: usize = 4 << 20;
+/// Largest total of text and other metadata chunks read from a PNG (still compressed).
+const MAX_PNG_METADATA_BYTES: usize = 4 * MAX_SETTINGS_TEXT_BYTES;
+
+/// Reads the request embedded in a PNG written by Minus: `Ok(None)` when there is
+/// none, `Err` with a note for the user when there is one Minus will not use
+/// (too large, corrupt, or with settings that do not validate).
+pub fn read_settings(png_bytes: &[u8]) -> std::result::Result<Option<Request>, String> {
+    let decoder = png::Decoder::new_with_limits(
+        std::io::Cursor::new(png_bytes),
+        png::Limits {
+            bytes: MAX_PNG_METADATA_BYTES,
+        },
+    );
+    let reader = match decoder.read_info() {
+        Ok(reader) => reader,
+        Err(png::DecodingError::LimitsExceeded) => {
+            return Err(format!(
+                "settings ignored: the PNG's text chunks exceed {} MiB",
+                MAX_PNG_METADATA_BYTES >> 20
+            ));
+        }
+        // Not a PNG, or a broken one: decoding the image reports that.
+        Err(_) => return Ok(None),
     };
-    let json = from_itxt.or_else(from_text)?;
-    serde_json::from_str(&json).ok()
+    let info = reader.info();
+    let json = if let Some(chunk) = info.utf8_text.iter().find(|c| c.keyword == REQUEST_KEY) {
+        let mut chunk = chunk.clone();
+        chunk
+            .decompress_text_with_limit(MAX_SETTINGS_TEXT_BYTES)
+            .and_then(|()| chunk.get_text())
+            .map_err(|e| {
+                format!(
+                    "settings ignored: the `{REQUEST_KEY}` text is over {} MiB or corrupt ({e})",
+                    MAX_SETTINGS_TEXT_BYTES >> 20
+                )
+            })?
+    } else if let Some(chunk) = info
+        .uncompressed_latin1_text
+        .iter()
+        .find(|c| c.keyword == REQUEST_KEY)
+    {
+        chunk.text.clone()
+    } else {
+        return Ok(None);
+    };
+    let request: Request = serde_json::from_str(&json)
+        .map_err(|e| format!("settings ignored: they cannot be read ({e})"))?;
+    request
+        .validate()
+        .map_err(|e| format!("settings ignored: {e}"))?;
+    Ok(Some(request))
+}
+
+/// The request embedded in a PNG, if there is one Minus can use.
+pub fn read_request(png_bytes: &[u8]) -> Option<Request> {
+    read_settings(png_bytes).ok().flatten()
 }
 
 /// Seconds since the Unix epoch, for unique, sortable file names of saved results.
@@ -200,6 +281,105 @@ mod tests {
             .expect("a plain PNG encodes");
         assert!(!bytes.is_empty());
         assert_eq!(read_request(&bytes), None);
+    }
+
+    /// A PNG whose `minus-request` iTXt chunk is compressed and inflates to `text`.
+    fn png_with_compressed_request(text: String) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, 1, 1);
+        encoder.set_color(png::ColorType::Rgb);
+        let mut writer = encoder.write_header().expect("header");
+        let mut chunk = png::text_metadata::ITXtChunk::new(REQUEST_KEY, text);
+        chunk.compressed = true;
+        writer.write_text_chunk(&chunk).expect("text chunk");
+        writer.write_image_data(&[0, 0, 0]).expect("pixels");
+        writer.finish().expect("finish");
+        bytes
+    }
+
+    #[test]
+    fn a_settings_text_that_inflates_too_far_is_ignored_with_a_note() {
+        let bomb = png_with_compressed_request(" ".repeat(64 << 20));
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let note = read_settings(&bomb).expect_err("over the limit");
+        assert!(note.contains("over 4 MiB"), "{note}");
+        assert_eq!(read_request(&bomb), None);
+        let small = serde_json::to_string(&Request::default()).expect("json");
+        assert_eq!(
+            read_settings(&png_with_compressed_request(small)),
+            Ok(Some(Request::default()))
+        );
+    }
+
+    #[test]
+    fn settings_that_do_not_validate_are_ignored_with_a_note() -> Result<()> {
+        let request = Request {
+            ip_weight: 1e300,
+            ..Request::default()
+        };
+        let bytes = encode_png(&RgbImage::new(2, 2), &request, "test")?;
+        let note = read_settings(&bytes).expect_err("refused");
+        assert!(
+            note.contains("image prompt weight must be a number"),
+            "{note}"
+        );
+        let json = serde_json::to_string(&Request::default()).expect("json");
+        let broken = png_with_compressed_request(json.replace("1.0", "null"));
+        let note = read_settings(&broken).expect_err("refused");
+        assert!(note.contains("cannot be read"), "{note}");
+        Ok(())
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("minus-output-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn never_replaces_what_is_not_a_regular_file() {
+        let dir = temp_dir("replace");
+        let fifo = dir.join("fifo.png");
+        let link = dir.join("link.png");
+        let target = dir.join("target.png");
+        let folder = dir.join("folder.png");
+        for path in [&fifo, &link, &target] {
+            let _ = std::fs::remove_file(path);
+        }
+        std::fs::create_dir_all(&folder).expect("folder");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .expect("mkfifo")
+                .success()
+        );
+        std::fs::write(&target, b"keep").expect("target");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        for (path, what) in [
+            (&fifo, "a FIFO"),
+            (&link, "a symbolic link"),
+            (&folder, "a folder"),
+        ] {
+            let message = write_atomic(path, b"png").expect_err("refused").to_string();
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains(what), "{message}");
+        }
+        use std::os::unix::fs::FileTypeExt;
+        let fifo_type = std::fs::symlink_metadata(&fifo).expect("fifo").file_type();
+        assert!(fifo_type.is_fifo());
+        assert!(std::fs::symlink_metadata(&link).expect("link").is_symlink());
+        assert_eq!(std::fs::read(&target).expect("target"), b"keep");
+        // A regular file is replaced, and no temporary file is left beside it.
+        write_atomic(&target, b"new").expect("regular file replaced");
+        assert_eq!(std::fs::read(&target).expect("target"), b"new");
+        let leftovers = std::fs::read_dir(&dir)
+            .expect("list")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .count();
+        assert_eq!(leftovers, 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::models::{ImagePromptModels, Models};
 use super::preprocess::{FitMode, clip_pixel_values, decode_rgb};
 use super::request::{ImagePrompt, Request};
+use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
 use crate::models::ip_adapter::ImageFeature;
 use crate::{MinusError, Result};
 
@@ -137,7 +138,7 @@ fn side_features(
     let mut sum: Option<Tensor> = None;
     let mut total_weight = 0.0;
     for prompt in images.iter_mut() {
-        let bytes = std::fs::read(&prompt.path).map_err(|e| MinusError::io(&prompt.path, e))?;
+        let bytes = read_regular_file(&prompt.path, MAX_IMAGE_FILE_BYTES)?;
         let hash = hex::encode(Sha256::digest(&bytes));
         prompt.sha256 = Some(hash.clone());
         if prompt.weight <= 0.0 {

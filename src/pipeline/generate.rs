@@ -71,6 +71,7 @@ pub fn generate(
     on_step: &mut dyn FnMut(&StepReport) -> Flow,
 ) -> Result<Generation> {
     request.validate()?;
+    super::memory::check_request(models, request)?;
     let mut request = request.clone();
     let conditioning = prepare(models, &mut request, cache)?;
     let started = Instant::now();

@@ -6,6 +6,8 @@ use std::path::Path;
 use image::{DynamicImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
+use super::resample::{Canvas, Region, resize_region};
+use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
 use crate::{MinusError, Result};
 
 /// CLIP's per-channel normalisation mean.
@@ -42,18 +44,41 @@ impl FitMode {
     }
 }
 
+/// Largest width or height of an image Minus decodes.
+pub const MAX_IMAGE_SIDE_PX: u32 = 1 << 16;
+/// Largest buffer an image decoder may allocate.
+pub const MAX_DECODED_BYTES: u64 = 512 << 20;
+
 /// Reads an image file into 8-bit RGB (alpha composited onto white, gray replicated).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| MinusError::io(path, e))?;
+    let bytes = read_regular_file(path, MAX_IMAGE_FILE_BYTES)?;
     decode_rgb(&bytes).map_err(|message| MinusError::BadImage {
         path: path.to_path_buf(),
         message,
     })
 }
 
-/// Decodes encoded image bytes (PNG, JPEG, WebP, BMP) into 8-bit RGB.
+/// Decodes encoded image bytes (PNG, JPEG, WebP, BMP) into 8-bit RGB, refusing images
+/// whose size or decoded buffer is beyond Minus's limits before decoding them.
 pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
-    let image = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE_PX);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE_PX);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "image too large (at most {MAX_IMAGE_SIDE_PX} pixels a side and {} MiB decoded): {e}",
+            MAX_DECODED_BYTES >> 20
+        ),
+        other => other.to_string(),
+    })?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err("the image has no pixels".to_string());
+    }
     Ok(to_rgb(&image))
 }
 
@@ -84,45 +109,46 @@ fn composite_on_white(value: u32, alpha: u32) -> u8 {
 }
 
 /// Preprocesses an RGB image into CLIP `pixel_values`, `[3, size, size]` row-major.
+/// Only the part of the image that survives the fit is resampled, so memory stays
+/// that of a `size × size` image whatever the aspect ratio.
 pub fn clip_pixel_values(image: &RgbImage, size: usize, fit: FitMode) -> Vec<f32> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let whole = Region {
+        x: 0,
+        y: 0,
+        width: size,
+        height: size,
+    };
     let square = match fit {
         FitMode::Crop => {
-            let resized = resize_short_side(image, size);
-            center_crop(&resized, size)
+            // The short side becomes `size` (long side `int(size*long/short)`), then the
+            // middle square is kept, as `CLIPImageProcessor` does.
+            let (new_w, new_h) = if w <= h {
+                (size, size * h / w.max(1))
+            } else {
+                (size * w / h.max(1), size)
+            };
+            let middle = Region {
+                x: new_w.saturating_sub(size) / 2,
+                y: new_h.saturating_sub(size) / 2,
+                ..whole
+            };
+            resize_region(&Canvas::of(image), new_w, new_h, middle)
         }
         FitMode::Pad => {
-            let padded = pad_to_square(image);
-            resize_bicubic(&padded, size as u32, size as u32)
+            let side = w.max(h);
+            let canvas = Canvas {
+                image,
+                width: side,
+                height: side,
+                left: (side - w) / 2,
+                top: (side - h) / 2,
+            };
+            resize_region(&canvas, size, size, whole)
         }
-        FitMode::Squash => resize_bicubic(image, size as u32, size as u32),
+        FitMode::Squash => resize_region(&Canvas::of(image), size, size, whole),
     };
     normalize(&square)
-}
-
-fn resize_short_side(image: &RgbImage, short: usize) -> RgbImage {
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let (new_w, new_h) = if w <= h {
-        (short, short * h / w)
-    } else {
-        (short * w / h, short)
-    };
-    resize_bicubic(image, new_w as u32, new_h as u32)
-}
-
-fn center_crop(image: &RgbImage, size: usize) -> RgbImage {
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let top = h.saturating_sub(size) / 2;
-    let left = w.saturating_sub(size) / 2;
-    image::imageops::crop_imm(image, left as u32, top as u32, size as u32, size as u32).to_image()
-}
-
-fn pad_to_square(image: &RgbImage) -> RgbImage {
-    let side = image.width().max(image.height());
-    let mut out = RgbImage::from_pixel(side, side, image::Rgb([255, 255, 255]));
-    let left = (side - image.width()) / 2;
-    let top = (side - image.height()) / 2;
-    image::imageops::replace(&mut out, image, i64::from(left), i64::from(top));
-    out
 }
 
 fn normalize(image: &RgbImage) -> Vec<f32> {
@@ -135,112 +161,4 @@ fn normalize(image: &RgbImage) -> Vec<f32> {
         }
     }
     out
-}
-
-/// Fixed-point precision of Pillow's 8-bit resampling.
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-/// Pillow's bicubic kernel (a = -0.5).
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// Per output pixel: first input index and fixed-point weights.
-struct Coefficients {
-    bounds: Vec<(usize, usize)>,
-    weights: Vec<Vec<i32>>,
-}
-
-fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
-    let scale = in_size as f64 / out_size as f64;
-    let filter_scale = scale.max(1.0);
-    let support = 2.0 * filter_scale;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = Vec::with_capacity(out_size);
-    for xx in 0..out_size {
-        let center = (xx as f64 + 0.5) * scale;
-        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let count = xmax.saturating_sub(xmin);
-        let raw: Vec<f64> = (0..count)
-            .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) / filter_scale))
-            .collect();
-        let total: f64 = raw.iter().sum();
-        let fixed = raw
-            .iter()
-            .map(|w| {
-                let normalized = if total != 0.0 { w / total } else { *w };
-                let scaled = normalized * f64::from(1u32 << PRECISION_BITS);
-                (if scaled < 0.0 {
-                    scaled - 0.5
-                } else {
-                    scaled + 0.5
-                }) as i32
-            })
-            .collect();
-        bounds.push((xmin, count));
-        weights.push(fixed);
-    }
-    Coefficients { bounds, weights }
-}
-
-fn clip8(acc: i64) -> u8 {
-    (acc >> PRECISION_BITS).clamp(0, 255) as u8
-}
-
-/// One separable pass over RGB rows (`horizontal`) or columns.
-fn resample_pass(image: &RgbImage, out_w: u32, out_h: u32, horizontal: bool) -> RgbImage {
-    let (in_len, out_len) = if horizontal {
-        (image.width() as usize, out_w as usize)
-    } else {
-        (image.height() as usize, out_h as usize)
-    };
-    let coeffs = coefficients(in_len, out_len);
-    let mut out = RgbImage::new(out_w, out_h);
-    for y in 0..out_h {
-        for x in 0..out_w {
-            let (index, fixed_by) = if horizontal { (x, y) } else { (y, x) };
-            let (start, count) = coeffs.bounds[index as usize];
-            let weights = &coeffs.weights[index as usize];
-            let mut acc = [1i64 << (PRECISION_BITS - 1); 3];
-            for (k, weight) in weights.iter().enumerate().take(count) {
-                let src = (start + k) as u32;
-                let pixel = if horizontal {
-                    image.get_pixel(src, fixed_by)
-                } else {
-                    image.get_pixel(fixed_by, src)
-                };
-                for c in 0..3 {
-                    acc[c] += i64::from(pixel[c]) * i64::from(*weight);
-                }
-            }
-            out.put_pixel(
-                x,
-                y,
-                image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]),
-            );
-        }
-    }
-    out
-}
-
-/// Pillow's `Image.resize(..., BICUBIC)` on an 8-bit RGB image: horizontal pass,
-/// then vertical, each rounded to 8 bits.
-pub fn resize_bicubic(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    let mut current = image.clone();
-    if width != current.width() {
-        current = resample_pass(&current, width, current.height(), true);
-    }
-    if height != current.height() {
-        current = resample_pass(&current, width, height, false);
-    }
-    current
 }

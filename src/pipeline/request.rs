@@ -1,5 +1,6 @@
 //! What to generate: plain serialisable data, embedded in every saved PNG.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -116,9 +117,32 @@ impl Default for Request {
 
 /// Largest side accepted, to turn typos into messages instead of out-of-memory errors.
 pub const MAX_SIDE_PX: usize = 4096;
+/// Range of the IP-Adapter scales (the window offers 0..2; beyond ±10 images are noise).
+pub const IP_WEIGHT_RANGE: RangeInclusive<f64> = -10.0..=10.0;
+/// Range of the CFG scale.
+pub const CFG_RANGE: RangeInclusive<f64> = 0.0..=100.0;
+/// Range of an image's weight among the images of its side.
+pub const IMAGE_WEIGHT_RANGE: RangeInclusive<f64> = 0.0..=100.0;
+/// Range of the start and end of an image prompt's window (fractions of the run).
+pub const WINDOW_RANGE: RangeInclusive<f64> = 0.0..=1.0;
+
+/// One message for every number of a request: NaN, infinities and values out of
+/// range would otherwise give black images and settings that cannot be restored.
+fn check_number(name: &str, value: f64, range: RangeInclusive<f64>) -> Result<()> {
+    if value.is_finite() && range.contains(&value) {
+        return Ok(());
+    }
+    Err(MinusError::InvalidRequest(format!(
+        "{name} must be a number from {} to {}, got {value}",
+        range.start(),
+        range.end()
+    )))
+}
 
 impl Request {
-    /// Checks the settings that would otherwise fail deep inside the networks.
+    /// Checks every setting, so that nothing fails deep inside the networks and every
+    /// saved request can be restored. The CLI, the window, restored PNGs and
+    /// `pipeline::generate` all call this.
     pub fn validate(&self) -> Result<()> {
         let bad = |message: String| Err(MinusError::InvalidRequest(message));
         for (name, side) in [("width", self.width), ("height", self.height)] {
@@ -134,23 +158,23 @@ impl Request {
         if self.batch == 0 || self.batch > 64 {
             return bad(format!("images per run must be 1..=64, got {}", self.batch));
         }
-        if !self.cfg.is_finite() {
-            return bad("CFG scale must be a number".to_string());
-        }
+        check_number("CFG scale", self.cfg, CFG_RANGE)?;
+        check_number("image prompt weight", self.ip_weight, IP_WEIGHT_RANGE)?;
+        check_number(
+            "negative image prompt weight",
+            self.negative_ip_weight,
+            IP_WEIGHT_RANGE,
+        )?;
         for (name, window) in [
-            ("image", self.ip_window),
-            ("negative image", self.negative_ip_window),
+            ("image prompt", self.ip_window),
+            ("negative image prompt", self.negative_ip_window),
         ] {
-            if !(0.0..=1.0).contains(&window.start) || !(0.0..=1.0).contains(&window.end) {
-                return bad(format!("{name} prompt start/end must lie in 0..1"));
-            }
+            check_number(&format!("{name} start"), window.start, WINDOW_RANGE)?;
+            check_number(&format!("{name} end"), window.end, WINDOW_RANGE)?;
         }
-        let images = self.images.iter().chain(&self.negative_images);
-        if let Some(image) = images
-            .clone()
-            .find(|i| !i.weight.is_finite() || i.weight < 0.0)
-        {
-            return bad(format!("weight of {} must be >= 0", image.path.display()));
+        for image in self.images.iter().chain(&self.negative_images) {
+            let name = format!("weight of {}", image.path.display());
+            check_number(&name, image.weight, IMAGE_WEIGHT_RANGE)?;
         }
         Ok(())
     }
@@ -189,6 +213,38 @@ mod tests {
         };
         assert!(request.validate().is_err());
         assert!(Request::default().validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_every_number_that_is_not_finite_or_in_range() {
+        type Setter = fn(&mut Request, f64);
+        let cases: [(&str, Setter); 7] = [
+            ("CFG scale", |r, v| r.cfg = v),
+            ("image prompt weight", |r, v| r.ip_weight = v),
+            ("negative image prompt weight", |r, v| {
+                r.negative_ip_weight = v
+            }),
+            ("image prompt start", |r, v| r.ip_window.start = v),
+            ("negative image prompt end", |r, v| {
+                r.negative_ip_window.end = v
+            }),
+            ("weight of a.png", |r, v| r.images[0].weight = v),
+            ("weight of b.png", |r, v| r.negative_images[0].weight = v),
+        ];
+        for (name, set) in cases {
+            for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e9] {
+                let mut request = Request {
+                    images: vec![ImagePrompt::new("a.png")],
+                    negative_images: vec![ImagePrompt::new("b.png")],
+                    ..Request::default()
+                };
+                assert!(request.validate().is_ok());
+                set(&mut request, value);
+                let message = request.validate().expect_err("refused").to_string();
+                assert!(message.contains(name), "{name} = {value}: {message}");
+                assert!(message.contains("must be a number"), "{message}");
+            }
+        }
     }
 
     #[test]

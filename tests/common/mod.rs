@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod stand_in_hub;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

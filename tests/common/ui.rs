@@ -1,0 +1,139 @@
+//! The window driven with egui_kittest: a harness around the real app and steps
+//! that wait for the engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use minus::app::{MinusApp, ModelSettings, Settings};
+use minus::device::DeviceChoice;
+use minus::weights::ModelPaths;
+
+use super::fixtures;
+
+/// A file "dropped" from the file manager.
+#[derive(Debug)]
+pub struct DroppedPath(pub PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// The harness's state: the app, built on the first frame from `settings`.
+pub struct State {
+    pub app: Option<MinusApp>,
+    pub settings: Settings,
+}
+
+pub fn test_settings(output_dir: &Path) -> Settings {
+    let models = fixtures().join("models");
+    let ip = models.join("ip-adapter/models");
+    let mut settings = Settings {
+        models: ModelSettings {
+            paths: ModelPaths {
+                model: models.join("sd15"),
+                ip_adapter: Some(ip.join("ip-adapter_sd15.safetensors")),
+                image_encoder: Some(ip.join("image_encoder")),
+                ..ModelPaths::default()
+            },
+            device: DeviceChoice::Cpu,
+            models_dir: String::new(),
+        },
+        output_dir: Some(output_dir.to_path_buf()),
+        random_seed: false,
+        ..Settings::default()
+    };
+    settings.request.steps = 6;
+    settings.request.width = 96;
+    settings.request.height = 64;
+    settings.request.seed = 5;
+    settings
+}
+
+pub fn harness(settings: Settings) -> Harness<'static, State> {
+    let state = State {
+        app: None,
+        settings,
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_ui_state(
+            |ui, state: &mut State| {
+                let app = state.app.get_or_insert_with(|| {
+                    MinusApp::new(ui.ctx(), state.settings.clone()).expect("engine starts")
+                });
+                app.show(ui);
+            },
+            state,
+        )
+}
+
+pub fn app<'a>(harness: &'a Harness<'_, State>) -> &'a MinusApp {
+    harness
+        .state()
+        .app
+        .as_ref()
+        .expect("app built on the first frame")
+}
+
+/// Steps the UI (in real time, as the engine works) until `done` holds for the
+/// harness (and so the app and the widgets) or the timeout.
+pub fn step_until(
+    harness: &mut Harness<'_, State>,
+    what: &str,
+    done: impl Fn(&Harness<'_, State>) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        harness.step();
+        if done(harness) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; messages: {:?}",
+            app(harness).messages()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Steps the UI until `done` holds for the app.
+pub fn run_until(harness: &mut Harness<'_, State>, what: &str, done: impl Fn(&MinusApp) -> bool) {
+    step_until(harness, what, |h| done(app(h)));
+}
+
+pub fn drop_on(harness: &mut Harness<'_, State>, label: &str, file: PathBuf) {
+    let target = harness.get_by_label(label).rect().center();
+    harness
+        .input_mut()
+        .events
+        .push(egui::Event::PointerMoved(target));
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(file)));
+    harness.step();
+}
+
+pub fn saved_pngs(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "png"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
