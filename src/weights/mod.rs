@@ -1,5 +1,6 @@
 //! Finding and loading weight files: safetensors, diffusers folders, configs.
 
+pub mod bounded_pickle;
 pub mod catalogue;
 pub mod config;
 pub mod diffusers;
