@@ -7,12 +7,15 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::stand_in_hub::{Behaviour, COMMIT, StandInHub};
 use common::temp_dir;
 use minus::MinusError;
+use minus::engine::{Command as EngineCommand, Engine, Event, LoadSettings};
+use minus::pipeline::Request;
 use minus::weights::hub::{DownloadProgress, Hub, sha256_file};
 use sha2::{Digest, Sha256};
 
@@ -488,4 +491,71 @@ fn models_verify_reports_each_file_and_skips_what_is_not_a_file() {
             "missing `{expected}` in:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn a_stalled_download_blocks_no_generation_and_cancels_within_a_second() {
+    let silent = StandInHub::start_with(
+        HashMap::new(),
+        Behaviour {
+            silent: true,
+            ..Behaviour::default()
+        },
+    );
+    let mut engine = Engine::spawn(Arc::new(|| {})).expect("engine");
+    let wait_for = |engine: &Engine, what: &str, found: &mut dyn FnMut(&Event) -> bool| {
+        let started = Instant::now();
+        loop {
+            let events = engine.drain_events();
+            for event in &events {
+                assert!(
+                    !matches!(
+                        event,
+                        Event::DownloadFailed { .. } | Event::DownloadsReady { .. }
+                    ) || what.contains("download"),
+                    "the download ended early: {event:?}"
+                );
+            }
+            if events.iter().any(&mut *found) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "no {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    engine.send(EngineCommand::LoadModels(LoadSettings {
+        paths: common::model_paths(None),
+        device: "cpu".to_string(),
+        dtype: None,
+    }));
+    wait_for(&engine, "models", &mut |e| {
+        matches!(e, Event::ModelsLoaded { .. })
+    });
+    engine.send(EngineCommand::DownloadDefaults {
+        hub: Hub::new(&silent.endpoint, temp_dir("hub-engine")),
+        adapter: "ip-adapter".to_string(),
+    });
+    let job = engine.next_job_id();
+    engine.send(EngineCommand::Generate {
+        job,
+        request: Request {
+            steps: 2,
+            width: 64,
+            height: 64,
+            ..Request::default()
+        },
+        output_dir: None,
+    });
+    wait_for(
+        &engine,
+        "generation",
+        &mut |e| matches!(e, Event::Finished { job: done, .. } if *done == job),
+    );
+    engine.send(EngineCommand::CancelDownload);
+    let took = wait_for(
+        &engine,
+        "download cancel",
+        &mut |e| matches!(e, Event::DownloadFailed { error } if error.contains("cancelled")),
+    );
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
 }
