@@ -5,8 +5,8 @@
 //!
 //! `app` (the window) → `engine` (the worker thread) → `output` (saved PNGs) →
 //! `pipeline` (one generation) → `weights` (finding and loading files) → `models`
-//! (the networks) → `schedulers` (the samplers), with `rng`, `device`, `error` and
-//! `allocator` as leaves any layer may use.
+//! (the networks) → `schedulers` (the samplers), with `rng`, `device`, `files`, `error`
+//! and `allocator` as leaves any layer may use.
 
 // Anything a user or a file can influence is handled, never unwrapped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

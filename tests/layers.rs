@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// The library's top-level modules from the top layer down; a module may import only
-/// from its own layer or those after it. Leaves (`rng`, `device`, `error`, `allocator`)
+/// from its own layer or those after it. Leaves (`rng`, `device`, `files`, `error`, `allocator`)
 /// are the bottom layer.
 const LAYERS: [&[&str]; 8] = [
     &["app"],
@@ -14,7 +14,7 @@ const LAYERS: [&[&str]; 8] = [
     &["weights"],
     &["models"],
     &["schedulers"],
-    &["rng", "device", "error", "allocator"],
+    &["rng", "device", "files", "error", "allocator"],
 ];
 
 /// Longest source file allowed, in lines.

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use minus::weights::catalogue::{Catalogue, FIRST_RUN};
-use minus::weights::hub::{Hub, verify_cache};
+use minus::weights::hub::{BlobCheck, Hub, verify_cache};
 use minus::weights::local;
 
 /// Flags of `minus models`.
@@ -99,24 +99,56 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
                 eprintln!("\r{name}: {}", path.display());
             }
         }
-        ModelsCommand::Verify => {
-            let mut repos: Vec<&str> = catalogue.entries.iter().map(|e| e.repo.as_str()).collect();
-            repos.dedup();
-            let mut bad = Vec::new();
-            for repo in repos {
-                bad.extend(verify_cache(&hub, repo)?);
+        ModelsCommand::Verify => verify(&catalogue, &hub)?,
+    }
+    Ok(())
+}
+
+/// Checks every cached blob of the catalogue's repos, reporting each problem and
+/// going on; fails at the end if any blob is corrupt or unreadable.
+fn verify(catalogue: &Catalogue, hub: &Hub) -> anyhow::Result<()> {
+    let mut repos: Vec<&str> = catalogue.entries.iter().map(|e| e.repo.as_str()).collect();
+    repos.sort_unstable();
+    repos.dedup();
+    let (mut matching, mut bad, mut skipped) = (0, 0, 0);
+    for repo in repos {
+        let report = match verify_cache(hub, repo) {
+            Ok(report) => report,
+            Err(error) => {
+                eprintln!("unreadable: {error}");
+                bad += 1;
+                continue;
             }
-            if !bad.is_empty() {
-                for path in &bad {
+        };
+        for (path, check) in report.blobs {
+            match check {
+                BlobCheck::Matches => matching += 1,
+                BlobCheck::Corrupt => {
                     eprintln!("corrupt: {}", path.display());
+                    bad += 1;
                 }
-                bail!(
-                    "{} cached file(s) do not match their checksum; delete them and download again",
-                    bad.len()
-                );
+                BlobCheck::Unreadable(reason) => {
+                    eprintln!("unreadable: {}: {reason}", path.display());
+                    bad += 1;
+                }
+                BlobCheck::NotAFile => {
+                    eprintln!("skipped (not a regular file): {}", path.display());
+                    skipped += 1;
+                }
             }
-            println!("all cached downloads match their checksums");
         }
     }
+    let skipped_note = if skipped > 0 {
+        format!(", {skipped} skipped")
+    } else {
+        String::new()
+    };
+    if bad > 0 {
+        bail!(
+            "{bad} cached file(s) do not match their checksum or cannot be read \
+             ({matching} match{skipped_note}); delete them and download again"
+        );
+    }
+    println!("{matching} cached download(s) match their checksums{skipped_note}");
     Ok(())
 }

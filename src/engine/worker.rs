@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -17,7 +19,6 @@ use crate::pipeline::conditioning::EmbeddingCache;
 use crate::pipeline::{Flow, Generation, Models, Request, generate};
 use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN};
 use crate::weights::hub::Hub;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 struct Job {
     id: JobId,
@@ -34,7 +35,8 @@ pub struct Worker {
     cache: EmbeddingCache,
     queue: VecDeque<Job>,
     pending_load: Option<LoadSettings>,
-    pending_download: Option<(Hub, String)>,
+    /// The download thread and its cancel flag: downloads run beside the queue.
+    download: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
     shutdown: bool,
 }
 
@@ -48,7 +50,7 @@ impl Worker {
             cache: EmbeddingCache::default(),
             queue: VecDeque::new(),
             pending_load: None,
-            pending_download: None,
+            download: None,
             shutdown: false,
         }
     }
@@ -62,10 +64,6 @@ impl Worker {
     /// Runs until `Shutdown` or until the UI drops its end.
     pub fn run(mut self) {
         while !self.shutdown {
-            if let Some((hub, adapter)) = self.pending_download.take() {
-                self.download_defaults(&hub, &adapter);
-                continue;
-            }
             if let Some(settings) = self.pending_load.take() {
                 self.load(&settings);
                 continue;
@@ -83,13 +81,11 @@ impl Worker {
         }
     }
 
-    /// Handles one command; returns true when it cancels `running` (a job or a download).
+    /// Handles one command; returns true when it cancels the running job.
     fn handle(&mut self, command: Command, running: Option<JobId>) -> bool {
         match command {
-            Command::DownloadDefaults { hub, adapter } => {
-                self.pending_download = Some((hub, adapter))
-            }
-            Command::CancelDownload => return running.is_none(),
+            Command::DownloadDefaults { hub, adapter } => self.start_download(hub, adapter),
+            Command::CancelDownload => self.cancel_download(),
             Command::LoadModels(settings) => self.pending_load = Some(settings),
             Command::Generate {
                 job,
@@ -113,55 +109,45 @@ impl Worker {
             }
             Command::Shutdown => {
                 self.shutdown = true;
+                self.cancel_download();
                 return running.is_some();
             }
         }
         false
     }
 
-    fn download_defaults(&mut self, hub: &Hub, adapter: &str) {
-        let result = (|| {
-            let catalogue = Catalogue::built_in()?;
-            let cancel = AtomicBool::new(false);
-            let names = FIRST_RUN
-                .iter()
-                .map(|n| if *n == DEFAULT_ADAPTER { adapter } else { n });
-            for name in names {
-                let entry = catalogue.get(name)?;
-                entry.download(
-                    hub,
-                    &mut |file, progress| {
-                        while let Ok(command) = self.commands.try_recv() {
-                            if self.handle(command, None) || self.shutdown {
-                                cancel.store(true, Ordering::Relaxed);
-                            }
-                        }
-                        self.emit(Event::ModelProgress {
-                            name: name.to_string(),
-                            file: file.to_string(),
-                            bytes: progress.bytes,
-                            total: progress.total,
-                            bytes_per_sec: progress.bytes_per_sec,
-                        });
-                    },
-                    &cancel,
-                )?;
-            }
-            catalogue
-                .cached_model_paths(hub, adapter)
-                .ok_or_else(|| MinusError::Download {
-                    what: "the default models".to_string(),
-                    message: "downloaded but not found in the cache".to_string(),
+    /// Starts downloading the defaults on their own thread, unless a download
+    /// is already running.
+    fn start_download(&mut self, hub: Hub, adapter: String) {
+        if self
+            .download
+            .as_ref()
+            .is_some_and(|(thread, _)| !thread.is_finished())
+        {
+            return;
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (events, waker, flag) = (self.events.clone(), self.waker.clone(), cancel.clone());
+        let spawned = std::thread::Builder::new()
+            .name("minus-model-download".to_string())
+            .spawn(move || {
+                download_defaults(&hub, &adapter, &flag, &|event| {
+                    // A closed channel means the UI is gone; the download still ends.
+                    let _ = events.send(event);
+                    waker();
                 })
-        })();
-        match result {
-            Ok(paths) => self.emit(Event::DownloadsReady { paths }),
-            Err(MinusError::Cancelled) => self.emit(Event::DownloadFailed {
-                error: "download cancelled (it resumes where it stopped next time)".to_string(),
-            }),
+            });
+        match spawned {
+            Ok(thread) => self.download = Some((thread, cancel)),
             Err(error) => self.emit(Event::DownloadFailed {
-                error: error.to_string(),
+                error: format!("cannot start the download thread: {error}"),
             }),
+        }
+    }
+
+    fn cancel_download(&self) {
+        if let Some((_, cancel)) = &self.download {
+            cancel.store(true, Ordering::Relaxed);
         }
     }
 
@@ -245,6 +231,48 @@ impl Worker {
         }
         self.models = Some((models, model_name));
     }
+}
+
+/// Downloads the first-run defaults, `adapter` as the IP-Adapter, reporting
+/// progress and the outcome through `emit`.
+fn download_defaults(hub: &Hub, adapter: &str, cancel: &AtomicBool, emit: &dyn Fn(Event)) {
+    let result = (|| {
+        let catalogue = Catalogue::built_in()?;
+        let names = FIRST_RUN
+            .iter()
+            .map(|n| if *n == DEFAULT_ADAPTER { adapter } else { n });
+        for name in names {
+            let entry = catalogue.get(name)?;
+            entry.download(
+                hub,
+                &mut |file, progress| {
+                    emit(Event::ModelProgress {
+                        name: name.to_string(),
+                        file: file.to_string(),
+                        bytes: progress.bytes,
+                        total: progress.total,
+                        bytes_per_sec: progress.bytes_per_sec,
+                    })
+                },
+                cancel,
+            )?;
+        }
+        catalogue
+            .cached_model_paths(hub, adapter)
+            .ok_or_else(|| MinusError::Download {
+                what: "the default models".to_string(),
+                message: "downloaded but not found in the cache".to_string(),
+            })
+    })();
+    emit(match result {
+        Ok(paths) => Event::DownloadsReady { paths },
+        Err(MinusError::Cancelled) => Event::DownloadFailed {
+            error: "download cancelled (it resumes where it stopped next time)".to_string(),
+        },
+        Err(error) => Event::DownloadFailed {
+            error: error.to_string(),
+        },
+    });
 }
 
 /// Saves every image of a run as `<unix secs>-<job>-<i>.png` in `dir`.

@@ -1,6 +1,7 @@
 //! Finding and loading weight files: where they are, safetensors, pickles, diffusers
 //! folders, single-file checkpoints, configs, hub downloads.
 
+pub mod bounded_pickle;
 pub mod catalogue;
 pub mod config;
 pub mod diffusers;
