@@ -30,13 +30,18 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
     ui.label("Prompt");
     ui.add(
         egui::TextEdit::multiline(&mut request.prompt)
+            .id_salt("prompt")
             .desired_rows(2)
             .hint_text("optional: image prompts work best without text"),
     )
     .on_hover_text("Text prompt for the conditioned half of guidance");
     ui.label("Negative prompt");
-    ui.add(egui::TextEdit::multiline(&mut request.negative_prompt).desired_rows(2))
-        .on_hover_text("Text for the unconditioned half: what to steer away from");
+    ui.add(
+        egui::TextEdit::multiline(&mut request.negative_prompt)
+            .id_salt("negative prompt")
+            .desired_rows(2),
+    )
+    .on_hover_text("Text for the unconditioned half: what to steer away from");
     ui.separator();
 
     ui.add(egui::Slider::new(&mut request.ip_weight, 0.0..=2.0).text("Image prompt weight"))
@@ -209,7 +214,10 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
 fn path_field(ui: &mut egui::Ui, label: &str, value: &mut String, tooltip: &str) -> bool {
     ui.horizontal(|ui| {
         ui.label(label);
-        ui.add(egui::TextEdit::singleline(value).desired_width(f32::INFINITY))
+        // A fixed id keeps the focus while typing even when the column above changes
+        // (the download offer disappears as soon as a model path is set).
+        let edit = egui::TextEdit::singleline(value).id_salt(("path", label));
+        ui.add(edit.desired_width(f32::INFINITY))
             .on_hover_text(tooltip)
             .changed()
     })

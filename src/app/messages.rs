@@ -13,6 +13,7 @@ impl Messages {
     }
 
     /// The messages now shown.
+    #[cfg(feature = "test-support")]
     pub fn as_slice(&self) -> &[String] {
         &self.list
     }
