@@ -3,6 +3,7 @@
 pub mod clip_text;
 pub mod clip_transformer;
 pub mod clip_vision;
+pub mod clip_words;
 pub mod config_check;
 pub mod conv;
 pub(crate) mod cpu;

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use super::clip_words::{SPECIAL_TOKENS, WordSplitter};
+
 /// Token id of `<|startoftext|>`.
 pub const BOS_TOKEN: u32 = 49406;
 /// Token id of `<|endoftext|>`, also used for padding.
@@ -18,6 +20,7 @@ pub struct ClipTokenizer {
     byte_chars: [char; 256],
     vocab: HashMap<String, u32>,
     merge_ranks: HashMap<(String, String), usize>,
+    splitter: WordSplitter,
 }
 
 impl ClipTokenizer {
@@ -39,8 +42,7 @@ impl ClipTokenizer {
         let mut words: Vec<String> = ordered.iter().map(|c| c.to_string()).collect();
         words.extend(ordered.iter().map(|c| format!("{c}</w>")));
         words.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
-        words.push("<|startoftext|>".to_string());
-        words.push("<|endoftext|>".to_string());
+        words.extend(SPECIAL_TOKENS.iter().map(|token| token.to_string()));
         let vocab = words
             .into_iter()
             .enumerate()
@@ -55,6 +57,7 @@ impl ClipTokenizer {
             byte_chars,
             vocab,
             merge_ranks,
+            splitter: WordSplitter::new(),
         }
     }
 
@@ -66,7 +69,12 @@ impl ClipTokenizer {
     /// Token ids with BOS and EOS, without padding, truncated to 77.
     pub fn encode_unpadded(&self, text: &str) -> Vec<u32> {
         let mut ids = vec![BOS_TOKEN];
-        for word in pre_tokenize(&normalize(text)) {
+        for word in self.splitter.split(text) {
+            // A special token's text is its own vocabulary entry, not byte pairs.
+            if SPECIAL_TOKENS.contains(&word.as_str()) {
+                ids.extend(self.vocab.get(&word));
+                continue;
+            }
             let bytes: String = word.bytes().map(|b| self.byte_chars[b as usize]).collect();
             ids.extend(self.bpe(&bytes));
         }
@@ -126,54 +134,6 @@ impl Default for ClipTokenizer {
     }
 }
 
-/// Collapses whitespace, trims and lower-cases, as CLIP's normalizer does.
-fn normalize(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-}
-
-/// Splits text into words the way CLIP's pattern does: contractions, runs of
-/// letters, single digits, and runs of other non-space characters.
-fn pre_tokenize(text: &str) -> Vec<String> {
-    const CONTRACTIONS: [&str; 7] = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"];
-    let chars: Vec<char> = text.chars().collect();
-    let mut words = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        let rest: String = chars[i..chars.len().min(i + 3)].iter().collect();
-        if let Some(contraction) = CONTRACTIONS.iter().find(|c| rest.starts_with(**c)) {
-            words.push(contraction.to_string());
-            i += contraction.chars().count();
-            continue;
-        }
-        let start = i;
-        if c.is_alphabetic() {
-            while i < chars.len() && chars[i].is_alphabetic() {
-                i += 1;
-            }
-        } else if c.is_numeric() {
-            i += 1;
-        } else {
-            while i < chars.len() {
-                let d = chars[i];
-                if d.is_whitespace() || d.is_alphabetic() || d.is_numeric() {
-                    break;
-                }
-                i += 1;
-            }
-        }
-        words.push(chars[start..i].iter().collect());
-    }
-    words
-}
-
 /// GPT-2's reversible byte → printable character table.
 fn byte_to_unicode() -> [char; 256] {
     let printable = |b: u32| {
@@ -218,13 +178,5 @@ mod tests {
         let ids = tokenizer.encode(&long);
         assert_eq!(ids.len(), MAX_TOKENS);
         assert_eq!(ids[76], EOS_TOKEN);
-    }
-
-    #[test]
-    fn splits_contractions_digits_and_punctuation() {
-        assert_eq!(
-            pre_tokenize("it's 42 cats!!"),
-            vec!["it", "'s", "4", "2", "cats", "!!"]
-        );
     }
 }
