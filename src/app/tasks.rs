@@ -233,7 +233,7 @@ pub fn scan_models_dir(
 ) {
     let ctx = notices.ctx.clone();
     spawn(notices, "scan-models", move || {
-        let models = crate::weights::local::scan(&dir);
+        let models = crate::weights::local::scan(&dir).map_err(|e| e.to_string())?;
         if models.is_empty() {
             return Ok(Some(format!("No model files found in {}", dir.display())));
         }

@@ -56,7 +56,7 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
             }
             for dir in models_dirs {
                 println!("{}:", dir.display());
-                let found = local::scan(dir);
+                let found = local::scan(dir)?;
                 if found.is_empty() {
                     println!("  no model files found");
                 }

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{MinusError, Result};
+
 /// What a found file is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalKind {
@@ -57,8 +59,13 @@ fn is_weights_file(path: &Path) -> bool {
 }
 
 /// Finds model files under `dir`, which may be a ComfyUI/A1111 install, its `models`
-/// folder, or one of the sub-folders named above.
-pub fn scan(dir: &Path) -> Vec<LocalModel> {
+/// folder, or one of the sub-folders named above; a missing `dir` is an error, not an
+/// empty list.
+pub fn scan(dir: &Path) -> Result<Vec<LocalModel>> {
+    let metadata = std::fs::metadata(dir).map_err(|e| MinusError::io(dir, e))?;
+    if !metadata.is_dir() {
+        return Err(MinusError::io(dir, std::io::Error::other("not a folder")));
+    }
     let models_dir = if dir.join("models").is_dir() {
         dir.join("models")
     } else {
@@ -89,7 +96,7 @@ pub fn scan(dir: &Path) -> Vec<LocalModel> {
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     found.dedup();
-    found
+    Ok(found)
 }
 
 fn collect(folder: &Path, kind: LocalKind, found: &mut Vec<LocalModel>) {
@@ -98,7 +105,8 @@ fn collect(folder: &Path, kind: LocalKind, found: &mut Vec<LocalModel>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(metadata) = entry.metadata() else {
+        // Follows symlinks: model folders often link to files kept elsewhere.
+        let Ok(metadata) = std::fs::metadata(&path) else {
             continue;
         };
         if metadata.is_file() && is_weights_file(&path) {
@@ -151,7 +159,7 @@ mod tests {
             root.join("models/clip_vision/image_encoder/config.json"),
             b"{}",
         )?;
-        let found = scan(&root);
+        let found = scan(&root).map_err(std::io::Error::other)?;
         let kinds: Vec<(LocalKind, String)> = found
             .iter()
             .map(|m| {
@@ -171,7 +179,31 @@ mod tests {
         assert!(kinds.contains(&(LocalKind::ImageEncoder, "image_encoder".into())));
         assert!(kinds.contains(&(LocalKind::ControlNet, "canny.pth".into())));
         // Pointing at one sub-folder works too.
-        assert_eq!(scan(&root.join("models/ipadapter")).len(), 1);
+        let one = scan(&root.join("models/ipadapter")).map_err(std::io::Error::other)?;
+        assert_eq!(one.len(), 1);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_model_files_are_found_and_a_missing_folder_is_an_error() -> Result<()> {
+        let root = std::env::temp_dir().join(format!("minus-local-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let io = |e| MinusError::io(&root, e);
+        std::fs::create_dir_all(root.join("store")).map_err(io)?;
+        std::fs::create_dir_all(root.join("models/checkpoints")).map_err(io)?;
+        std::fs::write(root.join("store/rv4.safetensors"), b"1234").map_err(io)?;
+        std::os::unix::fs::symlink(
+            root.join("store/rv4.safetensors"),
+            root.join("models/checkpoints/rv4.safetensors"),
+        )
+        .map_err(io)?;
+        let found = scan(&root)?;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].size_bytes, 4);
+        let missing = scan(&root.join("no-such-folder")).map(|f| f.len());
+        let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("no-such-folder"), "{message}");
         Ok(())
     }
 }
