@@ -30,7 +30,7 @@ fn ctrl_v_with_an_image_on_the_clipboard_adds_an_image_prompt() {
 }
 
 #[test]
-fn restoring_a_png_keeps_each_image_weight() {
+fn restoring_a_png_keeps_each_image_weight_and_on_off_state() {
     let out = temp_dir("ui-restore-weights");
     let saved = out.join("saved.png");
     let prompt = |name: &str, weight: f64| minus::pipeline::ImagePrompt {
@@ -42,7 +42,10 @@ fn restoring_a_png_keeps_each_image_weight() {
             prompt("images/house.png", 0.7),
             prompt("images/gray.jpg", 1.6),
         ],
-        negative_images: vec![prompt("images/gray.jpg", 0.3)],
+        negative_images: vec![minus::pipeline::ImagePrompt {
+            enabled: false,
+            ..prompt("images/gray.jpg", 0.3)
+        }],
         seed: 31,
         ..minus::pipeline::Request::default()
     };
@@ -67,7 +70,7 @@ fn restoring_a_png_keeps_each_image_weight() {
         .map(|i| (i.weight, i.enabled))
         .collect();
     assert_eq!(positive, [(0.7, true), (1.6, true)]);
-    assert_eq!(negative, [(0.3, true)]);
+    assert_eq!(negative, [(0.3, false)]);
 }
 
 #[test]

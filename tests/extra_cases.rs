@@ -121,3 +121,29 @@ fn the_prompt_cache_forgets_the_least_recently_used_prompts() {
     assert_eq!(encode("prompt 2"), 66);
     assert_eq!(encode("prompt 1"), 67);
 }
+
+/// A switched-off image stays in the request (and so in saved settings) but is never
+/// read: the picture is the one made without it, even when its file is gone.
+#[test]
+fn a_switched_off_image_changes_nothing() {
+    let models = load_models(Some(adapter_file("base")));
+    let base = Request {
+        images: vec![ImagePrompt::new(fixtures().join("images/house.png"))],
+        steps: 2,
+        width: 64,
+        height: 64,
+        seed: 3,
+        ..Request::default()
+    };
+    let with_off = Request {
+        negative_images: vec![ImagePrompt {
+            enabled: false,
+            ..ImagePrompt::new(fixtures().join("images/no-such-file.png"))
+        }],
+        ..base.clone()
+    };
+    assert_eq!(
+        generate_images(&models, &with_off),
+        generate_images(&models, &base)
+    );
+}

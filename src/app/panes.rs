@@ -48,11 +48,11 @@ impl PaneImage {
         }
     }
 
-    /// An image of a restored request: its weight kept, on (a saved request lists
-    /// only the images that took part in the run).
+    /// An image of a restored request, with its weight and on/off state.
     pub fn from_prompt(prompt: &ImagePrompt) -> Self {
         Self {
             weight: prompt.weight,
+            enabled: prompt.enabled,
             ..Self::new(prompt.path.clone())
         }
     }
@@ -75,13 +75,14 @@ pub struct Pane {
 }
 
 impl Pane {
-    /// The enabled images as prompts for a request.
+    /// The images as prompts for a request (switched-off ones marked, so they are kept
+    /// in the saved settings but not used).
     pub fn prompts(&self) -> Vec<ImagePrompt> {
         self.images
             .iter()
-            .filter(|image| image.enabled)
             .map(|image| ImagePrompt {
                 weight: image.weight,
+                enabled: image.enabled,
                 ..ImagePrompt::new(image.path.clone())
             })
             .collect()

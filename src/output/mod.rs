@@ -40,8 +40,8 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
         request.height,
         request.ip_weight,
         request.negative_ip_weight,
-        request.images.len(),
-        request.negative_images.len(),
+        request.images.iter().filter(|i| i.enabled).count(),
+        request.negative_images.iter().filter(|i| i.enabled).count(),
     ));
     text
 }

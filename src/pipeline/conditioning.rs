@@ -137,7 +137,7 @@ fn side_features(
 ) -> Result<Tensor> {
     let mut sum: Option<Tensor> = None;
     let mut total_weight = 0.0;
-    for prompt in images.iter_mut() {
+    for prompt in images.iter_mut().filter(|prompt| prompt.enabled) {
         let bytes = read_regular_file(&prompt.path, MAX_IMAGE_FILE_BYTES)?;
         let hash = hex::encode(Sha256::digest(&bytes));
         prompt.sha256 = Some(hash.clone());

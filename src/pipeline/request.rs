@@ -20,10 +20,22 @@ pub struct ImagePrompt {
     /// SHA-256 of the file's bytes, filled in when the image is encoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Switched off in the window: kept in the settings (so a restore brings it back
+    /// off), never read or encoded.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub enabled: bool,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 impl ImagePrompt {
@@ -33,6 +45,7 @@ impl ImagePrompt {
             path: path.into(),
             weight: 1.0,
             sha256: None,
+            enabled: true,
         }
     }
 }
@@ -179,9 +192,12 @@ impl Request {
         Ok(())
     }
 
-    /// Whether any image prompt is given (otherwise the run is plain text-to-image).
+    /// Whether any image prompt is on (otherwise the run is plain text-to-image).
     pub fn has_image_prompts(&self) -> bool {
-        !self.images.is_empty() || !self.negative_images.is_empty()
+        self.images
+            .iter()
+            .chain(&self.negative_images)
+            .any(|image| image.enabled)
     }
 }
 
@@ -245,6 +261,25 @@ mod tests {
                 assert!(message.contains("must be a number"), "{message}");
             }
         }
+    }
+
+    #[test]
+    fn switched_off_images_are_kept_but_do_not_count() -> serde_json::Result<()> {
+        let off = ImagePrompt {
+            enabled: false,
+            ..ImagePrompt::new("/off.png")
+        };
+        let request = Request {
+            negative_images: vec![off],
+            ..Request::default()
+        };
+        assert!(!request.has_image_prompts());
+        let json = serde_json::to_string(&request)?;
+        assert_eq!(serde_json::from_str::<Request>(&json)?, request);
+        // Settings saved before the field existed are on.
+        let old: ImagePrompt = serde_json::from_str(r#"{"path": "/a.png", "weight": 0.5}"#)?;
+        assert!(old.enabled);
+        Ok(())
     }
 
     #[test]
