@@ -6,8 +6,7 @@ use serde::Deserialize;
 
 use super::clip_transformer::{ClipEncoder, ClipTransformerConfig};
 use super::config_check::{
-    CheckedConfig, ConfigProblem, MAX_CHANNELS, MAX_LAYERS, divisible, positive_at_most,
-    positive_finite,
+    CheckedConfig, ConfigProblem, TransformerSizes, check_transformer, positive_at_most,
 };
 use super::layers::Activation;
 
@@ -36,25 +35,13 @@ fn default_text_act() -> String {
 
 impl CheckedConfig for ClipTextConfig {
     fn check(&self) -> Result<(), ConfigProblem> {
-        positive_at_most("hidden_size", self.hidden_size, MAX_CHANNELS)?;
-        positive_at_most(
-            "intermediate_size",
-            self.intermediate_size,
-            4 * MAX_CHANNELS,
-        )?;
-        positive_at_most("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
-        positive_at_most(
-            "num_attention_heads",
-            self.num_attention_heads,
-            MAX_CHANNELS,
-        )?;
-        divisible(
-            "hidden_size",
-            self.hidden_size,
-            "num_attention_heads",
-            self.num_attention_heads,
-        )?;
-        positive_finite("layer_norm_eps", self.layer_norm_eps)?;
+        check_transformer(TransformerSizes {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            layer_norm_eps: self.layer_norm_eps,
+        })?;
         positive_at_most("vocab_size", self.vocab_size, 1 << 20)?;
         // Prompts are always padded to 77 tokens.
         if self.max_position_embeddings < 77 || self.max_position_embeddings > 4096 {

@@ -76,6 +76,38 @@ pub fn channel_list(field: &'static str, channels: &[usize]) -> Result<(), Confi
     Ok(())
 }
 
+/// The sizes every CLIP transformer config (text or vision) shares.
+pub struct TransformerSizes {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub layer_norm_eps: f64,
+}
+
+/// Bounds on a CLIP transformer's sizes; the heads must divide the hidden size.
+pub fn check_transformer(sizes: TransformerSizes) -> Result<(), ConfigProblem> {
+    positive_at_most("hidden_size", sizes.hidden_size, MAX_CHANNELS)?;
+    positive_at_most(
+        "intermediate_size",
+        sizes.intermediate_size,
+        4 * MAX_CHANNELS,
+    )?;
+    positive_at_most("num_hidden_layers", sizes.num_hidden_layers, MAX_LAYERS)?;
+    positive_at_most(
+        "num_attention_heads",
+        sizes.num_attention_heads,
+        MAX_CHANNELS,
+    )?;
+    divisible(
+        "hidden_size",
+        sizes.hidden_size,
+        "num_attention_heads",
+        sizes.num_attention_heads,
+    )?;
+    positive_finite("layer_norm_eps", sizes.layer_norm_eps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
