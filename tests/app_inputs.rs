@@ -5,7 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::ui::{app, drop_on, harness, run_until, test_settings};
+use common::ui::{
+    app, drop_on, harness, harness_without_autosave, run_until, saved_settings_png, test_settings,
+};
 use common::{fixtures, temp_dir};
 
 #[test]
@@ -32,7 +34,6 @@ fn ctrl_v_with_an_image_on_the_clipboard_adds_an_image_prompt() {
 #[test]
 fn restoring_a_png_keeps_each_image_weight_and_on_off_state() {
     let out = temp_dir("ui-restore-weights");
-    let saved = out.join("saved.png");
     let prompt = |name: &str, weight: f64| minus::pipeline::ImagePrompt {
         weight,
         ..minus::pipeline::ImagePrompt::new(fixtures().join(name))
@@ -49,11 +50,8 @@ fn restoring_a_png_keeps_each_image_weight_and_on_off_state() {
         seed: 31,
         ..minus::pipeline::Request::default()
     };
-    minus::output::save_png(&saved, &image::RgbImage::new(8, 8), &request, "test").expect("save");
-    let mut settings = test_settings(&out);
-    settings.output_dir = None;
-    let mut harness = harness(settings);
-    harness.step();
+    let saved = saved_settings_png(&out, "saved.png", &request);
+    let mut harness = harness_without_autosave(&out);
     drop_on(&mut harness, "Generate", saved);
     run_until(&mut harness, "settings restored", |app| {
         app.settings().request.seed == 31 && app.pane_counts() == (2, 1)
@@ -76,16 +74,12 @@ fn restoring_a_png_keeps_each_image_weight_and_on_off_state() {
 #[test]
 fn a_png_with_unusable_settings_says_so_and_keeps_the_panes() {
     let out = temp_dir("ui-restore-invalid");
-    let saved = out.join("bad-settings.png");
     let request = minus::pipeline::Request {
         ip_weight: 1e300,
         ..minus::pipeline::Request::default()
     };
-    minus::output::save_png(&saved, &image::RgbImage::new(8, 8), &request, "test").expect("save");
-    let mut settings = test_settings(&out);
-    settings.output_dir = None;
-    let mut harness = harness(settings);
-    harness.step();
+    let saved = saved_settings_png(&out, "bad-settings.png", &request);
+    let mut harness = harness_without_autosave(&out);
     drop_on(
         &mut harness,
         "Negative image prompt",
@@ -119,16 +113,12 @@ fn restored_image_paths_that_are_not_regular_files_are_refused() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
-    let saved = out.join("saved.png");
     let request = minus::pipeline::Request {
         images: vec![minus::pipeline::ImagePrompt::new(&fifo)],
         ..minus::pipeline::Request::default()
     };
-    minus::output::save_png(&saved, &image::RgbImage::new(8, 8), &request, "test").expect("save");
-    let mut settings = test_settings(&out);
-    settings.output_dir = None;
-    let mut harness = harness(settings);
-    harness.step();
+    let saved = saved_settings_png(&out, "saved.png", &request);
+    let mut harness = harness_without_autosave(&out);
     drop_on(&mut harness, "Generate", saved);
     run_until(&mut harness, "the refusal", |app| {
         app.messages()

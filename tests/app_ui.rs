@@ -5,7 +5,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::ui::{app, drop_on, harness, run_until, saved_pngs, test_settings};
+use common::ui::{
+    app, drop_on, harness, harness_without_autosave, run_until, saved_pngs, saved_settings_png,
+    test_settings,
+};
 use common::{fixtures, temp_dir};
 use egui_kittest::kittest::Queryable;
 use minus::app::ModelSettings;
@@ -99,18 +102,14 @@ fn queued_runs_all_finish_and_two_results_compare() {
 #[test]
 fn dropping_a_saved_png_restores_its_settings() {
     let out = temp_dir("ui-restore");
-    let saved = out.join("saved.png");
     let request = minus::pipeline::Request {
         seed: 4242,
         steps: 13,
         prompt: "a house in winter".to_string(),
         ..minus::pipeline::Request::default()
     };
-    minus::output::save_png(&saved, &image::RgbImage::new(8, 8), &request, "test").expect("save");
-    let mut settings = test_settings(&out);
-    settings.output_dir = None;
-    let mut harness = harness(settings);
-    harness.step();
+    let saved = saved_settings_png(&out, "saved.png", &request);
+    let mut harness = harness_without_autosave(&out);
     drop_on(&mut harness, "Generate", saved);
     run_until(&mut harness, "settings restored", |app| {
         app.settings().request.seed == 4242
@@ -125,10 +124,7 @@ fn a_corrupt_dropped_file_shows_an_error_and_the_app_keeps_working() {
     let out = temp_dir("ui-corrupt");
     let corrupt = out.join("broken.png");
     std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").expect("write");
-    let mut settings = test_settings(&out);
-    settings.output_dir = None;
-    let mut harness = harness(settings);
-    harness.step();
+    let mut harness = harness_without_autosave(&out);
     drop_on(&mut harness, "Image prompt", corrupt);
     run_until(&mut harness, "an error message", |app| {
         !app.messages().is_empty()

@@ -5,9 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
-use common::{fixtures, temp_dir};
-use minus::pipeline::Models;
+use common::{fixtures, load_error, temp_dir};
 use minus::weights::ModelPaths;
 
 /// A copy of the tiny SD 1.5 folder whose `component` config has `field` set to `value`.
@@ -33,18 +31,6 @@ fn set_field(config: &Path, field: &str, value: serde_json::Value) {
     let mut json: serde_json::Value = serde_json::from_str(&text).expect("json");
     json[field] = value;
     std::fs::write(config, json.to_string()).expect("write config");
-}
-
-/// The one-line error of loading `paths`.
-fn load_error(paths: &ModelPaths) -> String {
-    match Models::load(paths, &Device::Cpu, DType::F32) {
-        Ok(_) => panic!("{paths:?} should not load"),
-        Err(error) => {
-            let message = error.to_string();
-            assert!(!message.contains('\n'), "not one line: {message}");
-            message
-        }
-    }
 }
 
 fn assert_names(message: &str, file: &Path, field: &str) {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use common::{
-    assert_image_matches, fixtures, generate_images, mean_abs_difference, model_paths, temp_dir,
+    assert_image_matches, fixtures, generate_images, load_error, mean_abs_difference, model_paths,
+    temp_dir,
 };
 use minus::models::unet::UNetConfig;
 use minus::models::vae::VaeConfig;
@@ -200,18 +201,6 @@ fn fp16_variant_folders_load() {
     let mean = mean_abs_difference("fp16 weights", &image, &reference_out());
     println!("fp16 weights: mean |Δ| {mean:.3}/255");
     assert!(mean <= 2.0, "fp16 weights: mean |Δ| {mean}/255");
-}
-
-/// The load error for `paths`, which must be a single line.
-fn load_error(paths: &ModelPaths) -> String {
-    match Models::load(paths, &Device::Cpu, DType::F32) {
-        Ok(_) => panic!("{paths:?} should not load"),
-        Err(error) => {
-            let message = error.to_string();
-            assert!(!message.contains('\n'), "not one line: {message}");
-            message
-        }
-    }
 }
 
 fn write_tensors(path: &Path, tensors: &HashMap<String, Tensor>) {

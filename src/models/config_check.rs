@@ -76,6 +76,17 @@ pub fn channel_list(field: &'static str, channels: &[usize]) -> Result<(), Confi
     Ok(())
 }
 
+/// A non-empty list of block widths and a group count that divides each of them
+/// (the GroupNorms of UNets and VAEs).
+pub fn channels_and_groups(channels: &[usize], groups: usize) -> Result<(), ConfigProblem> {
+    channel_list("block_out_channels", channels)?;
+    positive_at_most("norm_num_groups", groups, MAX_CHANNELS)?;
+    for &width in channels {
+        divisible("block_out_channels", width, "norm_num_groups", groups)?;
+    }
+    Ok(())
+}
+
 /// The sizes every CLIP transformer config (text or vision) shares.
 pub struct TransformerSizes {
     pub hidden_size: usize,

@@ -5,8 +5,8 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::config_check::{
-    CheckedConfig, ConfigProblem, MAX_CHANNELS, MAX_LAYERS, channel_list, divisible,
-    positive_at_most, positive_finite,
+    CheckedConfig, ConfigProblem, MAX_LAYERS, channels_and_groups, positive_at_most,
+    positive_finite,
 };
 use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
@@ -114,19 +114,10 @@ struct DecoderUpBlock {
 
 impl CheckedConfig for VaeConfig {
     fn check(&self) -> Result<(), ConfigProblem> {
-        channel_list("block_out_channels", &self.block_out_channels)?;
+        channels_and_groups(&self.block_out_channels, self.norm_num_groups)?;
         positive_at_most("layers_per_block", self.layers_per_block, MAX_LAYERS)?;
         positive_at_most("latent_channels", self.latent_channels, 64)?;
         positive_at_most("out_channels", self.out_channels, 64)?;
-        positive_at_most("norm_num_groups", self.norm_num_groups, MAX_CHANNELS)?;
-        for &channels in &self.block_out_channels {
-            divisible(
-                "block_out_channels",
-                channels,
-                "norm_num_groups",
-                self.norm_num_groups,
-            )?;
-        }
         // A zero scale divides the latents by zero: a black picture, not an error.
         positive_finite("scaling_factor", self.scaling_factor)
     }

@@ -140,3 +140,15 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// The one-line error of loading `paths`, which must fail.
+pub fn load_error(paths: &ModelPaths) -> String {
+    match Models::load(paths, &Device::Cpu, DType::F32) {
+        Ok(_) => panic!("{paths:?} should not load"),
+        Err(error) => {
+            let message = error.to_string();
+            assert!(!message.contains('\n'), "not one line: {message}");
+            message
+        }
+    }
+}

@@ -137,3 +137,19 @@ pub fn saved_pngs(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Saves `request` into `out/name` as Minus saves results, for dropping on the window.
+pub fn saved_settings_png(out: &Path, name: &str, request: &minus::pipeline::Request) -> PathBuf {
+    let saved = out.join(name);
+    minus::output::save_png(&saved, &image::RgbImage::new(8, 8), request, "test").expect("save");
+    saved
+}
+
+/// A harness on `out`'s settings with autosave off, after its first frame.
+pub fn harness_without_autosave(out: &Path) -> Harness<'static, State> {
+    let mut settings = test_settings(out);
+    settings.output_dir = None;
+    let mut harness = harness(settings);
+    harness.step();
+    harness
+}

@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::config_check::{
-    CheckedConfig, ConfigProblem, MAX_CHANNELS, MAX_LAYERS, channel_list, divisible,
+    CheckedConfig, ConfigProblem, MAX_CHANNELS, MAX_LAYERS, channels_and_groups, divisible,
     positive_at_most, positive_finite,
 };
 use super::conv::Conv2d;
@@ -107,7 +107,7 @@ impl CheckedConfig for UNetConfig {
     fn check(&self) -> Result<(), ConfigProblem> {
         positive_at_most("in_channels", self.in_channels, 64)?;
         positive_at_most("out_channels", self.out_channels, 64)?;
-        channel_list("block_out_channels", &self.block_out_channels)?;
+        channels_and_groups(&self.block_out_channels, self.norm_num_groups)?;
         let blocks = self.block_out_channels.len();
         for (field, types) in [
             ("down_block_types", &self.down_block_types),
@@ -135,19 +135,12 @@ impl CheckedConfig for UNetConfig {
             MAX_CHANNELS,
         )?;
         positive_finite("norm_eps", self.norm_eps)?;
-        positive_at_most("norm_num_groups", self.norm_num_groups, MAX_CHANNELS)?;
         let heads_field = if self.num_attention_heads.is_some() {
             "num_attention_heads"
         } else {
             "attention_head_dim"
         };
         for (block, &channels) in self.block_out_channels.iter().enumerate() {
-            divisible(
-                "block_out_channels",
-                channels,
-                "norm_num_groups",
-                self.norm_num_groups,
-            )?;
             let heads = self.heads(block);
             positive_at_most(heads_field, heads, MAX_CHANNELS)?;
             divisible("block_out_channels", channels, heads_field, heads)?;
