@@ -5,8 +5,8 @@
 //!
 //! `app` (the window) → `engine` (the worker thread) → `output` (saved PNGs) →
 //! `pipeline` (one generation) → `weights` (finding and loading files) → `models`
-//! (the networks) → `schedulers` (the samplers), with `rng`, `device`, `files`, `error`
-//! and `allocator` as leaves any layer may use.
+//! (the networks) → `schedulers` (the samplers), with `rng`, `device`, `files`, `error`,
+//! `allocator` and `version` as leaves any layer may use.
 
 // Anything a user or a file can influence is handled, never unwrapped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -23,6 +23,7 @@ pub mod output;
 pub mod pipeline;
 pub mod rng;
 pub mod schedulers;
+pub mod version;
 pub mod weights;
 
 pub use error::{MinusError, Result};

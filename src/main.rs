@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 /// Negative image prompts for Stable Diffusion 1.5.
 #[derive(Parser)]
-#[command(name = "minus", version, about)]
+#[command(name = "minus", version = minus::version::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

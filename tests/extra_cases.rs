@@ -74,13 +74,17 @@ fn rerunning_with_the_same_prompts_skips_the_encoders() {
         ..Request::default()
     };
     let mut cache = EmbeddingCache::default();
-    let first =
-        generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("first run");
+    let first = generate(&models, &request, &mut cache, &mut |_| {}, &mut |_| {
+        Flow::Continue
+    })
+    .expect("first run");
     assert_eq!(cache.encoder_runs(), 2);
     // The prompt and the (empty) negative prompt.
     assert_eq!(cache.text_encoder_runs(), 2);
-    let second =
-        generate(&models, &request, &mut cache, &mut |_| Flow::Continue).expect("second run");
+    let second = generate(&models, &request, &mut cache, &mut |_| {}, &mut |_| {
+        Flow::Continue
+    })
+    .expect("second run");
     assert_eq!(
         cache.encoder_runs(),
         2,
@@ -104,7 +108,7 @@ fn the_prompt_cache_forgets_the_least_recently_used_prompts() {
             prompt: prompt.to_string(),
             ..Request::default()
         };
-        prepare(&models, &mut request, &mut cache).expect("prompts encode");
+        prepare(&models, &mut request, &mut cache, &mut |_| {}).expect("prompts encode");
         cache.text_encoder_runs()
     };
     // 64 prompts and the empty negative prompt (used every time): one more than are kept.

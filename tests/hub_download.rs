@@ -511,7 +511,7 @@ fn a_stalled_download_blocks_no_generation_and_cancels_within_a_second() {
                 assert!(
                     !matches!(
                         event,
-                        Event::DownloadFailed { .. } | Event::DownloadsReady { .. }
+                        Event::DownloadFailed { .. } | Event::Downloaded { .. }
                     ) || what.contains("download"),
                     "the download ended early: {event:?}"
                 );
@@ -531,9 +531,9 @@ fn a_stalled_download_blocks_no_generation_and_cancels_within_a_second() {
     wait_for(&engine, "models", &mut |e| {
         matches!(e, Event::ModelsLoaded { .. })
     });
-    engine.send(EngineCommand::DownloadDefaults {
+    engine.send(EngineCommand::Download {
         hub: Hub::new(&silent.endpoint, temp_dir("hub-engine")),
-        adapter: "ip-adapter".to_string(),
+        names: vec!["ip-adapter".to_string()],
     });
     let job = engine.next_job_id();
     engine.send(EngineCommand::Generate {

@@ -14,7 +14,7 @@ const LAYERS: [&[&str]; 8] = [
     &["weights"],
     &["models"],
     &["schedulers"],
-    &["rng", "device", "files", "error", "allocator"],
+    &["rng", "device", "files", "error", "allocator", "version"],
 ];
 
 /// Longest source file allowed, in lines.

@@ -115,7 +115,7 @@ fn run_case(name: &str) {
         assert_eq!(ours, ids, "{key}");
     }
     let mut cache = EmbeddingCache::default();
-    let conditioning = prepare(&models, &mut request, &mut cache).unwrap();
+    let conditioning = prepare(&models, &mut request, &mut cache, &mut |_| {}).unwrap();
     let mut errors = vec![
         (
             "text_embeds_cond",
@@ -247,9 +247,13 @@ fn run_case(name: &str) {
     assert_image_matches(name, &to_images(&decoded).unwrap()[0], &expected);
 
     // The whole pipeline as users run it, from the image files.
-    let generation = generate(&models, &request_from_case(case), &mut cache, &mut |_| {
-        Flow::Continue
-    })
+    let generation = generate(
+        &models,
+        &request_from_case(case),
+        &mut cache,
+        &mut |_| {},
+        &mut |_| Flow::Continue,
+    )
     .unwrap();
     assert_image_matches(
         &format!("{name} end to end"),

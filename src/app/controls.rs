@@ -1,10 +1,9 @@
 //! The settings column: prompts, adapter weights and windows, sampler, size, seed.
 
-use std::path::PathBuf;
-
+use super::browse::{PathField, PickKind};
+use super::fields::{path_field, text_field};
 use super::settings::Settings;
 use super::sweep::SweepParameter;
-use crate::device::DeviceChoice;
 use crate::pipeline::Window;
 use crate::pipeline::preprocess::FitMode;
 use crate::rng::random_seed;
@@ -18,12 +17,11 @@ const SIZE_PRESETS: [(usize, usize); 5] =
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlAction {
     None,
-    LoadModels,
     RunSweep,
-    ScanModelsDir,
+    Browse(PathField, PickKind),
 }
 
-/// Draws every generation setting and the Models and Sweep sections.
+/// Draws every generation setting, the output folder and the Sweep section.
 pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction {
     let mut action = ControlAction::None;
     let request = &mut settings.request;
@@ -106,82 +104,23 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
         );
     ui.separator();
 
-    egui::CollapsingHeader::new("Models")
-        .default_open(!settings.models.paths.is_set())
-        .show(ui, |ui| {
-            let models = &mut settings.models;
-            let paths = &mut models.paths;
-            let mut model = paths.model.display().to_string();
-            if path_field(
-                ui,
-                "Model",
-                &mut model,
-                "A diffusers SD 1.5 folder, or a single-file checkpoint (.safetensors or .ckpt)",
-            ) {
-                paths.model = PathBuf::from(model.trim());
-            }
-            optional_path_field(
-                ui,
-                "VAE",
-                &mut paths.vae,
-                "Optional: a VAE folder or file replacing the model's",
-            );
-            optional_path_field(
-                ui,
-                "IP-Adapter file",
-                &mut paths.ip_adapter,
-                "h94 IP-Adapter file (.safetensors or .bin)",
-            );
-            optional_path_field(
-                ui,
-                "Image encoder",
-                &mut paths.image_encoder,
-                "h94 models/image_encoder folder",
-            );
-            egui::ComboBox::from_label("Device")
-                .selected_text(models.device.name())
-                .show_ui(ui, |ui| {
-                    for choice in DeviceChoice::ALL {
-                        ui.selectable_value(&mut models.device, choice, choice.name());
-                    }
-                })
-                .response
-                .on_hover_text("auto: CUDA, then Metal, then the CPU");
-            path_field(
-                ui,
-                "ComfyUI/A1111 folder",
-                &mut models.models_dir,
-                "An existing ComfyUI or A1111 install (or its models folder) to pick files from",
-            );
-            if ui
-                .button("Find models there")
-                .on_hover_text(
-                    "List checkpoints, IP-Adapters, image encoders and VAEs in that folder",
-                )
-                .clicked()
-            {
-                action = ControlAction::ScanModelsDir;
-            }
-            if ui
-                .button("Load models")
-                .on_hover_text("Load (or reload) these models")
-                .clicked()
-            {
-                action = ControlAction::LoadModels;
-            }
-        });
     let mut output = settings
         .output_dir
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    if path_field(
+    let edit = path_field(
         ui,
         "Save results to",
         &mut output,
         "Every result is saved here (empty: off)",
-    ) {
+        PathField::OutputDir,
+    );
+    if edit.response.changed() {
         settings.output_dir = (!output.trim().is_empty()).then(|| output.trim().into());
+    }
+    if let Some(kind) = edit.browse {
+        action = ControlAction::Browse(PathField::OutputDir, kind);
     }
     egui::CollapsingHeader::new("Sweep").show(ui, |ui| {
         let sweep = &mut settings.sweep;
@@ -194,7 +133,7 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
             })
             .response
             .on_hover_text("The setting that changes from run to run");
-        path_field(
+        text_field(
             ui,
             "values",
             &mut sweep.values,
@@ -209,31 +148,6 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
         }
     });
     action
-}
-
-fn path_field(ui: &mut egui::Ui, label: &str, value: &mut String, tooltip: &str) -> bool {
-    ui.horizontal(|ui| {
-        ui.label(label);
-        // A fixed id keeps the focus while typing even when the column above changes
-        // (the download offer disappears as soon as a model path is set).
-        let edit = egui::TextEdit::singleline(value).id_salt(("path", label));
-        ui.add(edit.desired_width(f32::INFINITY))
-            .on_hover_text(tooltip)
-            .changed()
-    })
-    .inner
-}
-
-/// A path that may be left empty (unset).
-fn optional_path_field(ui: &mut egui::Ui, label: &str, path: &mut Option<PathBuf>, tooltip: &str) {
-    let mut text = path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    if path_field(ui, label, &mut text, tooltip) {
-        let text = text.trim();
-        *path = (!text.is_empty()).then(|| PathBuf::from(text));
-    }
 }
 
 fn window_ui(ui: &mut egui::Ui, label: &str, window: &mut Window) {

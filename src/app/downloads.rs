@@ -1,11 +1,13 @@
 //! Getting models: the first-run download of the defaults with its progress bar,
 //! and model files found in a ComfyUI/A1111 folder.
 
+use std::path::PathBuf;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::engine::{Command, Engine, Event};
 use crate::weights::ModelPaths;
-use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN};
+use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN, IMAGE_ENCODER};
 use crate::weights::hub::Hub;
 use crate::weights::local::{LocalKind, LocalModel};
 
@@ -25,16 +27,32 @@ pub enum DownloadOutcome {
     Pending,
     /// Every default is in the cache: use these.
     Ready(ModelPaths),
+    /// An adapter chosen by kind is in the cache, with the image encoder if that is
+    /// there too.
+    AdapterReady {
+        adapter: PathBuf,
+        image_encoder: Option<PathBuf>,
+    },
     /// It stopped: say why.
     Failed(String),
+}
+
+/// Why the running download was started.
+#[derive(Debug, Clone, PartialEq)]
+enum Purpose {
+    Defaults,
+    /// An adapter (its catalogue name) to use once it is there.
+    Adapter(String),
 }
 
 /// The download and discovery state of the window.
 pub struct Downloads {
     /// Where default models are downloaded from and cached.
     pub hub: Hub,
-    /// The running download of the defaults, if any.
+    /// The running download, if any.
     pub progress: Option<DownloadProgress>,
+    /// What the running download is for.
+    purpose: Option<Purpose>,
     /// Approximate size of the first-run download, read from the catalogue once.
     defaults_size_mb: u64,
     /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
@@ -57,6 +75,7 @@ impl Downloads {
         Self {
             hub,
             progress: None,
+            purpose: None,
             defaults_size_mb,
             found: Vec::new(),
             found_channel: crossbeam_channel::unbounded(),
@@ -70,12 +89,37 @@ impl Downloads {
             .cached_model_paths(&self.hub, DEFAULT_ADAPTER)
     }
 
+    /// The path of catalogue entry `name` if all its files are in the hub cache.
+    pub fn cached_entry(&self, name: &str) -> Option<PathBuf> {
+        Catalogue::built_in()
+            .ok()?
+            .get(name)
+            .ok()?
+            .cached_path(&self.hub)
+    }
+
     /// Asks the engine to download the defaults.
     pub fn start(&mut self, engine: &Engine) {
-        engine.send(Command::DownloadDefaults {
+        let names = FIRST_RUN.iter().map(|n| n.to_string()).collect();
+        self.download(engine, names, Purpose::Defaults);
+    }
+
+    /// Asks the engine to download adapter `name` (and the image encoder, if it is
+    /// not cached), to use it once it is there.
+    pub fn start_adapter(&mut self, engine: &Engine, name: &str) {
+        let mut names = vec![name.to_string()];
+        if self.cached_entry(IMAGE_ENCODER).is_none() {
+            names.push(IMAGE_ENCODER.to_string());
+        }
+        self.download(engine, names, Purpose::Adapter(name.to_string()));
+    }
+
+    fn download(&mut self, engine: &Engine, names: Vec<String>, purpose: Purpose) {
+        engine.send(Command::Download {
             hub: self.hub.clone(),
-            adapter: DEFAULT_ADAPTER.to_string(),
+            names,
         });
+        self.purpose = Some(purpose);
         self.progress = Some(DownloadProgress {
             file: "starting".to_string(),
             bytes: 0,
@@ -102,12 +146,28 @@ impl Downloads {
                 });
                 DownloadOutcome::Pending
             }
-            Event::DownloadsReady { paths } => {
+            Event::Downloaded { .. } => {
                 self.progress = None;
-                DownloadOutcome::Ready(paths)
+                let missing = |what: &str| {
+                    DownloadOutcome::Failed(format!("{what} downloaded but not found in the cache"))
+                };
+                match self.purpose.take() {
+                    Some(Purpose::Adapter(name)) => match self.cached_entry(&name) {
+                        Some(adapter) => DownloadOutcome::AdapterReady {
+                            adapter,
+                            image_encoder: self.cached_entry(IMAGE_ENCODER),
+                        },
+                        None => missing(&name),
+                    },
+                    Some(Purpose::Defaults) | None => match self.cached_defaults() {
+                        Some(paths) => DownloadOutcome::Ready(paths),
+                        None => missing("the default models"),
+                    },
+                }
             }
             Event::DownloadFailed { error } => {
                 self.progress = None;
+                self.purpose = None;
                 DownloadOutcome::Failed(error)
             }
             _ => DownloadOutcome::Pending,
@@ -205,7 +265,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_then_ready_hands_over_the_paths() {
+    fn progress_then_a_download_not_in_the_cache_is_a_failure() {
         let mut downloads = Downloads::new(Hub::new("http://127.0.0.1:9", "/nonexistent"));
         let outcome = downloads.apply(Event::ModelProgress {
             name: "sd-vae-ft-mse".to_string(),
@@ -220,14 +280,15 @@ mod tests {
             progress.map(|p| p.file),
             Some("sd-vae-ft-mse (config.json)".into())
         );
-        let paths = ModelPaths {
-            model: "/m".into(),
-            ..ModelPaths::default()
-        };
-        let outcome = downloads.apply(Event::DownloadsReady {
-            paths: paths.clone(),
+        let outcome = downloads.apply(Event::Downloaded {
+            names: vec!["sd-vae-ft-mse".to_string()],
         });
-        assert_eq!(outcome, DownloadOutcome::Ready(paths));
+        assert_eq!(
+            outcome,
+            DownloadOutcome::Failed(
+                "the default models downloaded but not found in the cache".to_string()
+            )
+        );
         assert_eq!(downloads.progress, None);
     }
 

@@ -1,31 +1,40 @@
 //! The egui window: image panes, settings, live preview, gallery and comparison.
 //! Everything slow happens on the engine thread or the file loader.
 
+mod browse;
 mod controls;
 mod downloads;
+mod fields;
 mod input;
 mod loader;
 mod messages;
+mod models_panel;
 mod panes;
 mod results;
+mod running;
 mod settings;
 mod status;
 mod sweep;
 mod tasks;
 mod texture;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::engine::{Command, Engine, Event, JobId};
 use crate::pipeline::Request;
+use crate::weights::catalogue::IMAGE_ENCODER;
 use crate::weights::hub::Hub;
+use browse::Browser;
+pub use browse::{PathField, PathPicker, PickKind};
 use controls::ControlAction;
 use downloads::{DownloadOutcome, Downloads, use_found_model};
 use input::pasted_dir;
 use loader::{Loader, Target};
 use messages::Messages;
+use models_panel::{ModelsAction, ModelsPanel};
 use panes::{Pane, PaneAction, PaneImage};
 use results::{ResultAction, Results};
 pub use settings::{ModelSettings, Settings};
@@ -54,6 +63,8 @@ pub struct MinusApp {
     /// Frames drawn, so tests can see the UI keeps running.
     frames: u64,
     downloads: Downloads,
+    models_panel: ModelsPanel,
+    browser: Browser,
     /// Set once the engine thread is found dead.
     engine_lost: bool,
 }
@@ -97,6 +108,8 @@ impl MinusApp {
             pane_rects: [egui::Rect::NOTHING; 2],
             frames: 0,
             downloads: Downloads::new(Hub::from_env()),
+            models_panel: ModelsPanel::new(),
+            browser: Browser::default(),
             engine_lost: false,
         };
         app.use_cached_defaults();
@@ -132,6 +145,12 @@ impl MinusApp {
     #[cfg(feature = "test-support")]
     pub fn pane_counts(&self) -> (usize, usize) {
         (self.positive.images.len(), self.negative.images.len())
+    }
+
+    /// The rectangles of the positive and the negative pane in the last frame.
+    #[cfg(feature = "test-support")]
+    pub fn pane_rects(&self) -> [egui::Rect; 2] {
+        self.pane_rects
     }
 
     /// Number of finished results in the gallery.
@@ -170,7 +189,19 @@ impl MinusApp {
         self.downloads.hub = hub;
     }
 
-    /// Whether the default models are being downloaded.
+    /// What the engine has loaded, as the window lists it.
+    #[cfg(feature = "test-support")]
+    pub fn loaded_models(&self) -> Option<&crate::engine::LoadedModels> {
+        self.model_status.loaded.as_ref()
+    }
+
+    /// Answers Browse... with `picker` instead of the system dialog.
+    #[cfg(feature = "test-support")]
+    pub fn set_path_picker(&mut self, picker: Arc<dyn PathPicker>) {
+        self.browser.set_picker(picker);
+    }
+
+    /// Whether models are being downloaded.
     #[cfg(feature = "test-support")]
     pub fn is_downloading(&self) -> bool {
         self.downloads.progress.is_some()
@@ -260,6 +291,51 @@ impl MinusApp {
         ));
     }
 
+    /// Uses a cached adapter (and the cached image encoder where none is set) and
+    /// reloads.
+    fn use_adapter(&mut self, adapter: PathBuf, image_encoder: Option<PathBuf>) {
+        let paths = &mut self.settings.models.paths;
+        paths.ip_adapter = Some(adapter);
+        if paths.image_encoder.is_none() {
+            paths.image_encoder = image_encoder;
+        }
+        self.load_models();
+    }
+
+    /// Carries out what the Models section asked for.
+    fn models_action(&mut self, action: ModelsAction) {
+        match action {
+            ModelsAction::None => {}
+            ModelsAction::Reload => self.load_models(),
+            ModelsAction::Browse(field, kind) => self.browser.open(&self.notices, field, kind),
+            ModelsAction::ScanModelsDir => {
+                let dir = self.settings.models.models_dir.trim().into();
+                let found = self.downloads.found_sender();
+                tasks::scan_models_dir(&self.notices, dir, found);
+            }
+            ModelsAction::ChooseAdapter(name) => match self.downloads.cached_entry(&name) {
+                Some(adapter) => {
+                    self.models_panel.offer = None;
+                    let encoder = self.downloads.cached_entry(IMAGE_ENCODER);
+                    self.use_adapter(adapter, encoder);
+                }
+                None => self.models_panel.offer = Some(name),
+            },
+            ModelsAction::DownloadAdapter(name) => {
+                self.downloads.start_adapter(&self.engine, &name);
+            }
+        }
+    }
+
+    /// Fills the fields the file dialogs answered for.
+    fn handle_browsed_paths(&mut self) {
+        for (field, path) in self.browser.answers() {
+            if self.settings.set_path(field, path) {
+                self.load_models();
+            }
+        }
+    }
+
     fn handle_engine_events(&mut self, ctx: &egui::Context) {
         if !self.engine_lost && !self.engine.is_running() {
             // Should never happen; if it does, say so instead of waiting forever.
@@ -275,17 +351,22 @@ impl MinusApp {
                     self.messages.extend(self.model_status.apply(&event));
                 }
                 Event::ModelProgress { .. }
-                | Event::DownloadsReady { .. }
+                | Event::Downloaded { .. }
                 | Event::DownloadFailed { .. } => match self.downloads.apply(event) {
                     DownloadOutcome::Pending => {}
                     DownloadOutcome::Ready(paths) => {
                         self.settings.models.paths = paths;
                         self.load_models();
                     }
+                    DownloadOutcome::AdapterReady {
+                        adapter,
+                        image_encoder,
+                    } => self.use_adapter(adapter, image_encoder),
                     DownloadOutcome::Failed(error) => self.messages.push(error),
                 },
                 Event::Queued { .. }
                 | Event::Started { .. }
+                | Event::Phase { .. }
                 | Event::Step { .. }
                 | Event::Finished { .. }
                 | Event::Failed { .. }
@@ -305,6 +386,7 @@ impl MinusApp {
         self.handle_engine_events(&ctx);
         self.handle_loaded_files(&ctx);
         self.handle_dropped_files(&ctx);
+        self.handle_browsed_paths();
         if ctx.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
             self.generate();
         }
@@ -334,23 +416,24 @@ impl MinusApp {
                         self.generate();
                     }
                     ui.label(RichText::new(self.model_status.text()).small());
+                    if let Some(loaded) = &self.model_status.loaded {
+                        models_panel::loaded_ui(ui, loaded);
+                    }
                     let models_set = self.settings.models.paths.is_set();
                     self.downloads.ui(ui, &self.engine, models_set);
+                    let action = self.models_panel.ui(ui, &mut self.settings.models);
+                    self.models_action(action);
+                    if let Some(model) = self.downloads.found_ui(ui) {
+                        use_found_model(&mut self.settings.models.paths, model);
+                        self.load_models();
+                    }
                     ui.separator();
                     match controls::settings_ui(ui, &mut self.settings) {
                         ControlAction::None => {}
-                        ControlAction::LoadModels => self.load_models(),
                         ControlAction::RunSweep => self.run_sweep(),
-                        ControlAction::ScanModelsDir => {
-                            let dir = self.settings.models.models_dir.trim().into();
-                            let found = self.downloads.found_sender();
-                            tasks::scan_models_dir(&self.notices, dir, found);
+                        ControlAction::Browse(field, kind) => {
+                            self.browser.open(&self.notices, field, kind);
                         }
-                    }
-                    if let Some(model) = self.downloads.found_ui(ui) {
-                        use_found_model(&mut self.settings.models.paths, model);
-                        self.messages
-                            .push("Model chosen: press Load models to use it");
                     }
                     if ui
                         .button("Reset to defaults")
@@ -359,6 +442,8 @@ impl MinusApp {
                     {
                         self.settings.request = Request::default();
                     }
+                    ui.label(RichText::new(crate::version::VERSION_LINE).small().weak())
+                        .on_hover_text("The version and the git commit it was built from");
                 });
             });
         egui::Panel::bottom("gallery")
@@ -369,6 +454,15 @@ impl MinusApp {
             });
         egui::CentralPanel::default().show(ui, |ui| {
             self.messages.ui(ui);
+            if self.model_status.loading
+                && self.results.running.is_none()
+                && !self.results.queued.is_empty()
+            {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Loading models: queued runs start when they are ready");
+                });
+            }
             ui.columns(2, |columns| {
                 let hovered =
                     |rect: egui::Rect| hovering_files && pointer.is_some_and(|p| rect.contains(p));
@@ -443,13 +537,34 @@ impl eframe::App for MinusApp {
     }
 }
 
+/// The app icon, from `assets/icon.png` (built in, so it cannot fail at run time
+/// except through a broken build; then the window gets eframe's default).
+fn window_icon() -> egui::IconData {
+    let decoded = image::load_from_memory_with_format(
+        include_bytes!("../../assets/icon.png"),
+        image::ImageFormat::Png,
+    );
+    match decoded {
+        Ok(image) => {
+            let rgba = image.to_rgba8();
+            egui::IconData {
+                width: rgba.width(),
+                height: rgba.height(),
+                rgba: rgba.into_raw(),
+            }
+        }
+        Err(_) => egui::IconData::default(),
+    }
+}
+
 /// Opens the window and runs until it is closed.
 pub fn run() -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Minus")
             .with_inner_size([1280.0, 860.0])
-            .with_drag_and_drop(true),
+            .with_drag_and_drop(true)
+            .with_icon(window_icon()),
         ..Default::default()
     };
     eframe::run_native(

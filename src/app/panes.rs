@@ -111,7 +111,11 @@ impl Pane {
         let frame = egui::Frame::group(ui.style()).stroke(stroke);
         let rect = frame
             .show(ui, |ui| {
+                // The pane fills its column whatever it holds: a frame sized by its
+                // content would shrink to the thumbnails once there are any.
+                ui.set_min_width(ui.available_width());
                 ui.set_min_height(150.0);
+                let card_width = (ui.available_width() - 8.0).clamp(MIN_CARD_WIDTH, CARD_WIDTH);
                 ui.horizontal(|ui| {
                     ui.label(RichText::new(self.title).strong())
                         .on_hover_text(self.tooltip);
@@ -148,10 +152,11 @@ impl Pane {
                 let mut remove = None;
                 egui::ScrollArea::horizontal()
                     .id_salt(self.title)
+                    .auto_shrink([false, true])
                     .show(ui, |ui| {
                         ui.horizontal(|ui| {
                             for (i, image) in self.images.iter_mut().enumerate() {
-                                if image_card(ui, image, self.title, i, fit) {
+                                if image_card(ui, image, (self.title, i), card_width, fit) {
                                     remove = Some(i);
                                 }
                             }
@@ -167,17 +172,23 @@ impl Pane {
     }
 }
 
-/// Draws one image with its controls; returns true when "remove" was clicked.
+/// Width of an image card (thumbnail and controls) in a pane with room for it.
+const CARD_WIDTH: f32 = 110.0;
+/// The narrowest card: a pane narrower than this scrolls instead.
+const MIN_CARD_WIDTH: f32 = 60.0;
+
+/// Draws one image (the `index`th of `pane`) with its controls, `width` wide;
+/// returns true when "remove" was clicked.
 fn image_card(
     ui: &mut egui::Ui,
     image: &mut PaneImage,
-    pane: &str,
-    index: usize,
+    (pane, index): (&str, usize),
+    width: f32,
     fit: FitMode,
 ) -> bool {
     let mut removed = false;
     ui.vertical(|ui| {
-        ui.set_width(110.0);
+        ui.set_width(width);
         let name = image
             .path
             .file_name()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use egui::{RichText, TextureHandle};
 use image::RgbImage;
 
+use super::running::RunningJob;
 use super::sweep::Sweep;
 use super::tasks::ImageSource;
 use super::texture;
@@ -22,36 +23,6 @@ pub struct GalleryEntry {
     pub path: Option<PathBuf>,
     /// Ticked for comparison.
     pub compare: bool,
-}
-
-/// The job currently denoising.
-pub struct RunningJob {
-    pub id: JobId,
-    pub step: usize,
-    pub total: usize,
-    pub elapsed_secs: f64,
-    pub preview: Option<TextureHandle>,
-}
-
-impl RunningJob {
-    /// Steps per second so far.
-    pub fn rate(&self) -> f64 {
-        if self.elapsed_secs > 0.0 {
-            self.step as f64 / self.elapsed_secs
-        } else {
-            0.0
-        }
-    }
-
-    /// Seconds left at the current rate.
-    pub fn eta_secs(&self) -> f64 {
-        let rate = self.rate();
-        if rate > 0.0 {
-            (self.total - self.step) as f64 / rate
-        } else {
-            0.0
-        }
-    }
 }
 
 /// What the user asked for in the results area this frame.
@@ -106,7 +77,13 @@ impl Results {
                     total: 0,
                     elapsed_secs: 0.0,
                     preview: None,
+                    phase: None,
                 });
+            }
+            Event::Phase { job, phase } => {
+                if let Some(running) = self.running.as_mut().filter(|r| r.id == job) {
+                    running.phase = Some(phase);
+                }
             }
             Event::Step {
                 job,
@@ -118,6 +95,7 @@ impl Results {
                 if let Some(running) = self.running.as_mut().filter(|r| r.id == job) {
                     running.step = step;
                     running.total = total;
+                    running.phase = None;
                     running.elapsed_secs = elapsed_secs;
                     let color = egui::ColorImage::from_rgb(
                         [preview.width() as usize, preview.height() as usize],
@@ -211,17 +189,7 @@ impl Results {
         let mut action = ResultAction::None;
         if let Some(job) = &self.running {
             ui.horizontal(|ui| {
-                let fraction = job.step as f32 / job.total.max(1) as f32;
-                ui.add(
-                    egui::ProgressBar::new(fraction)
-                        .desired_width(260.0)
-                        .text(format!("step {}/{}", job.step, job.total)),
-                );
-                ui.label(format!(
-                    "{:.2} it/s, ETA {:.0}s",
-                    job.rate(),
-                    job.eta_secs()
-                ));
+                job.progress_ui(ui);
                 if ui
                     .button("Cancel")
                     .on_hover_text("Stop this run (Esc)")

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::browse::PathField;
 use super::sweep::SweepSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadSettings;
@@ -67,6 +68,29 @@ pub struct Settings {
     pub random_seed: bool,
     /// The last sweep set up.
     pub sweep: SweepSettings,
+}
+
+impl Settings {
+    /// Puts a path chosen with Browse... into its field; true when it changes the
+    /// models (so they reload).
+    pub fn set_path(&mut self, field: PathField, path: PathBuf) -> bool {
+        let paths = &mut self.models.paths;
+        match field {
+            PathField::Model => paths.model = path,
+            PathField::Vae => paths.vae = Some(path),
+            PathField::IpAdapter => paths.ip_adapter = Some(path),
+            PathField::ImageEncoder => paths.image_encoder = Some(path),
+            PathField::ModelsDir => {
+                self.models.models_dir = path.display().to_string();
+                return false;
+            }
+            PathField::OutputDir => {
+                self.output_dir = Some(path);
+                return false;
+            }
+        }
+        true
+    }
 }
 
 impl Default for Settings {

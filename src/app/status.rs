@@ -1,11 +1,15 @@
 //! The one-line model status under the Generate button.
 
-use crate::engine::Event;
+use crate::engine::{Event, LoadedModels};
 
 /// What is loaded, being loaded, or failed, and how long the last run took.
 pub struct ModelStatus {
     text: String,
     last_run_secs: Option<f64>,
+    /// What the engine holds now, for the at-a-glance list.
+    pub loaded: Option<LoadedModels>,
+    /// Models are being loaded: queued runs wait for them.
+    pub loading: bool,
 }
 
 /// Shown until a model is chosen.
@@ -16,6 +20,8 @@ impl Default for ModelStatus {
         Self {
             text: NO_MODELS.to_string(),
             last_run_secs: None,
+            loaded: None,
+            loading: false,
         }
     }
 }
@@ -29,13 +35,25 @@ impl ModelStatus {
     /// Takes a model-loading event; returns a message for the message list, if any.
     pub fn apply(&mut self, event: &Event) -> Option<String> {
         match event {
-            Event::ModelsLoading => self.text = "Loading models...".to_string(),
+            Event::ModelsLoading => {
+                self.text = "Loading models...".to_string();
+                self.loading = true;
+                self.loaded = None;
+            }
             Event::ModelsLoaded {
                 elapsed_secs,
-                device,
-            } => self.text = format!("Models loaded on {device} in {elapsed_secs:.1}s"),
+                loaded,
+            } => {
+                self.text = format!(
+                    "Models loaded on {} ({}) in {elapsed_secs:.1}s",
+                    loaded.device, loaded.dtype
+                );
+                self.loading = false;
+                self.loaded = Some(loaded.clone());
+            }
             Event::ModelsFailed { error } => {
                 self.text = "Models failed to load".to_string();
+                self.loading = false;
                 return Some(format!("Models: {error}"));
             }
             Event::Finished { elapsed_secs, .. } => self.last_run_secs = Some(*elapsed_secs),
@@ -62,6 +80,7 @@ mod tests {
         let mut status = ModelStatus::default();
         assert_eq!(status.apply(&Event::ModelsLoading), None);
         assert_eq!(status.text(), "Loading models...");
+        assert!(status.loading);
         let message = status.apply(&Event::ModelsFailed {
             error: "x: missing tensor".to_string(),
         });
@@ -74,7 +93,11 @@ mod tests {
         let mut status = ModelStatus::default();
         status.apply(&Event::ModelsLoaded {
             elapsed_secs: 1.5,
-            device: "cpu".to_string(),
+            loaded: LoadedModels {
+                device: "cpu".to_string(),
+                dtype: "f32".to_string(),
+                ..LoadedModels::default()
+            },
         });
         status.apply(&Event::Finished {
             job: crate::engine::JobId(1),
@@ -83,6 +106,9 @@ mod tests {
             saved: Vec::new(),
             elapsed_secs: 3.0,
         });
-        assert_eq!(status.text(), "Models loaded on cpu in 1.5s; last run 3.0s");
+        assert_eq!(
+            status.text(),
+            "Models loaded on cpu (f32) in 1.5s; last run 3.0s"
+        );
     }
 }

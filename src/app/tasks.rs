@@ -39,6 +39,12 @@ impl Notices {
         self.ctx.request_repaint();
     }
 
+    /// Something a background thread calls to have the window look at its answer.
+    pub fn waker(&self) -> impl Fn() + Send + 'static {
+        let ctx = self.ctx.clone();
+        move || ctx.request_repaint()
+    }
+
     /// Everything posted since the last call.
     pub fn poll(&self) -> Vec<String> {
         self.receiver.try_iter().collect()
@@ -46,7 +52,7 @@ impl Notices {
 }
 
 /// Runs `task` on a named thread, posting its error (if any) as a notice.
-fn spawn(
+pub fn spawn(
     notices: &Notices,
     name: &str,
     task: impl FnOnce() -> Result<Option<String>, String> + Send + 'static,
@@ -231,7 +237,7 @@ pub fn scan_models_dir(
     dir: PathBuf,
     found: Sender<Vec<crate::weights::local::LocalModel>>,
 ) {
-    let ctx = notices.ctx.clone();
+    let wake = notices.waker();
     spawn(notices, "scan-models", move || {
         let models = crate::weights::local::scan(&dir).map_err(|e| e.to_string())?;
         if models.is_empty() {
@@ -239,7 +245,7 @@ pub fn scan_models_dir(
         }
         // The window owns the receiver for as long as it lives.
         let _ = found.send(models);
-        ctx.request_repaint();
+        wake();
         Ok(None)
     });
 }

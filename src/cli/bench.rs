@@ -242,6 +242,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         &models,
         &request,
         &mut EmbeddingCache::default(),
+        &mut |_| {},
         &mut |_| Flow::Continue,
     )?;
     let full_secs = started.elapsed().as_secs_f64();

@@ -10,7 +10,7 @@ use minus::output::format::{SaveFormat, save_result};
 use minus::output::{check_replaceable, numbered_paths};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::preprocess::FitMode;
-use minus::pipeline::{Flow, ImagePrompt, Models, Request, Window, generate};
+use minus::pipeline::{Flow, ImagePrompt, Models, Phase, Request, Window, generate};
 use minus::rng::random_seed;
 use minus::schedulers::SamplerKind;
 use minus::weights::ModelPaths;
@@ -168,16 +168,28 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         load_started.elapsed().as_secs_f64()
     );
     let mut cache = EmbeddingCache::default();
-    let generation = generate(&models, &request, &mut cache, &mut |report| {
-        let done = report.step + 1;
-        let rate = done as f64 / report.elapsed_secs.max(1e-9);
-        eprint!("\rstep {done}/{}  {rate:.2} it/s", report.total);
-        // Progress only; a closed stderr must not stop the run.
-        let _ = std::io::stderr().flush();
-        Flow::Continue
-    })
+    let mut on_phase = |phase: Phase| {
+        // The step line ends with a carriage return, not a newline.
+        if phase == Phase::Decoding {
+            eprintln!();
+        }
+        eprintln!("{}...", phase.label());
+    };
+    let generation = generate(
+        &models,
+        &request,
+        &mut cache,
+        &mut on_phase,
+        &mut |report| {
+            let done = report.step + 1;
+            let rate = done as f64 / report.elapsed_secs.max(1e-9);
+            eprint!("\rstep {done}/{}  {rate:.2} it/s", report.total);
+            // Progress only; a closed stderr must not stop the run.
+            let _ = std::io::stderr().flush();
+            Flow::Continue
+        },
+    )
     .context("generation failed")?;
-    eprintln!();
     let model_name = args.models.model_name();
     for (path, image) in outputs.iter().zip(&generation.images) {
         save_result(path, image, &generation.request, &model_name)?;

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-pub use protocol::{Command, Event, JobId, LoadSettings};
+pub use protocol::{Command, Event, JobId, LoadSettings, LoadedModels};
 
 /// Called after every event so the UI wakes up and drains it.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;

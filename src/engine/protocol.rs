@@ -1,13 +1,15 @@
 //! The typed messages between the UI and the engine thread.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use candle_core::DType;
 use image::RgbImage;
 
 use crate::device::{DTypeChoice, DeviceChoice};
-use crate::pipeline::Request;
+use crate::pipeline::{Phase, Request};
 use crate::weights::ModelPaths;
+use crate::weights::catalogue::Catalogue;
 use crate::weights::hub::Hub;
 
 /// Identifies one queued generation.
@@ -23,6 +25,51 @@ pub struct LoadSettings {
     pub dtype: Option<DTypeChoice>,
 }
 
+/// What the engine has loaded, named for the window's at-a-glance list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadedModels {
+    /// The model's folder or file name.
+    pub model: String,
+    /// The separate VAE's name, `None` when the model's own is used.
+    pub vae: Option<String>,
+    /// The adapter's catalogue label ("Plus", ...) or file name; `None` without one.
+    pub adapter: Option<String>,
+    pub image_encoder: Option<String>,
+    /// "cpu", "cuda:0", ...
+    pub device: String,
+    /// "f32", "f16" or "bf16".
+    pub dtype: String,
+}
+
+impl LoadedModels {
+    /// Names what `paths` load on `device` in `dtype`.
+    pub fn describe(paths: &ModelPaths, device: &str, dtype: DType) -> Self {
+        let adapter = paths.ip_adapter.as_deref().map(|path| {
+            let label = Catalogue::built_in().ok().and_then(|c| {
+                c.adapter_for_file(path)
+                    .map(|e| e.display_name().to_string())
+            });
+            label.unwrap_or_else(|| file_name(path))
+        });
+        Self {
+            model: file_name(&paths.model),
+            vae: paths.vae.as_deref().map(file_name),
+            adapter,
+            image_encoder: paths.image_encoder.as_deref().map(file_name),
+            device: device.to_string(),
+            dtype: format!("{dtype:?}").to_lowercase(),
+        }
+    }
+}
+
+/// The last part of `path` (a folder's or a file's name).
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 /// UI → engine.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -36,8 +83,9 @@ pub enum Command {
     },
     /// Cancel a queued or running job.
     Cancel(JobId),
-    /// Download the first-run defaults (model, VAE, image encoder, `adapter`) from `hub`.
-    DownloadDefaults { hub: Hub, adapter: String },
+    /// Download the catalogue entries `names` (e.g. the first-run defaults, or one
+    /// adapter) from `hub` into its cache, beside the queue.
+    Download { hub: Hub, names: Vec<String> },
     /// Stop a running download (what is on disk is resumed next time).
     CancelDownload,
     /// Stop the thread.
@@ -50,7 +98,7 @@ pub enum Event {
     ModelsLoading,
     ModelsLoaded {
         elapsed_secs: f64,
-        device: String,
+        loaded: LoadedModels,
     },
     ModelsFailed {
         error: String,
@@ -63,9 +111,9 @@ pub enum Event {
         total: Option<u64>,
         bytes_per_sec: f64,
     },
-    /// Every default is in the cache; these paths load them.
-    DownloadsReady {
-        paths: ModelPaths,
+    /// Every file of these catalogue entries is in the hub cache.
+    Downloaded {
+        names: Vec<String>,
     },
     DownloadFailed {
         error: String,
@@ -75,6 +123,11 @@ pub enum Event {
     },
     Started {
         job: JobId,
+    },
+    /// The running job entered a stage outside its denoising steps.
+    Phase {
+        job: JobId,
+        phase: Phase,
     },
     Step {
         job: JobId,

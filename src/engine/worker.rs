@@ -11,13 +11,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Waker;
-use super::protocol::{Command, Event, JobId, LoadSettings};
+use super::protocol::{Command, Event, JobId, LoadSettings, LoadedModels};
 use crate::MinusError;
 use crate::device::{device_name, resolve_dtype, select_device};
 use crate::output::save_png;
 use crate::pipeline::conditioning::EmbeddingCache;
 use crate::pipeline::{Flow, Generation, Models, Request, generate};
-use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN};
+use crate::weights::catalogue::Catalogue;
 use crate::weights::hub::Hub;
 
 struct Job {
@@ -84,7 +84,7 @@ impl Worker {
     /// Handles one command; returns true when it cancels the running job.
     fn handle(&mut self, command: Command, running: Option<JobId>) -> bool {
         match command {
-            Command::DownloadDefaults { hub, adapter } => self.start_download(hub, adapter),
+            Command::Download { hub, names } => self.start_download(hub, names),
             Command::CancelDownload => self.cancel_download(),
             Command::LoadModels(settings) => self.pending_load = Some(settings),
             Command::Generate {
@@ -116,9 +116,9 @@ impl Worker {
         false
     }
 
-    /// Starts downloading the defaults on their own thread, unless a download
+    /// Starts downloading catalogue entries on their own thread, unless a download
     /// is already running.
-    fn start_download(&mut self, hub: Hub, adapter: String) {
+    fn start_download(&mut self, hub: Hub, names: Vec<String>) {
         if self
             .download
             .as_ref()
@@ -131,7 +131,7 @@ impl Worker {
         let spawned = std::thread::Builder::new()
             .name("minus-model-download".to_string())
             .spawn(move || {
-                download_defaults(&hub, &adapter, &flag, &|event| {
+                download_entries(&hub, names, &flag, &|event| {
                     // A closed channel means the UI is gone; the download still ends.
                     let _ = events.send(event);
                     waker();
@@ -162,12 +162,16 @@ impl Worker {
         });
         match loaded {
             Ok(models) => {
-                let device = device_name(&models.device).to_string();
+                let loaded = LoadedModels::describe(
+                    &settings.paths,
+                    device_name(&models.device),
+                    models.dtype,
+                );
                 let name = settings.paths.model_name();
                 self.models = Some((models, name));
                 self.emit(Event::ModelsLoaded {
                     elapsed_secs: started.elapsed().as_secs_f64(),
-                    device,
+                    loaded,
                 });
             }
             Err(error) => self.emit(Event::ModelsFailed {
@@ -187,28 +191,42 @@ impl Worker {
         };
         self.emit(Event::Started { job: job.id });
         let started = Instant::now();
+        // Phases are only reported, so they go straight to the channel while the step
+        // callback holds the worker for handling commands.
+        let (events, waker) = (self.events.clone(), self.waker.clone());
+        let mut on_phase = |phase| {
+            // A closed channel means the UI is gone; the shutdown path handles that.
+            let _ = events.send(Event::Phase { job: job.id, phase });
+            waker();
+        };
         let result = {
             let mut cache = std::mem::take(&mut self.cache);
-            let result = generate(&models, &job.request, &mut cache, &mut |report| {
-                let mut cancel = false;
-                while let Ok(command) = self.commands.try_recv() {
-                    cancel |= self.handle(command, Some(job.id));
-                }
-                if cancel {
-                    return Flow::Cancel;
-                }
-                match report.preview() {
-                    Ok(preview) => self.emit(Event::Step {
-                        job: job.id,
-                        step: report.step + 1,
-                        total: report.total,
-                        preview: Arc::new(preview),
-                        elapsed_secs: report.elapsed_secs,
-                    }),
-                    Err(error) => eprintln!("preview failed: {error}"),
-                }
-                Flow::Continue
-            });
+            let result = generate(
+                &models,
+                &job.request,
+                &mut cache,
+                &mut on_phase,
+                &mut |report| {
+                    let mut cancel = false;
+                    while let Ok(command) = self.commands.try_recv() {
+                        cancel |= self.handle(command, Some(job.id));
+                    }
+                    if cancel {
+                        return Flow::Cancel;
+                    }
+                    match report.preview() {
+                        Ok(preview) => self.emit(Event::Step {
+                            job: job.id,
+                            step: report.step + 1,
+                            total: report.total,
+                            preview: Arc::new(preview),
+                            elapsed_secs: report.elapsed_secs,
+                        }),
+                        Err(error) => eprintln!("preview failed: {error}"),
+                    }
+                    Flow::Continue
+                },
+            );
             self.cache = cache;
             result
         };
@@ -233,21 +251,18 @@ impl Worker {
     }
 }
 
-/// Downloads the first-run defaults, `adapter` as the IP-Adapter, reporting
-/// progress and the outcome through `emit`.
-fn download_defaults(hub: &Hub, adapter: &str, cancel: &AtomicBool, emit: &dyn Fn(Event)) {
+/// Downloads the catalogue entries `names`, reporting progress and the outcome
+/// through `emit`.
+fn download_entries(hub: &Hub, names: Vec<String>, cancel: &AtomicBool, emit: &dyn Fn(Event)) {
     let result = (|| {
         let catalogue = Catalogue::built_in()?;
-        let names = FIRST_RUN
-            .iter()
-            .map(|n| if *n == DEFAULT_ADAPTER { adapter } else { n });
-        for name in names {
+        for name in &names {
             let entry = catalogue.get(name)?;
             entry.download(
                 hub,
                 &mut |file, progress| {
                     emit(Event::ModelProgress {
-                        name: name.to_string(),
+                        name: name.clone(),
                         file: file.to_string(),
                         bytes: progress.bytes,
                         total: progress.total,
@@ -257,15 +272,10 @@ fn download_defaults(hub: &Hub, adapter: &str, cancel: &AtomicBool, emit: &dyn F
                 cancel,
             )?;
         }
-        catalogue
-            .cached_model_paths(hub, adapter)
-            .ok_or_else(|| MinusError::Download {
-                what: "the default models".to_string(),
-                message: "downloaded but not found in the cache".to_string(),
-            })
+        Ok(())
     })();
     emit(match result {
-        Ok(paths) => Event::DownloadsReady { paths },
+        Ok(()) => Event::Downloaded { names },
         Err(MinusError::Cancelled) => Event::DownloadFailed {
             error: "download cancelled (it resumes where it stopped next time)".to_string(),
         },

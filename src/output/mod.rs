@@ -32,7 +32,7 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
     };
     text.push_str(&format!(
         "\nSteps: {}, Sampler: {sampler}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {model_name}, \
-         IP-Adapter weight: {}, Negative IP-Adapter weight: {}, Image prompts: {}, Negative image prompts: {}",
+         IP-Adapter weight: {}, Negative IP-Adapter weight: {}, Image prompts: {}, Negative image prompts: {}, Version: {}",
         request.steps,
         request.cfg,
         request.seed,
@@ -42,6 +42,7 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
         request.negative_ip_weight,
         request.images.iter().filter(|i| i.enabled).count(),
         request.negative_images.iter().filter(|i| i.enabled).count(),
+        crate::version::VERSION_LINE,
     ));
     text
 }

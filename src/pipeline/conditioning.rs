@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use sha2::{Digest, Sha256};
 
 use super::models::{ImagePromptModels, Models};
+use super::phase::Phase;
 use super::preprocess::{FitMode, clip_pixel_values, decode_rgb};
 use super::request::{ImagePrompt, Request};
 use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
@@ -96,12 +97,14 @@ pub fn encode_text(models: &Models, text: &str) -> Result<Tensor> {
 }
 
 /// Computes the text and image conditioning of `request`, filling in the
-/// content hash of every prompt image.
+/// content hash of every prompt image; `on_phase` hears which encoder is next.
 pub fn prepare(
     models: &Models,
     request: &mut Request,
     cache: &mut EmbeddingCache,
+    on_phase: &mut dyn FnMut(Phase),
 ) -> Result<Conditioning> {
+    on_phase(Phase::EncodingPrompts);
     let text_cond = cache.text(models, &request.prompt)?;
     let text_uncond = cache.text(models, &request.negative_prompt)?;
     let ip_tokens = if request.has_image_prompts() {
@@ -110,6 +113,7 @@ pub fn prepare(
                 "image prompts need an IP-Adapter and its image encoder".to_string(),
             )
         })?;
+        on_phase(Phase::EncodingImages);
         let fit = request.fit;
         let cond = side_features(image, &mut request.images, fit, cache)?;
         let uncond = side_features(image, &mut request.negative_images, fit, cache)?;

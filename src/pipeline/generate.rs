@@ -8,6 +8,7 @@ use image::RgbImage;
 
 use super::conditioning::{Conditioning, EmbeddingCache, prepare};
 use super::models::Models;
+use super::phase::Phase;
 use super::preview::latents_to_rgb;
 use super::request::Request;
 use crate::models::unet::{CrossContext, ImageTokens};
@@ -63,20 +64,23 @@ pub struct Generation {
     pub denoise_secs: f64,
 }
 
-/// Runs one generation. `on_step` is called after every step and may cancel.
+/// Runs one generation. `on_phase` hears each stage outside the denoising loop as it
+/// begins; `on_step` is called after every step and may cancel.
 pub fn generate(
     models: &Models,
     request: &Request,
     cache: &mut EmbeddingCache,
+    on_phase: &mut dyn FnMut(Phase),
     on_step: &mut dyn FnMut(&StepReport) -> Flow,
 ) -> Result<Generation> {
     request.validate()?;
     super::memory::check_request(models, request)?;
     let mut request = request.clone();
-    let conditioning = prepare(models, &mut request, cache)?;
+    let conditioning = prepare(models, &mut request, cache, on_phase)?;
     let started = Instant::now();
     let latents = denoise(models, &request, &conditioning, on_step)?;
     let denoise_secs = started.elapsed().as_secs_f64();
+    on_phase(Phase::Decoding);
     let decoded = models.vae.decode(&latents.to_dtype(models.dtype)?)?;
     let images = to_images(&decoded)?;
     Ok(Generation {

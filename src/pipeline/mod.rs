@@ -4,6 +4,7 @@ pub mod conditioning;
 pub mod generate;
 pub mod memory;
 pub mod models;
+pub mod phase;
 pub mod preprocess;
 pub mod preview;
 pub mod request;
@@ -11,4 +12,5 @@ pub mod resample;
 
 pub use generate::{Flow, Generation, StepReport, generate};
 pub use models::Models;
+pub use phase::Phase;
 pub use request::{ImagePrompt, Request, Window};

@@ -1,6 +1,6 @@
 //! The default models (from `resources/catalogue.json`) and where they are in the hub cache.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use serde::Deserialize;
@@ -25,6 +25,9 @@ pub enum EntryKind {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogueEntry {
     pub name: String,
+    /// The short name the window shows (adapters: "Plus", "Full Face", ...).
+    #[serde(default)]
+    pub label: Option<String>,
     pub kind: EntryKind,
     pub repo: String,
     pub files: Vec<String>,
@@ -70,6 +73,26 @@ impl Catalogue {
         })
     }
 
+    /// The IP-Adapters, in the order the window offers them.
+    pub fn adapters(&self) -> impl Iterator<Item = &CatalogueEntry> {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::IpAdapter)
+    }
+
+    /// The adapter entry whose file has the name of `path`'s, wherever it lives
+    /// (the hub cache, a ComfyUI folder).
+    pub fn adapter_for_file(&self, path: &Path) -> Option<&CatalogueEntry> {
+        let name = path.file_name()?;
+        self.adapters().find(|entry| {
+            entry
+                .files
+                .first()
+                .and_then(|file| Path::new(file).file_name())
+                == Some(name)
+        })
+    }
+
     /// Model paths made of cached entries: the default model and VAE, the image
     /// encoder and `adapter`; `None` if any of them is not fully downloaded.
     pub fn cached_model_paths(&self, hub: &Hub, adapter: &str) -> Option<ModelPaths> {
@@ -85,6 +108,11 @@ impl Catalogue {
 }
 
 impl CatalogueEntry {
+    /// The label, or the name where the entry has none.
+    pub fn display_name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
+
     /// The path Minus loads (a folder for models, VAEs and encoders; the file for
     /// adapters), if every file of the entry is in the cache.
     pub fn cached_path(&self, hub: &Hub) -> Option<PathBuf> {
@@ -135,6 +163,23 @@ mod tests {
         assert_eq!(plus.repo, "h94/IP-Adapter");
         assert_eq!(plus.files, ["models/ip-adapter-plus_sd15.safetensors"]);
         assert!(catalogue.get("sdxl").is_err());
+        let labels: Vec<&str> = catalogue
+            .adapters()
+            .map(CatalogueEntry::display_name)
+            .collect();
+        assert_eq!(
+            labels,
+            ["IP-Adapter", "Light", "Plus", "Plus Face", "Full Face"]
+        );
+        let found = catalogue.adapter_for_file(Path::new(
+            "/ComfyUI/models/ipadapter/ip-adapter-plus_sd15.safetensors",
+        ));
+        assert_eq!(found.map(|e| e.name.as_str()), Some("ip-adapter-plus"));
+        assert!(
+            catalogue
+                .adapter_for_file(Path::new("/x/mine.safetensors"))
+                .is_none()
+        );
         Ok(())
     }
 }

@@ -46,9 +46,11 @@ pub fn load_models(adapter: Option<&str>) -> Models {
 /// The images of `request`, run to the end with a fresh embedding cache.
 pub fn generate_images(models: &Models, request: &Request) -> Vec<image::RgbImage> {
     let mut cache = EmbeddingCache::default();
-    generate(models, request, &mut cache, &mut |_| Flow::Continue)
-        .expect("generation runs")
-        .images
+    generate(models, request, &mut cache, &mut |_| {}, &mut |_| {
+        Flow::Continue
+    })
+    .expect("generation runs")
+    .images
 }
 
 /// The folder of one reference case (`case.json`, `tensors.safetensors`, `out.png`).

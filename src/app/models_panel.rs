@@ -1,0 +1,283 @@
+//! The Models section: what is loaded at a glance, the adapter chosen by kind, and
+//! every path with a Browse... button. A changed model reloads without an extra click.
+
+use std::path::PathBuf;
+
+use egui::RichText;
+
+use super::browse::{PathField, PickKind};
+use super::fields::{optional_path_field, path_field};
+use super::settings::ModelSettings;
+use crate::device::DeviceChoice;
+use crate::engine::LoadedModels;
+use crate::weights::catalogue::Catalogue;
+
+/// What the Models section asks the app to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelsAction {
+    None,
+    /// Load the models as they are set now.
+    Reload,
+    Browse(PathField, PickKind),
+    ScanModelsDir,
+    /// Use the catalogue adapter of this name (downloading it first if needed).
+    ChooseAdapter(String),
+    /// Download the offered adapter, then use it.
+    DownloadAdapter(String),
+}
+
+/// A catalogue adapter as the picker offers it.
+#[derive(Debug, Clone)]
+pub struct AdapterChoice {
+    pub name: String,
+    pub label: String,
+    pub approx_mb: u64,
+    /// The file name it has wherever it is stored.
+    file_name: String,
+}
+
+/// The catalogue's adapters, in order.
+pub fn adapter_choices() -> Vec<AdapterChoice> {
+    let Ok(catalogue) = Catalogue::built_in() else {
+        return Vec::new();
+    };
+    catalogue
+        .adapters()
+        .filter_map(|entry| {
+            let file = entry.files.first()?;
+            Some(AdapterChoice {
+                name: entry.name.clone(),
+                label: entry.display_name().to_string(),
+                approx_mb: entry.approx_mb,
+                file_name: file.rsplit('/').next().unwrap_or(file).to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The Models section's own state.
+#[derive(Default)]
+pub struct ModelsPanel {
+    /// A model path was typed into and not loaded yet: it loads when the field
+    /// loses focus.
+    edited: bool,
+    /// An adapter chosen by kind that is not downloaded yet (its catalogue name).
+    pub offer: Option<String>,
+    choices: Vec<AdapterChoice>,
+}
+
+impl ModelsPanel {
+    /// The section with the catalogue's adapters.
+    pub fn new() -> Self {
+        Self {
+            choices: adapter_choices(),
+            ..Self::default()
+        }
+    }
+
+    /// The adapter choice of this catalogue name.
+    pub fn choice(&self, name: &str) -> Option<&AdapterChoice> {
+        self.choices.iter().find(|c| c.name == name)
+    }
+
+    /// The label of the adapter `path` is, "Other file", or "None".
+    fn adapter_label(&self, path: Option<&PathBuf>) -> String {
+        let Some(path) = path else {
+            return "None".to_string();
+        };
+        let file_name = path.file_name().map(|n| n.to_string_lossy());
+        self.choices
+            .iter()
+            .find(|c| file_name.as_deref() == Some(c.file_name.as_str()))
+            .map_or_else(|| "Other file".to_string(), |c| c.label.clone())
+    }
+
+    /// Draws the section (collapsed once a model is set).
+    pub fn ui(&mut self, ui: &mut egui::Ui, models: &mut ModelSettings) -> ModelsAction {
+        let mut action = ModelsAction::None;
+        egui::CollapsingHeader::new("Models")
+            .default_open(!models.paths.is_set())
+            .show(ui, |ui| action = self.fields_ui(ui, models));
+        action
+    }
+
+    fn fields_ui(&mut self, ui: &mut egui::Ui, models: &mut ModelSettings) -> ModelsAction {
+        let mut action = ModelsAction::None;
+        let mut take = |candidate: ModelsAction| {
+            if candidate != ModelsAction::None {
+                action = candidate;
+            }
+        };
+        let paths = &mut models.paths;
+        let mut model = paths.model.display().to_string();
+        let edit = path_field(
+            ui,
+            "Model",
+            &mut model,
+            "A diffusers SD 1.5 folder, or a single-file checkpoint (.safetensors or .ckpt)",
+            PathField::Model,
+        );
+        if edit.response.changed() {
+            paths.model = PathBuf::from(model.trim());
+        }
+        take(self.after_edit(&edit.response, edit.browse, PathField::Model));
+        let edit = optional_path_field(
+            ui,
+            "VAE",
+            &mut paths.vae,
+            "Optional: a VAE folder or file replacing the model's",
+            PathField::Vae,
+        );
+        take(self.after_edit(&edit.response, edit.browse, PathField::Vae));
+        take(self.adapter_ui(ui, paths.ip_adapter.as_ref()));
+        let edit = optional_path_field(
+            ui,
+            "IP-Adapter file",
+            &mut paths.ip_adapter,
+            "h94 IP-Adapter file (.safetensors or .bin); the kind above picks one for you",
+            PathField::IpAdapter,
+        );
+        take(self.after_edit(&edit.response, edit.browse, PathField::IpAdapter));
+        let edit = optional_path_field(
+            ui,
+            "Image encoder",
+            &mut paths.image_encoder,
+            "h94 models/image_encoder folder, or a ComfyUI clip_vision file",
+            PathField::ImageEncoder,
+        );
+        take(self.after_edit(&edit.response, edit.browse, PathField::ImageEncoder));
+        if self.edited {
+            ui.label(RichText::new("The models reload when you leave the field").small());
+        }
+        let device = egui::ComboBox::from_label("Device")
+            .selected_text(models.device.name())
+            .show_ui(ui, |ui| {
+                DeviceChoice::ALL
+                    .into_iter()
+                    .map(|choice| {
+                        ui.selectable_value(&mut models.device, choice, choice.name())
+                            .changed()
+                    })
+                    .fold(false, |any, changed| any | changed)
+            });
+        device
+            .response
+            .on_hover_text("auto: CUDA, then Metal, then the CPU");
+        if device.inner == Some(true) {
+            take(ModelsAction::Reload);
+        }
+        let edit = path_field(
+            ui,
+            "ComfyUI/A1111 folder",
+            &mut models.models_dir,
+            "An existing ComfyUI or A1111 install (or its models folder) to pick files from",
+            PathField::ModelsDir,
+        );
+        if let Some(kind) = edit.browse {
+            take(ModelsAction::Browse(PathField::ModelsDir, kind));
+        }
+        ui.horizontal(|ui| {
+            if ui
+                .button("Find models there")
+                .on_hover_text(
+                    "List checkpoints, IP-Adapters, image encoders and VAEs in that folder",
+                )
+                .clicked()
+            {
+                take(ModelsAction::ScanModelsDir);
+            }
+            if ui
+                .button("Reload models")
+                .on_hover_text("Load these models again (after changing files on disk)")
+                .clicked()
+            {
+                take(ModelsAction::Reload);
+            }
+        });
+        action
+    }
+
+    /// A model field's edit: browse, or reload once the user leaves a changed field.
+    fn after_edit(
+        &mut self,
+        response: &egui::Response,
+        browse: Option<PickKind>,
+        field: PathField,
+    ) -> ModelsAction {
+        if response.changed() {
+            self.edited = true;
+        }
+        if let Some(kind) = browse {
+            return ModelsAction::Browse(field, kind);
+        }
+        if response.lost_focus() && self.edited {
+            self.edited = false;
+            return ModelsAction::Reload;
+        }
+        ModelsAction::None
+    }
+
+    /// The adapter-kind picker, and the download offer for a kind not cached yet.
+    fn adapter_ui(&mut self, ui: &mut egui::Ui, current: Option<&PathBuf>) -> ModelsAction {
+        let mut action = ModelsAction::None;
+        egui::ComboBox::from_label("IP-Adapter")
+            .selected_text(self.adapter_label(current))
+            .show_ui(ui, |ui| {
+                for choice in &self.choices {
+                    if ui.selectable_label(false, &choice.label).clicked() {
+                        action = ModelsAction::ChooseAdapter(choice.name.clone());
+                    }
+                }
+            })
+            .response
+            .on_hover_text(
+                "The adapter kind: base, Light (subtler), Plus (closer to the image), \
+                 Plus Face and Full Face (faces)",
+            );
+        let offered = self.offer.as_deref().and_then(|name| self.choice(name));
+        if let Some(choice) = offered.cloned() {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(format!(
+                    "{} is not downloaded yet (about {} MB).",
+                    choice.label, choice.approx_mb
+                ));
+                if ui
+                    .button(format!("Download {}", choice.label))
+                    .on_hover_text("Download it into the Hugging Face cache, then use it")
+                    .clicked()
+                {
+                    action = ModelsAction::DownloadAdapter(choice.name.clone());
+                    self.offer = None;
+                }
+                if ui.small_button("Not now").clicked() {
+                    self.offer = None;
+                }
+            });
+        }
+        action
+    }
+}
+
+/// What is loaded, one line per part, for the top of the settings column.
+pub fn loaded_ui(ui: &mut egui::Ui, loaded: &LoadedModels) {
+    let none = "none".to_string();
+    let from_model = "the model's".to_string();
+    egui::Grid::new("loaded models")
+        .num_columns(2)
+        .spacing([8.0, 0.0])
+        .show(ui, |ui| {
+            for (part, name) in [
+                ("Model:", &loaded.model),
+                ("VAE:", loaded.vae.as_ref().unwrap_or(&from_model)),
+                ("Adapter:", loaded.adapter.as_ref().unwrap_or(&none)),
+                ("Encoder:", loaded.image_encoder.as_ref().unwrap_or(&none)),
+            ] {
+                ui.label(RichText::new(part).small().weak());
+                ui.label(RichText::new(name).small());
+                ui.end_row();
+            }
+            ui.label(RichText::new("Device:").small().weak());
+            ui.label(RichText::new(format!("{} ({})", loaded.device, loaded.dtype)).small());
+            ui.end_row();
+        });
+}

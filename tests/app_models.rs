@@ -1,0 +1,222 @@
+//! UI tests of the Models section and the panes' layout: adapters chosen by kind
+//! (downloaded from a stand-in hub when missing), Browse... buttons answered through
+//! the picker seam, and panes that keep their width.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use common::stand_in_hub::StandInHub;
+use common::ui::{State, app, drop_on, harness, run_until, test_settings};
+use common::{fixtures, temp_dir};
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use minus::app::{MinusApp, PathField, PathPicker, PickKind};
+use minus::weights::hub::Hub;
+
+fn app_mut<'a>(harness: &'a mut Harness<'_, State>) -> &'a mut MinusApp {
+    harness.state_mut().app.as_mut().expect("app built")
+}
+
+/// The adapter label the window lists as loaded.
+fn loaded_adapter(app: &MinusApp) -> Option<String> {
+    app.loaded_models().and_then(|m| m.adapter.clone())
+}
+
+/// Picks an entry of the "IP-Adapter" kind list.
+fn choose_adapter(harness: &mut Harness<'_, State>, label: &str) {
+    harness
+        .get_by_role_and_label(Role::ComboBox, "IP-Adapter")
+        .click();
+    harness.run_steps(2);
+    // The list's entries are buttons; the loaded adapter's name is a label too.
+    harness.get_by_role_and_label(Role::Button, label).click();
+    harness.run_steps(2);
+}
+
+/// The Plus adapter and the image encoder, as the hub serves them.
+fn plus_adapter_files() -> HashMap<String, Vec<u8>> {
+    let ip = fixtures().join("models/ip-adapter/models");
+    let h94 = "h94/IP-Adapter";
+    [
+        "ip-adapter-plus_sd15.safetensors",
+        "image_encoder/config.json",
+        "image_encoder/model.safetensors",
+    ]
+    .into_iter()
+    .map(|file| {
+        let bytes = std::fs::read(ip.join(file)).expect("fixture");
+        (format!("{h94}/models/{file}"), bytes)
+    })
+    .collect()
+}
+
+#[test]
+fn choosing_an_adapter_kind_offers_its_download_then_loads_it() {
+    let server = StandInHub::start(plus_adapter_files(), 0);
+    let out = temp_dir("ui-adapter-kind");
+    let mut harness = harness(test_settings(&out));
+    harness.step();
+    app_mut(&mut harness).set_hub(Hub::new(&server.endpoint, out.join("hub-cache")));
+    run_until(&mut harness, "the base adapter to load", |app| {
+        loaded_adapter(app).as_deref() == Some("IP-Adapter")
+    });
+    harness.get_by_label("Models").click();
+    harness.step();
+
+    choose_adapter(&mut harness, "Plus");
+    assert!(
+        harness
+            .query_by_label("Plus is not downloaded yet (about 98 MB).")
+            .is_some()
+    );
+    harness.get_by_label("Download Plus").click();
+    run_until(&mut harness, "the Plus adapter to load", |app| {
+        loaded_adapter(app).as_deref() == Some("Plus")
+    });
+    let paths = app(&harness).settings().models.paths;
+    let adapter = paths.ip_adapter.expect("an adapter is set");
+    assert!(
+        adapter.ends_with("models/ip-adapter-plus_sd15.safetensors")
+            && adapter
+                .to_string_lossy()
+                .contains("models--h94--IP-Adapter"),
+        "{adapter:?}"
+    );
+
+    // A kind that is not cached only offers its download; a cached one loads at once.
+    choose_adapter(&mut harness, "Full Face");
+    assert!(
+        harness
+            .query_by_label_contains("Full Face is not downloaded")
+            .is_some()
+    );
+    assert_eq!(
+        app(&harness).settings().models.paths.ip_adapter,
+        Some(adapter.clone())
+    );
+    choose_adapter(&mut harness, "Plus");
+    assert!(
+        harness
+            .query_by_label_contains("not downloaded yet")
+            .is_none()
+    );
+    run_until(&mut harness, "Plus to load again", |app| {
+        loaded_adapter(app).as_deref() == Some("Plus")
+    });
+}
+
+/// Answers every dialog with `answer` and remembers what was asked.
+struct Answering {
+    answer: PathBuf,
+    asked: Mutex<Vec<(PathField, PickKind)>>,
+}
+
+impl PathPicker for Answering {
+    fn pick(&self, field: PathField, kind: PickKind) -> Option<PathBuf> {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push((field, kind));
+        }
+        Some(self.answer.clone())
+    }
+}
+
+fn answering(answer: PathBuf) -> Arc<Answering> {
+    Arc::new(Answering {
+        answer,
+        asked: Mutex::new(Vec::new()),
+    })
+}
+
+#[test]
+fn browse_fills_a_field_and_a_browsed_model_loads() {
+    let out = temp_dir("ui-browse");
+    let elsewhere = out.join("elsewhere");
+    let mut harness = harness(test_settings(&out));
+    harness.step();
+    let picker = answering(elsewhere.clone());
+    app_mut(&mut harness).set_path_picker(picker.clone());
+    harness.get_by_label("browse Save results to").click();
+    run_until(&mut harness, "the output folder to be filled", |app| {
+        app.settings().output_dir.as_ref() == Some(&elsewhere)
+    });
+    assert_eq!(
+        *picker.asked.lock().expect("lock"),
+        [(PathField::OutputDir, PickKind::Folder)]
+    );
+
+    // A model field takes a file or a folder: the menu asks which.
+    run_until(&mut harness, "the first models", |app| {
+        app.loaded_models().is_some()
+    });
+    // A copy under another name, so the list of what is loaded shows the reload.
+    let model_folder = out.join("browsed-model");
+    copy_dir(&fixtures().join("models/sd15"), &model_folder);
+    let picker = answering(model_folder.clone());
+    app_mut(&mut harness).set_path_picker(picker.clone());
+    app_mut(&mut harness).settings_mut().models.paths.model = PathBuf::from("/not/yet");
+    harness.get_by_label("Models").click();
+    harness.step();
+    harness.get_by_label("browse Model").click();
+    harness.run_steps(2);
+    harness.get_by_label("Folder...").click();
+    run_until(&mut harness, "the browsed model to load", |app| {
+        app.settings().models.paths.model == model_folder
+            && app
+                .loaded_models()
+                .is_some_and(|m| m.model == "browsed-model")
+    });
+    assert_eq!(
+        *picker.asked.lock().expect("lock"),
+        [(PathField::Model, PickKind::Folder)]
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    for entry in std::fs::read_dir(from).expect("fixture folder").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn panes_keep_their_width_when_they_hold_images() {
+    let out = temp_dir("ui-pane-width");
+    let mut harness = harness(test_settings(&out));
+    harness.run_steps(3);
+    let before = app(&harness).pane_rects();
+    drop_on(
+        &mut harness,
+        "Image prompt",
+        fixtures().join("images/house.png"),
+    );
+    drop_on(
+        &mut harness,
+        "Negative image prompt",
+        fixtures().join("images/lawn.png"),
+    );
+    run_until(&mut harness, "both images", |app| {
+        app.pane_counts() == (1, 1)
+    });
+    // Let the thumbnails decode and lay out.
+    for _ in 0..40 {
+        harness.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let after = app(&harness).pane_rects();
+    for (before, after) in before.iter().zip(&after) {
+        assert!(before.width() > 200.0, "{before:?}");
+        assert!(
+            (before.width() - after.width()).abs() < 1.0,
+            "a pane changed width: {before:?} -> {after:?}"
+        );
+    }
+}
