@@ -12,6 +12,11 @@ impl Messages {
         self.list.push(message.into());
     }
 
+    /// Drops the messages that begin with `prefix` (a problem that has gone away).
+    pub fn dismiss_starting_with(&mut self, prefix: &str) {
+        self.list.retain(|message| !message.starts_with(prefix));
+    }
+
     /// The messages now shown.
     #[cfg(feature = "test-support")]
     pub fn as_slice(&self) -> &[String] {
@@ -38,5 +43,20 @@ impl Messages {
 impl Extend<String> for Messages {
     fn extend<T: IntoIterator<Item = String>>(&mut self, messages: T) {
         self.list.extend(messages);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_gone_away_takes_only_its_own_messages() {
+        let mut messages = Messages::default();
+        messages.push("Models: x.safetensors: missing tensor");
+        messages.push("Run 1 failed: out of memory");
+        messages.push("Models: y: not a file");
+        messages.dismiss_starting_with("Models: ");
+        assert_eq!(messages.list, ["Run 1 failed: out of memory"]);
     }
 }

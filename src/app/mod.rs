@@ -348,6 +348,11 @@ impl MinusApp {
         for event in self.engine.drain_events() {
             match event {
                 Event::ModelsLoading | Event::ModelsLoaded { .. } | Event::ModelsFailed { .. } => {
+                    if matches!(event, Event::ModelsLoaded { .. }) {
+                        // An earlier setup's error no longer applies.
+                        self.messages
+                            .dismiss_starting_with(status::LOAD_ERROR_PREFIX);
+                    }
                     self.messages.extend(self.model_status.apply(&event));
                 }
                 Event::ModelProgress { .. }
@@ -416,9 +421,7 @@ impl MinusApp {
                         self.generate();
                     }
                     ui.label(RichText::new(self.model_status.text()).small());
-                    if let Some(loaded) = &self.model_status.loaded {
-                        models_panel::loaded_ui(ui, loaded);
-                    }
+                    models_panel::loaded_ui(ui, self.model_status.loaded.as_ref());
                     let models_set = self.settings.models.paths.is_set();
                     self.downloads.ui(ui, &self.engine, models_set);
                     let action = self.models_panel.ui(ui, &mut self.settings.models);

@@ -258,26 +258,43 @@ impl ModelsPanel {
     }
 }
 
-/// What is loaded, one line per part, for the top of the settings column.
-pub fn loaded_ui(ui: &mut egui::Ui, loaded: &LoadedModels) {
-    let none = "none".to_string();
-    let from_model = "the model's".to_string();
+/// What is loaded, for the top of the settings column. Drawn with dashes while
+/// nothing is loaded, so the fields below do not move when loading ends.
+pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
+    let dash = "-".to_string();
+    let or_dash = |name: Option<&String>| name.unwrap_or(&dash).clone();
+    let vae = match loaded {
+        Some(loaded) => loaded
+            .vae
+            .clone()
+            .unwrap_or_else(|| "the model's".to_string()),
+        None => dash.clone(),
+    };
+    let adapter = loaded.map_or(dash.clone(), |l| {
+        l.adapter.clone().unwrap_or_else(|| "none".to_string())
+    });
+    let device = loaded.map_or(dash.clone(), |l| format!("{} ({})", l.device, l.dtype));
+    let rows = [
+        [("Model:", or_dash(loaded.map(|l| &l.model))), ("VAE:", vae)],
+        [
+            ("Adapter:", adapter),
+            (
+                "Encoder:",
+                or_dash(loaded.and_then(|l| l.image_encoder.as_ref())),
+            ),
+        ],
+        [("Device:", device), ("", String::new())],
+    ];
     egui::Grid::new("loaded models")
-        .num_columns(2)
-        .spacing([8.0, 0.0])
+        .num_columns(4)
+        .spacing([6.0, 2.0])
         .show(ui, |ui| {
-            for (part, name) in [
-                ("Model:", &loaded.model),
-                ("VAE:", loaded.vae.as_ref().unwrap_or(&from_model)),
-                ("Adapter:", loaded.adapter.as_ref().unwrap_or(&none)),
-                ("Encoder:", loaded.image_encoder.as_ref().unwrap_or(&none)),
-            ] {
-                ui.label(RichText::new(part).small().weak());
-                ui.label(RichText::new(name).small());
+            for row in rows {
+                for (part, name) in row {
+                    ui.label(RichText::new(part).small().weak());
+                    ui.label(RichText::new(name).small());
+                }
                 ui.end_row();
             }
-            ui.label(RichText::new("Device:").small().weak());
-            ui.label(RichText::new(format!("{} ({})", loaded.device, loaded.dtype)).small());
-            ui.end_row();
         });
 }

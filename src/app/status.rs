@@ -12,6 +12,9 @@ pub struct ModelStatus {
     pub loading: bool,
 }
 
+/// How a loading error begins in the message list (dropped once models load).
+pub const LOAD_ERROR_PREFIX: &str = "Models: ";
+
 /// Shown until a model is chosen.
 const NO_MODELS: &str = "No models loaded: set a model under Models";
 
@@ -54,7 +57,7 @@ impl ModelStatus {
             Event::ModelsFailed { error } => {
                 self.text = "Models failed to load".to_string();
                 self.loading = false;
-                return Some(format!("Models: {error}"));
+                return Some(format!("{LOAD_ERROR_PREFIX}{error}"));
             }
             Event::Finished { elapsed_secs, .. } => self.last_run_secs = Some(*elapsed_secs),
             _ => {}

@@ -169,11 +169,13 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     );
     let mut cache = EmbeddingCache::default();
     let mut on_phase = |phase: Phase| {
-        // The step line ends with a carriage return, not a newline.
-        if phase == Phase::Decoding {
-            eprintln!();
+        match phase {
+            // Steps report themselves on one line.
+            Phase::Denoising => {}
+            // The step line ends with a carriage return, not a newline.
+            Phase::Decoding => eprintln!("\n{}...", phase.label()),
+            _ => eprintln!("{}...", phase.label()),
         }
-        eprintln!("{}...", phase.label());
     };
     let generation = generate(
         &models,

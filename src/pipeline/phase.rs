@@ -7,6 +7,8 @@ pub enum Phase {
     EncodingPrompts,
     /// Prompt images are read, hashed and run through the image encoder.
     EncodingImages,
+    /// The denoising loop runs its first step (later steps report themselves).
+    Denoising,
     /// The VAE turns the final latents into pictures.
     Decoding,
 }
@@ -17,6 +19,7 @@ impl Phase {
         match self {
             Self::EncodingPrompts => "Encoding prompts",
             Self::EncodingImages => "Encoding images",
+            Self::Denoising => "First step",
             Self::Decoding => "Decoding",
         }
     }
