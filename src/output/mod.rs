@@ -43,6 +43,10 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
         request.images.iter().filter(|i| i.enabled).count(),
         request.negative_images.iter().filter(|i| i.enabled).count(),
     ));
+    let method = request.method_text();
+    if !method.is_empty() {
+        text.push_str(&format!(", {method}"));
+    }
     text
 }
 
