@@ -202,7 +202,14 @@ mod tests {
         let b = noised_pixel_values(std::slice::from_ref(&square), 0.5, 2);
         assert_eq!(a[0].len(), 3 * 16 * 16);
         assert_ne!(a, b);
-        let lowest = -CLIP_MEAN[0] / CLIP_STD[0] - 1e-3;
-        assert!(a[0].iter().all(|v| f64::from(*v) >= lowest.min(-2.0)));
+        // Clamped to 8-bit pixels before normalisation, like ComfyUI's preprocessing.
+        for (c, values) in a[0].chunks_exact(16 * 16).enumerate() {
+            let (low, high) = (
+                -CLIP_MEAN[c] / CLIP_STD[c],
+                (1.0 - CLIP_MEAN[c]) / CLIP_STD[c],
+            );
+            let within = |v: &f32| (low - 1e-5..=high + 1e-5).contains(&f64::from(*v));
+            assert!(values.iter().all(within));
+        }
     }
 }
