@@ -84,3 +84,24 @@ fn a_method_sweep_makes_a_labelled_grid() {
     // Six 96-pixel-wide results side by side under a label strip.
     assert!(grid.width() > 6 * 96 && grid.height() > 64);
 }
+
+#[test]
+fn dropping_a_saved_png_restores_its_method() {
+    let out = temp_dir("ui-restore-method");
+    let request = minus::pipeline::Request {
+        seed: 77,
+        noise: 0.6,
+        combine: Combine::NormAverage,
+        negative_weight_type: WeightType::ReverseInOut,
+        embeds_scaling: EmbedsScaling::KVCPenalty,
+        ..minus::pipeline::Request::default()
+    };
+    let saved = common::ui::saved_settings_png(&out, "method.png", &request);
+    let mut harness = common::ui::harness_without_autosave(&out);
+    common::ui::drop_on(&mut harness, "Generate", saved);
+    run_until(&mut harness, "settings restored", |app| {
+        app.settings().request.seed == 77
+    });
+    let restored = app(&harness).settings().request;
+    assert_eq!(restored.method_text(), request.method_text());
+}
