@@ -7,6 +7,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 
 use super::conditioning::{Conditioning, EmbeddingCache, prepare};
+use super::methods::WeightType;
 use super::models::Models;
 use super::preview::latents_to_rgb;
 use super::request::Request;
@@ -202,7 +203,7 @@ fn layer_scales(
     let layers = order
         .iter()
         .map(|&(part, index)| {
-            let factor = |kind: crate::pipeline::WeightType| kind.factor(index, order.len(), part);
+            let factor = |kind: WeightType| kind.factor(index, order.len(), part);
             let scales = (
                 uncond * factor(request.negative_weight_type),
                 cond * factor(request.weight_type),
