@@ -59,8 +59,9 @@ impl TorchRng {
         self.index = 0;
     }
 
-    /// A float32 uniform in [0, 1) from 24 random bits, as torch draws them.
-    fn uniform_f32(&mut self) -> f32 {
+    /// A float32 uniform in [0, 1) from 24 random bits: one value of `torch.rand`
+    /// (which draws serially, one `u32` per value).
+    pub fn rand_f32(&mut self) -> f32 {
         (self.next_u32() & 0x00ff_ffff) as f32 * (1.0 / 16_777_216.0)
     }
 
@@ -84,12 +85,18 @@ impl TorchRng {
         radius * theta.cos()
     }
 
+    /// One value of torch's serial normal sampler, which `randn`/`normal_` take on a
+    /// non-contiguous float32 tensor: a double-precision Box–Muller value cast to f32.
+    pub fn randn_serial(&mut self) -> f32 {
+        self.normal_f64() as f32
+    }
+
     /// `torch.randn(n, generator=g)` as float32 values.
     pub fn randn(&mut self, n: usize) -> Vec<f32> {
         if n < 16 {
             return (0..n).map(|_| self.normal_f64() as f32).collect();
         }
-        let mut data: Vec<f32> = (0..n).map(|_| self.uniform_f32()).collect();
+        let mut data: Vec<f32> = (0..n).map(|_| self.rand_f32()).collect();
         for block in data.chunks_exact_mut(16) {
             box_muller_16(block);
         }
@@ -97,7 +104,7 @@ impl TorchRng {
             // torch redraws the last 16 values from fresh uniforms.
             let tail = &mut data[n - 16..];
             for value in tail.iter_mut() {
-                *value = self.uniform_f32();
+                *value = self.rand_f32();
             }
             box_muller_16(tail);
         }

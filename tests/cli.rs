@@ -156,3 +156,57 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// cubiq's options (#13) reach the run and the settings saved with it.
+#[test]
+fn the_method_flags_reach_the_saved_settings() {
+    let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
+    let out = temp_dir("cli-methods").join("method.png");
+    let status = minus()
+        .args([
+            "generate", "--device", "cpu", "--steps", "2", "--width", "64",
+        ])
+        .args(["--height", "64", "--seed", "4", "--noise", "0.3"])
+        .args(["--combine", "subtract", "--weight-type", "ease-in"])
+        .args(["--negative-weight-type", "weak-output"])
+        .args(["--embeds-scaling", "k-mean-v-c-penalty"])
+        .arg("--model")
+        .arg(&paths.model)
+        .arg("--ip-adapter")
+        .arg(paths.ip_adapter.as_ref().expect("adapter"))
+        .arg("--image-encoder")
+        .arg(paths.image_encoder.as_ref().expect("encoder"))
+        .arg("--image")
+        .arg(fixtures().join("images/house.png"))
+        .arg("--negative-image")
+        .arg(fixtures().join("images/lawn.png"))
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .expect("minus runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let bytes = std::fs::read(&out).expect("output");
+    let request = minus::output::read_request(&bytes).expect("embedded settings");
+    assert_eq!(request.noise, 0.3);
+    assert_eq!(request.combine, minus::pipeline::Combine::Subtract);
+    assert_eq!(request.weight_type, minus::pipeline::WeightType::EaseIn);
+    assert_eq!(
+        request.negative_weight_type,
+        minus::pipeline::WeightType::WeakOutput
+    );
+    assert_eq!(
+        request.embeds_scaling,
+        minus::pipeline::EmbedsScaling::KMeanVCPenalty
+    );
+    let model = paths.model.display().to_string();
+    let (code, message) = failing(&["--model", &model, "--combine", "blend"]);
+    assert_eq!(code, Some(2), "{message}");
+    assert!(message.contains("norm-average"), "{message}");
+    let (code, message) = failing(&["--model", &model, "--noise", "1.5"]);
+    assert_eq!(code, Some(1), "{message}");
+    assert!(message.contains("noise"), "{message}");
+}

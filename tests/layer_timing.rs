@@ -6,7 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::{adapter_file, fixtures, load_models};
 use minus::models::timing::{self, LayerKind};
-use minus::models::unet::{CrossContext, ImageTokens};
+use minus::models::unet::{CrossContext, ImageTokens, IpScales};
 use minus::pipeline::conditioning::encode_text;
 
 /// How many tensors of the tiny UNet's file have names ending in `suffix` and `rank` dimensions.
@@ -33,7 +33,10 @@ fn a_timed_unet_step_counts_each_layer_once() -> anyhow::Result<()> {
             layers: image.adapter.attention_weights(),
         }),
     );
-    let ip_scale = Tensor::ones((2, 1, 1), DType::F32, &device)?;
+    let ip_scale = IpScales::uniform(
+        Tensor::ones((2, 1, 1), DType::F32, &device)?,
+        models.unet.cross_attention_channels().len(),
+    );
     let sample = Tensor::randn(0f32, 1f32, (2, 4, 16, 16), &device)?;
     let timed_step = || -> anyhow::Result<_> {
         timing::start();

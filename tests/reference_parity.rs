@@ -53,6 +53,8 @@ fn request_from_case(case: &Value) -> Request {
         height: case["height"].as_u64().unwrap() as usize,
         batch: case["num_images_per_prompt"].as_u64().unwrap_or(1) as usize,
         fit: FitMode::Crop,
+        // The field's other methods (#13) stay at the seed's method.
+        ..Request::default()
     }
 }
 

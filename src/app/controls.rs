@@ -2,10 +2,11 @@
 
 use super::browse::{PathField, PickKind};
 use super::fields::{path_field, text_field};
+use super::method::Method;
 use super::settings::Settings;
 use super::sweep::SweepParameter;
-use crate::pipeline::Window;
 use crate::pipeline::preprocess::FitMode;
+use crate::pipeline::{Combine, EmbedsScaling, Request, WeightType, Window};
 use crate::rng::random_seed;
 use crate::schedulers::SamplerKind;
 
@@ -50,6 +51,7 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
     .on_hover_text("IP-Adapter scale of the negative images (unconditioned half)");
     window_ui(ui, "image", &mut request.ip_window);
     window_ui(ui, "negative", &mut request.negative_ip_window);
+    methods_ui(ui, request);
     ui.separator();
 
     ui.add(egui::Slider::new(&mut request.cfg, 1.0..=20.0).text("CFG scale"))
@@ -148,6 +150,54 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
         }
     });
     action
+}
+
+/// The field's other ways to say "not this" (cubiq's options), with the presets row.
+fn methods_ui(ui: &mut egui::Ui, request: &mut Request) {
+    egui::CollapsingHeader::new("Ways to say not this").show(ui, |ui| {
+        ui.horizontal_wrapped(|ui| {
+            for (label, method, tooltip) in Method::PRESETS {
+                if ui.button(label).on_hover_text(tooltip).clicked() {
+                    *request = method.apply(request);
+                }
+            }
+        });
+        ui.add(egui::Slider::new(&mut request.noise, 0.0..=1.0).text("Noise"))
+            .on_hover_text("Unconditioned half sees warped, noised copies of the images (0 = off)");
+        egui::ComboBox::from_label("Combine")
+            .selected_text(request.combine.name())
+            .show_ui(ui, |ui| {
+                for mode in Combine::ALL {
+                    ui.selectable_value(&mut request.combine, mode, mode.name());
+                }
+            })
+            .response
+            .on_hover_text("How several positive images become one; subtract also removes the negatives");
+        weight_type_ui(ui, "Weight type", &mut request.weight_type)
+            .on_hover_text("How the image weight is spread over the UNet's layers");
+        weight_type_ui(ui, "Negative weight type", &mut request.negative_weight_type)
+            .on_hover_text("How the negative weight is spread over the UNet's layers");
+        egui::ComboBox::from_label("Embeds scaling")
+            .selected_text(request.embeds_scaling.display_name())
+            .show_ui(ui, |ui| {
+                for scaling in EmbedsScaling::ALL {
+                    ui.selectable_value(&mut request.embeds_scaling, scaling, scaling.display_name());
+                }
+            })
+            .response
+            .on_hover_text("Where the weight enters the image attention: output, keys and values, or with a size penalty");
+    });
+}
+
+fn weight_type_ui(ui: &mut egui::Ui, label: &str, kind: &mut WeightType) -> egui::Response {
+    egui::ComboBox::from_label(label)
+        .selected_text(kind.name())
+        .show_ui(ui, |ui| {
+            for option in WeightType::ALL {
+                ui.selectable_value(kind, option, option.name());
+            }
+        })
+        .response
 }
 
 fn window_ui(ui: &mut egui::Ui, label: &str, window: &mut Window) {

@@ -8,6 +8,7 @@ mod fields;
 mod input;
 mod loader;
 mod messages;
+mod method;
 mod models_panel;
 mod panes;
 mod results;
@@ -39,7 +40,8 @@ use panes::{Pane, PaneAction, PaneImage};
 use results::{ResultAction, Results};
 pub use settings::{ModelSettings, Settings};
 use status::ModelStatus;
-use sweep::{Sweep, parse_values};
+use sweep::Sweep;
+pub use sweep::SweepParameter;
 use tasks::Notices;
 
 /// Ctrl+Enter (Cmd+Enter on macOS) starts a run.
@@ -207,6 +209,13 @@ impl MinusApp {
         self.downloads.progress.is_some()
     }
 
+    /// The labels of the sweep grid's cells.
+    #[cfg(feature = "test-support")]
+    pub fn sweep_labels(&self) -> Vec<String> {
+        let cells = self.results.sweep.iter().flat_map(|sweep| &sweep.cells);
+        cells.map(|cell| cell.label.clone()).collect()
+    }
+
     /// Whether the sweep grid is complete (every run finished).
     #[cfg(feature = "test-support")]
     pub fn sweep_complete(&self) -> bool {
@@ -269,21 +278,21 @@ impl MinusApp {
 
     /// Queues one run per sweep value and shows them as a grid.
     pub fn run_sweep(&mut self) {
-        let values = match parse_values(&self.settings.sweep.values) {
-            Ok(values) => values,
+        let parameter = self.settings.sweep.parameter;
+        let base = self.current_request();
+        let requests = match parameter.requests(&base, &self.settings.sweep.values) {
+            Ok(requests) => requests,
             Err(error) => {
                 self.messages.push(error);
                 return;
             }
         };
-        let parameter = self.settings.sweep.parameter;
-        let base = self.current_request();
-        let mut cells = Vec::with_capacity(values.len());
-        for value in values {
-            let Some(job) = self.queue(parameter.apply(&base, value)) else {
+        let mut cells = Vec::with_capacity(requests.len());
+        for (request, label) in requests {
+            let Some(job) = self.queue(request) else {
                 return;
             };
-            cells.push((job, format!("{} {value}", parameter.label())));
+            cells.push((job, label));
         }
         self.results.sweep = Some(Sweep::new(
             format!("Sweep over {}", parameter.label()),

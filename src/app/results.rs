@@ -415,6 +415,22 @@ mod tests {
     }
 
     #[test]
+    fn the_comparison_lists_a_different_method() {
+        let seed = Request::default();
+        let noisy = Request {
+            noise: 0.35,
+            combine: crate::pipeline::Combine::Subtract,
+            ..Request::default()
+        };
+        let mut differences = settings_differences(&seed, &noisy);
+        differences.sort();
+        assert_eq!(
+            differences,
+            ["combine: \"concat\" vs \"subtract\"", "noise: 0.0 vs 0.35"]
+        );
+    }
+
+    #[test]
     fn a_job_runs_from_queue_to_gallery() {
         let ctx = egui::Context::default();
         let mut results = Results::default();

@@ -8,6 +8,7 @@ use egui::TextureHandle;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use super::method::Method;
 use crate::engine::JobId;
 use crate::pipeline::Request;
 
@@ -22,11 +23,13 @@ pub enum SweepParameter {
     Cfg,
     Steps,
     Seed,
+    /// The way to say "not this" (values are method names, see `Method::parse`).
+    Method,
 }
 
 impl SweepParameter {
     /// All parameters, in menu order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::NegativeWeight,
         Self::Weight,
         Self::NegativeStart,
@@ -34,6 +37,7 @@ impl SweepParameter {
         Self::Cfg,
         Self::Steps,
         Self::Seed,
+        Self::Method,
     ];
 
     /// The label shown in menus and on the grid.
@@ -46,10 +50,35 @@ impl SweepParameter {
             Self::Cfg => "CFG",
             Self::Steps => "steps",
             Self::Seed => "seed",
+            Self::Method => "method",
         }
     }
 
-    /// A copy of `request` with this parameter set to `value`.
+    /// One request and its grid label per value of `values` (comma separated: numbers,
+    /// or method names for a method sweep).
+    pub fn requests(self, base: &Request, values: &str) -> Result<Vec<(Request, String)>, String> {
+        if self == Self::Method {
+            let methods = values
+                .split(',')
+                .filter(|v| !v.trim().is_empty())
+                .map(Method::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            if methods.is_empty() {
+                return Err("a sweep needs at least one value".to_string());
+            }
+            return Ok(methods
+                .into_iter()
+                .map(|method| (method.apply(base), method.label()))
+                .collect());
+        }
+        Ok(parse_values(values)?
+            .into_iter()
+            .map(|value| (self.apply(base, value), format!("{} {value}", self.label())))
+            .collect())
+    }
+
+    /// A copy of `request` with this parameter set to `value` (a number leaves the
+    /// method alone: a method sweep's values are names, see `requests`).
     pub fn apply(self, request: &Request, value: f64) -> Request {
         let mut request = request.clone();
         match self {
@@ -60,6 +89,7 @@ impl SweepParameter {
             Self::Cfg => request.cfg = value,
             Self::Steps => request.steps = value.round().max(1.0) as usize,
             Self::Seed => request.seed = value.round().max(0.0) as u64,
+            Self::Method => {}
         }
         request
     }
@@ -158,6 +188,21 @@ mod tests {
         assert_eq!(parse_values("0, 0.5,1 ,1.5"), Ok(vec![0.0, 0.5, 1.0, 1.5]));
         assert!(parse_values("0, x").unwrap_err().contains("`x`"));
         assert!(parse_values(" , ").is_err());
+    }
+
+    #[test]
+    fn a_method_sweep_labels_each_method() {
+        let requests = SweepParameter::Method
+            .requests(&Request::default(), "seed, off, noise 0.5, subtract")
+            .expect("methods parse");
+        let labels: Vec<&str> = requests.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(labels, ["seed", "off", "noise 0.5", "subtract"]);
+        assert_eq!(requests[2].0.noise, 0.5);
+        assert!(
+            SweepParameter::Method
+                .requests(&Request::default(), "0.5")
+                .is_err()
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, select_device};
 use minus::models::timing::{self, KindTotal, LayerKind};
-use minus::models::unet::{CrossContext, ImageTokens};
+use minus::models::unet::{CrossContext, ImageTokens, IpScales};
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
 use minus::pipeline::preview::latents_to_rgb;
 use minus::pipeline::{Flow, ImagePrompt, Models, Request, generate};
@@ -190,7 +190,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             layers: image.adapter.attention_weights(),
         }),
     );
-    let ip_scale = Tensor::ones((2 * n, 1, 1), dtype, &device)?;
+    let ip_scale = IpScales::uniform(
+        Tensor::ones((2 * n, 1, 1), dtype, &device)?,
+        models.unet.cross_attention_channels().len(),
+    );
     // A step as all but the first of a run: the warm-up has projected the context.
     let step = || -> anyhow::Result<()> {
         models

@@ -10,7 +10,9 @@ use minus::output::format::{SaveFormat, save_result};
 use minus::output::{check_replaceable, numbered_paths};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::preprocess::FitMode;
-use minus::pipeline::{Flow, ImagePrompt, Models, Phase, Request, Window, generate};
+use minus::pipeline::{
+    Combine, EmbedsScaling, Flow, ImagePrompt, Models, Phase, Request, WeightType, Window, generate,
+};
 use minus::rng::random_seed;
 use minus::schedulers::SamplerKind;
 use minus::weights::ModelPaths;
@@ -83,6 +85,23 @@ pub struct GenerateArgs {
     /// How non-square prompt images are fitted.
     #[arg(long, value_enum, default_value_t = FitMode::Crop)]
     fit: FitMode,
+    /// cubiq's noise, 0..1: the unconditioned side sees noised copies of the negative
+    /// images (of the positive images when there are none).
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
+    /// How several positive images become one (subtract: the first minus the rest,
+    /// negative images included).
+    #[arg(long, value_enum, default_value_t = Combine::Concat)]
+    combine: Combine,
+    /// Per-layer shape of the positive image scale over the UNet.
+    #[arg(long, value_enum, default_value_t = WeightType::Linear)]
+    weight_type: WeightType,
+    /// Per-layer shape of the negative image scale over the UNet.
+    #[arg(long, value_enum, default_value_t = WeightType::Linear)]
+    negative_weight_type: WeightType,
+    /// Where the image scale enters the image attention.
+    #[arg(long, value_enum, default_value_t = EmbedsScaling::VOnly)]
+    embeds_scaling: EmbedsScaling,
     /// Compute device (auto: CUDA, then Metal, then the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -144,6 +163,11 @@ impl GenerateArgs {
             height: self.height,
             batch: self.batch,
             fit: self.fit,
+            noise: self.noise,
+            combine: self.combine,
+            weight_type: self.weight_type,
+            negative_weight_type: self.negative_weight_type,
+            embeds_scaling: self.embeds_scaling,
         })
     }
 }

@@ -44,6 +44,10 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
         request.negative_images.iter().filter(|i| i.enabled).count(),
         crate::version::VERSION_LINE,
     ));
+    let method = request.method_text();
+    if !method.is_empty() {
+        text.push_str(&format!(", {method}"));
+    }
     text
 }
 

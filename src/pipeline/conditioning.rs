@@ -1,13 +1,17 @@
 //! Turning prompts into what the UNet attends to: text embeddings and image tokens.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 
 use candle_core::Tensor;
+use image::RgbImage;
 use sha2::{Digest, Sha256};
 
+use super::methods::Combine;
 use super::models::{ImagePromptModels, Models};
+use super::noise_image::noised_pixel_values;
 use super::phase::Phase;
-use super::preprocess::{FitMode, clip_pixel_values, decode_rgb};
+use super::preprocess::{FitMode, clip_square, decode_rgb, normalize};
 use super::request::{ImagePrompt, Request};
 use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
 use crate::models::ip_adapter::ImageFeature;
@@ -115,8 +119,33 @@ pub fn prepare(
         })?;
         on_phase(Phase::EncodingImages);
         let fit = request.fit;
-        let cond = side_features(image, &mut request.images, fit, cache)?;
-        let uncond = side_features(image, &mut request.negative_images, fit, cache)?;
+        let positives = read_side(&mut request.images)?;
+        let negatives = read_side(&mut request.negative_images)?;
+        let encode = |side: &[SideImage], cache: &mut EmbeddingCache| -> Result<Vec<Weighted>> {
+            side.iter()
+                .map(|prompt| Ok((features(image, prompt, fit, cache)?, prompt.weight)))
+                .collect()
+        };
+        let positive_features = encode(&positives, cache)?;
+        let negative_features = encode(&negatives, cache)?;
+        let cond = combined(
+            image,
+            &positive_features,
+            &negative_features,
+            request.combine,
+            (fit, cache),
+        )?;
+        let uncond = if request.noise > 0.0 {
+            let noised = if negatives.is_empty() {
+                &positives
+            } else {
+                &negatives
+            };
+            let noised = noised_features(image, noised, request, fit)?;
+            weighted_average(image, &noised, fit, cache)?
+        } else {
+            weighted_average(image, &negative_features, fit, cache)?
+        };
         Some((
             image.adapter.project(&uncond)?,
             image.adapter.project(&cond)?,
@@ -131,52 +160,137 @@ pub fn prepare(
     })
 }
 
-/// The weighted average of one side's image features; the "empty" features when
-/// the side has no image of non-zero weight.
-fn side_features(
+/// Image features `[1, ...]` and the weight of their image.
+type Weighted = (Tensor, f64);
+
+/// One switched-on image of a side with a weight above 0, read and hashed.
+struct SideImage {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    hash: String,
+    weight: f64,
+}
+
+/// Reads (and hashes, for the saved settings) every switched-on image of a side; those
+/// of weight 0 are left out.
+fn read_side(images: &mut [ImagePrompt]) -> Result<Vec<SideImage>> {
+    let mut side = Vec::new();
+    for prompt in images.iter_mut().filter(|prompt| prompt.enabled) {
+        let bytes = read_regular_file(&prompt.path, MAX_IMAGE_FILE_BYTES)?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        prompt.sha256 = Some(hash.clone());
+        if prompt.weight > 0.0 {
+            side.push(SideImage {
+                path: prompt.path.clone(),
+                bytes,
+                hash,
+                weight: prompt.weight,
+            });
+        }
+    }
+    Ok(side)
+}
+
+/// The image's square crop, as the encoder sees it.
+fn square(models: &ImagePromptModels, prompt: &SideImage, fit: FitMode) -> Result<RgbImage> {
+    let rgb = decode_rgb(&prompt.bytes).map_err(|message| MinusError::BadImage {
+        path: prompt.path.clone(),
+        message,
+    })?;
+    Ok(clip_square(&rgb, models.encoder.config().image_size, fit))
+}
+
+/// Encodes normalised pixel values `[3, size, size]`.
+fn encode_values(models: &ImagePromptModels, values: Vec<f32>) -> Result<Tensor> {
+    let size = models.encoder.config().image_size;
+    let pixels =
+        Tensor::from_vec(values, (1, 3, size, size), &models.device)?.to_dtype(models.dtype)?;
+    encode_pixels(models, &pixels)
+}
+
+/// The image's features, encoded only the first time.
+fn features(
     models: &ImagePromptModels,
-    images: &mut [ImagePrompt],
+    prompt: &SideImage,
+    fit: FitMode,
+    cache: &mut EmbeddingCache,
+) -> Result<Tensor> {
+    let key = CacheKey {
+        models_id: models.id.clone(),
+        content: Some(prompt.hash.clone()),
+        fit,
+    };
+    if let Some(features) = cache.entries.get(&key) {
+        return Ok(features.clone());
+    }
+    let values = normalize(&square(models, prompt, fit)?);
+    let features = encode_values(models, values)?;
+    cache.encoder_runs += 1;
+    cache.entries.insert(key, features.clone());
+    Ok(features)
+}
+
+/// The features of cubiq's noised images of a side (never cached: they change with
+/// the seed and the amount).
+fn noised_features(
+    models: &ImagePromptModels,
+    side: &[SideImage],
+    request: &Request,
+    fit: FitMode,
+) -> Result<Vec<Weighted>> {
+    let squares = side
+        .iter()
+        .map(|prompt| square(models, prompt, fit))
+        .collect::<Result<Vec<_>>>()?;
+    noised_pixel_values(&squares, request.noise, request.seed)
+        .into_iter()
+        .zip(side)
+        .map(|(values, prompt)| Ok((encode_values(models, values)?, prompt.weight)))
+        .collect()
+}
+
+/// The conditioned side's features: the weighted average (`concat`), or cubiq's
+/// combine over the images, each times its weight, when there are two or more
+/// (for `subtract`, the negative images count as images to take away).
+fn combined(
+    models: &ImagePromptModels,
+    positives: &[Weighted],
+    negatives: &[Weighted],
+    combine: Combine,
+    (fit, cache): (FitMode, &mut EmbeddingCache),
+) -> Result<Tensor> {
+    let images: Vec<&Weighted> = match combine {
+        Combine::Concat => Vec::new(),
+        Combine::Subtract if !positives.is_empty() => positives.iter().chain(negatives).collect(),
+        _ => positives.iter().collect(),
+    };
+    if images.len() < 2 {
+        return weighted_average(models, positives, fit, cache);
+    }
+    let scaled = images
+        .iter()
+        .map(|(features, weight)| features * *weight)
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(combine.apply(&scaled)?)
+}
+
+/// The weighted average of one side's image features; the "empty" features when
+/// the side has no image.
+fn weighted_average(
+    models: &ImagePromptModels,
+    side: &[Weighted],
     fit: FitMode,
     cache: &mut EmbeddingCache,
 ) -> Result<Tensor> {
     let mut sum: Option<Tensor> = None;
     let mut total_weight = 0.0;
-    for prompt in images.iter_mut().filter(|prompt| prompt.enabled) {
-        let bytes = read_regular_file(&prompt.path, MAX_IMAGE_FILE_BYTES)?;
-        let hash = hex::encode(Sha256::digest(&bytes));
-        prompt.sha256 = Some(hash.clone());
-        if prompt.weight <= 0.0 {
-            continue;
-        }
-        let key = CacheKey {
-            models_id: models.id.clone(),
-            content: Some(hash),
-            fit,
-        };
-        let features = match cache.entries.get(&key) {
-            Some(features) => features.clone(),
-            None => {
-                let rgb = decode_rgb(&bytes).map_err(|message| MinusError::BadImage {
-                    path: prompt.path.clone(),
-                    message,
-                })?;
-                let size = models.encoder.config().image_size;
-                let pixels = clip_pixel_values(&rgb, size, fit);
-                let device = &models.device;
-                let pixels =
-                    Tensor::from_vec(pixels, (1, 3, size, size), device)?.to_dtype(models.dtype)?;
-                let features = encode_pixels(models, &pixels)?;
-                cache.encoder_runs += 1;
-                cache.entries.insert(key, features.clone());
-                features
-            }
-        };
-        let weighted = (features * prompt.weight)?;
+    for (features, weight) in side {
+        let weighted = (features * *weight)?;
         sum = Some(match sum {
             Some(sum) => (sum + weighted)?,
             None => weighted,
         });
-        total_weight += prompt.weight;
+        total_weight += weight;
     }
     match sum {
         Some(sum) => Ok((sum / total_weight)?),

@@ -7,11 +7,12 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 
 use super::conditioning::{Conditioning, EmbeddingCache, prepare};
+use super::methods::WeightType;
 use super::models::Models;
 use super::phase::Phase;
 use super::preview::latents_to_rgb;
 use super::request::Request;
-use crate::models::unet::{CrossContext, ImageTokens};
+use crate::models::unet::{CrossContext, ImageTokens, IpScales};
 use crate::rng::TorchRng;
 use crate::schedulers;
 use crate::{MinusError, Result};
@@ -142,7 +143,7 @@ pub fn denoise(
         let ip_scales = ip_scales(request, step, total, has_image_tokens);
         let ip_scale = match ip_scales {
             (0.0, 0.0) => None,
-            scales => Some(half_scales(scales, n, models.dtype, device)?),
+            scales => Some(layer_scales(models, request, scales, n)?),
         };
         let unet_output = models
             .unet
@@ -192,6 +193,33 @@ fn ip_scales(request: &Request, step: usize, total: usize, has_tokens: bool) -> 
         0.0
     };
     (uncond, cond)
+}
+
+/// Every `attn2` layer's `[2n, 1, 1]` scales: each half's weight times its weight
+/// type's factor for the layer (cubiq's `ipadapter_attention`, with the layer's index
+/// in execution order as his `transformer_index`).
+fn layer_scales(
+    models: &Models,
+    request: &Request,
+    (uncond, cond): (f64, f64),
+    n: usize,
+) -> candle_core::Result<IpScales> {
+    let order = models.unet.cross_attention_order();
+    let layers = order
+        .iter()
+        .map(|&(part, index)| {
+            let factor = |kind: WeightType| kind.factor(index, order.len(), part);
+            let scales = (
+                uncond * factor(request.negative_weight_type),
+                cond * factor(request.weight_type),
+            );
+            half_scales(scales, n, models.dtype, &models.device)
+        })
+        .collect::<candle_core::Result<_>>()?;
+    Ok(IpScales {
+        layers,
+        scaling: request.embeds_scaling,
+    })
 }
 
 /// `[2n, 1, 1]`: the uncond scale for the first half, the cond scale for the second.

@@ -3,14 +3,18 @@
 pub mod conditioning;
 pub mod generate;
 pub mod memory;
+pub mod methods;
 pub mod models;
+pub mod noise_image;
 pub mod phase;
 pub mod preprocess;
 pub mod preview;
 pub mod request;
 pub mod resample;
 
+pub use crate::models::unet::EmbedsScaling;
 pub use generate::{Flow, Generation, StepReport, generate};
+pub use methods::{Combine, WeightType};
 pub use models::Models;
 pub use phase::Phase;
 pub use request::{ImagePrompt, Request, Window};

@@ -109,9 +109,14 @@ fn composite_on_white(value: u32, alpha: u32) -> u8 {
 }
 
 /// Preprocesses an RGB image into CLIP `pixel_values`, `[3, size, size]` row-major.
+pub fn clip_pixel_values(image: &RgbImage, size: usize, fit: FitMode) -> Vec<f32> {
+    normalize(&clip_square(image, size, fit))
+}
+
+/// The `size × size` square the image encoder sees, before normalisation.
 /// Only the part of the image that survives the fit is resampled, so memory stays
 /// that of a `size × size` image whatever the aspect ratio.
-pub fn clip_pixel_values(image: &RgbImage, size: usize, fit: FitMode) -> Vec<f32> {
+pub fn clip_square(image: &RgbImage, size: usize, fit: FitMode) -> RgbImage {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let whole = Region {
         x: 0,
@@ -119,7 +124,7 @@ pub fn clip_pixel_values(image: &RgbImage, size: usize, fit: FitMode) -> Vec<f32
         width: size,
         height: size,
     };
-    let square = match fit {
+    match fit {
         FitMode::Crop => {
             // The short side becomes `size` (long side `int(size*long/short)`), then the
             // middle square is kept, as `CLIPImageProcessor` does.
@@ -147,11 +152,11 @@ pub fn clip_pixel_values(image: &RgbImage, size: usize, fit: FitMode) -> Vec<f32
             resize_region(&canvas, size, size, whole)
         }
         FitMode::Squash => resize_region(&Canvas::of(image), size, size, whole),
-    };
-    normalize(&square)
+    }
 }
 
-fn normalize(image: &RgbImage) -> Vec<f32> {
+/// CLIP `pixel_values` `[3, h, w]` of an 8-bit image: `(v/255 − mean) / std`.
+pub fn normalize(image: &RgbImage) -> Vec<f32> {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let mut out = vec![0f32; 3 * w * h];
     for (i, pixel) in image.pixels().enumerate() {

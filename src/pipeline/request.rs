@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::methods::{Combine, WeightType};
 use super::preprocess::FitMode;
+use crate::models::unet::EmbedsScaling;
 use crate::schedulers::SamplerKind;
 use crate::{MinusError, Result};
 
@@ -101,6 +103,17 @@ pub struct Request {
     pub batch: usize,
     /// How non-square prompt images are made square.
     pub fit: FitMode,
+    /// cubiq's noise, 0..1: the unconditioned side gets noised versions of the
+    /// negative images (of the positive ones when there are none); 0 = none.
+    pub noise: f64,
+    /// How several positive images become one (cubiq's combine modes).
+    pub combine: Combine,
+    /// Per-layer factor on the conditioned half's image scale.
+    pub weight_type: WeightType,
+    /// Per-layer factor on the unconditioned half's image scale.
+    pub negative_weight_type: WeightType,
+    /// Where the image scale enters the image attention.
+    pub embeds_scaling: EmbedsScaling,
 }
 
 impl Default for Request {
@@ -124,6 +137,11 @@ impl Default for Request {
             height: 512,
             batch: 1,
             fit: FitMode::Crop,
+            noise: 0.0,
+            combine: Combine::Concat,
+            weight_type: WeightType::Linear,
+            negative_weight_type: WeightType::Linear,
+            embeds_scaling: EmbedsScaling::VOnly,
         }
     }
 }
@@ -138,6 +156,8 @@ pub const CFG_RANGE: RangeInclusive<f64> = 0.0..=100.0;
 pub const IMAGE_WEIGHT_RANGE: RangeInclusive<f64> = 0.0..=100.0;
 /// Range of the start and end of an image prompt's window (fractions of the run).
 pub const WINDOW_RANGE: RangeInclusive<f64> = 0.0..=1.0;
+/// Range of cubiq's noise amount.
+pub const NOISE_RANGE: RangeInclusive<f64> = 0.0..=1.0;
 
 /// One message for every number of a request: NaN, infinities and values out of
 /// range would otherwise give black images and settings that cannot be restored.
@@ -178,6 +198,7 @@ impl Request {
             self.negative_ip_weight,
             IP_WEIGHT_RANGE,
         )?;
+        check_number("noise", self.noise, NOISE_RANGE)?;
         for (name, window) in [
             ("image prompt", self.ip_window),
             ("negative image prompt", self.negative_ip_window),
@@ -190,6 +211,30 @@ impl Request {
             check_number(&name, image.weight, IMAGE_WEIGHT_RANGE)?;
         }
         Ok(())
+    }
+
+    /// The negative-image method's settings that differ from the seed's method, as
+    /// `Name: value` pairs for the saved settings line (empty for the seed's method).
+    pub fn method_text(&self) -> String {
+        let defaults = Self::default();
+        let mut parts = Vec::new();
+        if self.noise != defaults.noise {
+            parts.push(format!("Noise: {}", self.noise));
+        }
+        if self.combine != defaults.combine {
+            parts.push(format!("Combine: {}", self.combine.name()));
+        }
+        if self.weight_type != defaults.weight_type {
+            parts.push(format!("Weight type: {}", self.weight_type.name()));
+        }
+        if self.negative_weight_type != defaults.negative_weight_type {
+            let name = self.negative_weight_type.name();
+            parts.push(format!("Negative weight type: {name}"));
+        }
+        if self.embeds_scaling != defaults.embeds_scaling {
+            parts.push(format!("Embeds scaling: {}", self.embeds_scaling.name()));
+        }
+        parts.join(", ")
     }
 
     /// Whether any image prompt is on (otherwise the run is plain text-to-image).
@@ -234,8 +279,9 @@ mod tests {
     #[test]
     fn rejects_every_number_that_is_not_finite_or_in_range() {
         type Setter = fn(&mut Request, f64);
-        let cases: [(&str, Setter); 7] = [
+        let cases: [(&str, Setter); 8] = [
             ("CFG scale", |r, v| r.cfg = v),
+            ("noise", |r, v| r.noise = v),
             ("image prompt weight", |r, v| r.ip_weight = v),
             ("negative image prompt weight", |r, v| {
                 r.negative_ip_weight = v
@@ -280,6 +326,38 @@ mod tests {
         let old: ImagePrompt = serde_json::from_str(r#"{"path": "/a.png", "weight": 0.5}"#)?;
         assert!(old.enabled);
         Ok(())
+    }
+
+    #[test]
+    fn settings_saved_before_the_methods_read_as_the_seeds_method() -> serde_json::Result<()> {
+        let old: Request = serde_json::from_str(r#"{"prompt": "a house", "seed": 3}"#)?;
+        assert_eq!(old.noise, 0.0);
+        assert_eq!(old.combine, Combine::Concat);
+        assert_eq!(old.weight_type, WeightType::Linear);
+        assert_eq!(old.negative_weight_type, WeightType::Linear);
+        assert_eq!(old.embeds_scaling, EmbedsScaling::VOnly);
+        let new: Request = serde_json::from_str(
+            r#"{"combine": "norm-average", "weight_type": "ease-in-out", "embeds_scaling": "k-mean-v-c-penalty"}"#,
+        )?;
+        assert_eq!(new.combine, Combine::NormAverage);
+        assert_eq!(new.weight_type, WeightType::EaseInOut);
+        assert_eq!(new.embeds_scaling, EmbedsScaling::KMeanVCPenalty);
+        Ok(())
+    }
+
+    #[test]
+    fn the_settings_line_names_the_method_options_that_differ() {
+        assert_eq!(Request::default().method_text(), "");
+        let request = Request {
+            noise: 0.35,
+            negative_weight_type: WeightType::WeakOutput,
+            embeds_scaling: EmbedsScaling::KVCPenalty,
+            ..Request::default()
+        };
+        assert_eq!(
+            request.method_text(),
+            "Noise: 0.35, Negative weight type: weak-output, Embeds scaling: k-v-c-penalty"
+        );
     }
 
     #[test]

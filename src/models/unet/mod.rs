@@ -3,9 +3,11 @@
 
 mod blocks;
 mod context;
+mod ip_scaling;
 mod transformer;
 
 pub use context::{CrossContext, ImageTokens};
+pub use ip_scaling::{EmbedsScaling, IpScales};
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -149,6 +151,14 @@ impl CheckedConfig for UNetConfig {
     }
 }
 
+/// A part of the UNet, as cubiq's weight types tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UNetPart {
+    Down,
+    Middle,
+    Up,
+}
+
 /// The denoising UNet.
 pub struct UNet {
     conv_in: Conv2d,
@@ -161,6 +171,8 @@ pub struct UNet {
     conv_out: Conv2d,
     config: UNetConfig,
     cross_attention_channels: Vec<usize>,
+    /// `attn2` layers in the down blocks, the up blocks and the middle block.
+    cross_attention_counts: [usize; 3],
 }
 
 impl UNet {
@@ -198,6 +210,7 @@ impl UNet {
                 &mut ip_layers,
             )?);
         }
+        let down_layers = ip_layers.len();
         let reversed: Vec<usize> = channels.iter().rev().copied().collect();
         let mut up_blocks = Vec::with_capacity(channels.len());
         for (i, kind) in config.up_block_types.iter().enumerate() {
@@ -217,6 +230,7 @@ impl UNet {
                 &mut ip_layers,
             )?);
         }
+        let up_layers = ip_layers.len() - down_layers;
         let mid_block = MidBlock::load(
             vb.pp("mid_block"),
             &ctx,
@@ -243,6 +257,11 @@ impl UNet {
             )?,
             conv_out: conv3x3(first, config.out_channels, 1, vb.pp("conv_out"))?,
             config: config.clone(),
+            cross_attention_counts: [
+                down_layers,
+                up_layers,
+                ip_layers.len() - down_layers - up_layers,
+            ],
             cross_attention_channels: ip_layers,
         })
     }
@@ -258,8 +277,18 @@ impl UNet {
         &self.cross_attention_channels
     }
 
+    /// Where each `attn2` layer (IP-Adapter order) runs: its part of the UNet and its
+    /// index in execution order (down blocks, the middle block, then up blocks).
+    pub fn cross_attention_order(&self) -> Vec<(UNetPart, usize)> {
+        let [down, up, mid] = self.cross_attention_counts;
+        let down_order = (0..down).map(|i| (UNetPart::Down, i));
+        let up_order = (0..up).map(|i| (UNetPart::Up, down + mid + i));
+        let mid_order = (0..mid).map(|i| (UNetPart::Middle, down + i));
+        down_order.chain(up_order).chain(mid_order).collect()
+    }
+
     /// Predicts the noise for `sample` `[batch, 4, h, w]` at `timestep` (may be fractional),
-    /// conditioned on the run's `context`. `ip_scale` `[batch, 1, 1]` weighs the image
+    /// conditioned on the run's `context`. `ip_scale` (per layer `[batch, 1, 1]`) weighs the image
     /// tokens per sample (for CFG: the negative weight for the uncond half, the positive
     /// weight for the cond half); `None` leaves them out of this step.
     pub fn forward(
@@ -267,7 +296,7 @@ impl UNet {
         sample: &Tensor,
         timestep: f64,
         context: &CrossContext,
-        ip_scale: Option<&Tensor>,
+        ip_scale: Option<&IpScales>,
     ) -> candle_core::Result<Tensor> {
         let batch = sample.dim(0)?;
         let t_emb = self

@@ -12,13 +12,14 @@ use super::super::linear::{Linear, linear, linear_no_bias};
 use super::super::resnet::conv1x1;
 use super::super::timing::{LayerKind, timed};
 use super::context::CrossContext;
+use super::ip_scaling::{IpScales, scaled_image_attention};
 
 /// What every `attn2` of one UNet call gets: the run's context, and this step's
-/// per-sample image scale `[batch, 1, 1]` (`None`: the image tokens sit this step out).
+/// per-layer, per-sample image scales (`None`: the image tokens sit this step out).
 #[derive(Clone, Copy)]
 pub struct CrossInputs<'a> {
     pub context: &'a CrossContext<'a>,
-    pub ip_scale: Option<&'a Tensor>,
+    pub ip_scale: Option<&'a IpScales>,
 }
 
 /// diffusers `Attention` as the UNet uses it: no q/k/v bias, `to_out.0` with bias.
@@ -55,22 +56,24 @@ impl CrossAttention {
             .forward(&attention(&q, &k, &v, self.heads, None)?)
     }
 
-    /// Attention to the text and, where `ip_scale` (`[batch, 1, 1]`) is given, to the
-    /// image tokens, as IP-Adapter layer `layer`.
+    /// Attention to the text and, where `ip_scale` is given, to the image tokens, as
+    /// IP-Adapter layer `layer`.
     fn forward_cross(
         &self,
         xs: &Tensor,
         context: &CrossContext,
         layer: usize,
-        ip_scale: Option<&Tensor>,
+        ip_scale: Option<&IpScales>,
     ) -> candle_core::Result<Tensor> {
         let q = self.to_q.forward(xs)?;
         let keys = context.layer_keys(layer, &self.to_k, &self.to_v)?;
         let (k, v) = &keys.text;
         let mut hidden = attention(&q, k, v, self.heads, None)?;
-        if let (Some(scale), Some((k_ip, v_ip))) = (ip_scale, &keys.image) {
-            let image = attention(&q, k_ip, v_ip, self.heads, None)?;
-            hidden = (hidden + image.broadcast_mul(scale)?)?;
+        if let (Some(scales), Some((k_ip, v_ip))) = (ip_scale, &keys.image) {
+            let scale = scales.layer(layer)?;
+            let image =
+                scaled_image_attention(&q, (k_ip, v_ip), self.heads, scale, scales.scaling)?;
+            hidden = (hidden + image)?;
         }
         self.to_out.forward(&hidden)
     }
