@@ -203,7 +203,8 @@ fn build_vae(
     VaeDecoder::load(file.var_builder(dtype, device), config).map_err(|e| file.load_error(e))
 }
 
-fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder> {
+/// Loads a diffusers VAE folder (`config.json` and weights).
+pub fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder> {
     let component = load_component(dir, device)?;
     let config: VaeConfig = read_config(&component.config_path)?;
     build_vae(&component.weights, &config, device, dtype)
