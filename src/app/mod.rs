@@ -56,6 +56,8 @@ pub struct MinusApp {
     downloads: Downloads,
     /// Set once the engine thread is found dead.
     engine_lost: bool,
+    /// A preview arrived and is drawn this frame: the engine hears so once it is.
+    preview_to_acknowledge: bool,
 }
 
 impl MinusApp {
@@ -96,6 +98,7 @@ impl MinusApp {
             messages: Messages::default(),
             pane_rects: [egui::Rect::NOTHING; 2],
             frames: 0,
+            preview_to_acknowledge: false,
             downloads: Downloads::new(Hub::from_env()),
             engine_lost: false,
         };
@@ -290,6 +293,13 @@ impl MinusApp {
                 | Event::Finished { .. }
                 | Event::Failed { .. }
                 | Event::Cancelled { .. } => {
+                    self.preview_to_acknowledge |= matches!(
+                        event,
+                        Event::Step {
+                            preview: Some(_),
+                            ..
+                        }
+                    );
                     self.model_status.apply(&event);
                     let messages = self.results.apply(event, ctx);
                     self.messages.extend(messages);
@@ -410,6 +420,10 @@ impl MinusApp {
                 ResultAction::CloseSweep => self.results.sweep = None,
             }
         });
+        // The engine takes the next preview only once this one is on screen.
+        if std::mem::take(&mut self.preview_to_acknowledge) {
+            self.engine.send(Command::PreviewShown);
+        }
     }
 
     fn save_sweep_grid(&mut self) {

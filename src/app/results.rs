@@ -119,6 +119,9 @@ impl Results {
                     running.step = step;
                     running.total = total;
                     running.elapsed_secs = elapsed_secs;
+                    let Some(preview) = preview else {
+                        return Vec::new();
+                    };
                     let color = egui::ColorImage::from_rgb(
                         [preview.width() as usize, preview.height() as usize],
                         preview.as_raw(),
@@ -459,7 +462,7 @@ mod tests {
             job,
             step: 2,
             total: 4,
-            preview: image(),
+            preview: Some(image()),
             elapsed_secs: 1.0,
         };
         assert!(results.apply(step, &ctx).is_empty());
@@ -496,7 +499,7 @@ mod tests {
             job: JobId(2),
             step: 1,
             total: 4,
-            preview: image(),
+            preview: Some(image()),
             elapsed_secs: 1.0,
         };
         results.apply(other, &ctx);

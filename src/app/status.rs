@@ -33,7 +33,11 @@ impl ModelStatus {
             Event::ModelsLoaded {
                 elapsed_secs,
                 device,
-            } => self.text = format!("Models loaded on {device} in {elapsed_secs:.1}s"),
+                fallback,
+            } => {
+                self.text = format!("Models loaded on {device} in {elapsed_secs:.1}s");
+                return fallback.clone();
+            }
             Event::ModelsFailed { error } => {
                 self.text = "Models failed to load".to_string();
                 return Some(format!("Models: {error}"));
@@ -75,6 +79,7 @@ mod tests {
         status.apply(&Event::ModelsLoaded {
             elapsed_secs: 1.5,
             device: "cpu".to_string(),
+            fallback: None,
         });
         status.apply(&Event::Finished {
             job: crate::engine::JobId(1),
@@ -84,5 +89,19 @@ mod tests {
             elapsed_secs: 3.0,
         });
         assert_eq!(status.text(), "Models loaded on cpu in 1.5s; last run 3.0s");
+    }
+
+    #[test]
+    fn a_fallback_to_the_cpu_becomes_a_message() {
+        let mut status = ModelStatus::default();
+        let message = status.apply(&Event::ModelsLoaded {
+            elapsed_secs: 1.0,
+            device: "cpu".to_string(),
+            fallback: Some("Metal failed a first test (x), so this runs on the CPU".to_string()),
+        });
+        assert_eq!(
+            message.as_deref(),
+            Some("Metal failed a first test (x), so this runs on the CPU")
+        );
     }
 }

@@ -138,7 +138,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .context("no cache folder; pass --weights-dir")?,
     };
     let weights = bench_weights::ensure(&dir)?;
-    let device = select_device(args.device)?;
+    let chosen = select_device(args.device)?;
+    if let Some(fallback) = &chosen.fallback {
+        eprintln!("{fallback}");
+    }
+    let device = chosen.device;
     let dtype = resolve_dtype(&device, args.dtype)?;
     let adapter = match args.adapter {
         BenchAdapter::Base => weights.base_adapter.clone(),
@@ -157,6 +161,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     reset_peak_rss();
     let load_started = Instant::now();
     let models = Models::load(&paths, &device, dtype)?;
+    sync(&device)?;
     let load_secs = load_started.elapsed().as_secs_f64();
     let load_peak = peak_rss_mb();
     let threads = std::thread::available_parallelism()

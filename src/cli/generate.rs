@@ -158,7 +158,11 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         check_replaceable(path)?;
         SaveFormat::from_path(path)?;
     }
-    let device = select_device(args.device)?;
+    let chosen = select_device(args.device)?;
+    if let Some(fallback) = &chosen.fallback {
+        eprintln!("{fallback}");
+    }
+    let device = chosen.device;
     let dtype = resolve_dtype(&device, args.dtype)?;
     eprintln!("device: {} ({dtype:?})", device_name(&device));
     let load_started = std::time::Instant::now();
