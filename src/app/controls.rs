@@ -146,7 +146,7 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
                     }
                 })
                 .response
-                .on_hover_text("auto: CUDA, then Metal, then the CPU");
+                .on_hover_text("auto: CUDA, then Metal on Apple silicon, then the CPU (a GPU failing a first test falls back to the CPU)");
             path_field(
                 ui,
                 "ComfyUI/A1111 folder",

@@ -65,7 +65,8 @@ pub struct BenchArgs {
     /// Which adapter's image path to time.
     #[arg(long, value_enum, default_value_t = BenchAdapter::Plus)]
     adapter: BenchAdapter,
-    /// Compute device (auto: CUDA, then Metal, then the CPU).
+    /// Compute device (auto: CUDA, then Metal on Apple silicon, then the CPU; a GPU that
+    /// fails a first test falls back to the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Number format (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).

@@ -83,7 +83,8 @@ pub struct GenerateArgs {
     /// How non-square prompt images are fitted.
     #[arg(long, value_enum, default_value_t = FitMode::Crop)]
     fit: FitMode,
-    /// Compute device (auto: CUDA, then Metal, then the CPU).
+    /// Compute device (auto: CUDA, then Metal on Apple silicon, then the CPU; a GPU that
+    /// fails a first test falls back to the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Number format (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).

@@ -190,7 +190,25 @@ impl VaeDecoder {
 
     /// Decodes SD latents (as the sampler produces them, i.e. before dividing by the
     /// scaling factor) into images `[batch, 3, 8h, 8w]`, roughly in [-1, 1], unclamped.
+    ///
+    /// One image at a time: the full-resolution activations of a batch of four at
+    /// 768² take gigabytes (more where a GPU rounds buffers up), and every operation
+    /// of the decoder works within one sample (GroupNorm's statistics too), so the
+    /// images are the same as [`Self::decode_batched`]'s, bit for bit.
     pub fn decode(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
+        let batch = latents.dim(0)?;
+        if batch <= 1 {
+            return self.decode_batched(latents);
+        }
+        let images = (0..batch)
+            .map(|i| self.decode_batched(&latents.narrow(0, i, 1)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&images, 0)
+    }
+
+    /// [`Self::decode`] of the whole batch in one pass, at `batch` times the peak
+    /// memory (the bench compares the two).
+    pub fn decode_batched(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
         let mut xs = (latents / self.scaling_factor)?;
         if let Some(conv) = &self.post_quant_conv {
             xs = conv.forward(&xs)?;
