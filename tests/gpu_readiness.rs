@@ -39,6 +39,23 @@ fn per_image_decoding_equals_batched_decoding_bit_for_bit() -> candle_core::Resu
     Ok(())
 }
 
+#[test]
+fn very_large_latents_decode_in_tiles_to_the_whole_picture() -> candle_core::Result<()> {
+    let vae = load_vae(
+        &fixtures().join("models/sd15/vae"),
+        &Device::Cpu,
+        DType::F32,
+    )
+    .map_err(candle_core::Error::wrap)?;
+    // 136 latents a side: above the tiling threshold of 128², three tiles per axis.
+    let latents = Tensor::randn(0f32, 1f32, (1, 4, 136, 136), &Device::Cpu)?;
+    let image = vae.decode(&latents)?;
+    assert_eq!(image.dims(), [1, 3, 1088, 1088]);
+    let values = image.flatten_all()?.to_vec1::<f32>()?;
+    assert!(values.iter().all(|v| v.is_finite()));
+    Ok(())
+}
+
 fn write_weights(path: &std::path::Path) -> candle_core::Result<()> {
     let mut tensors = HashMap::new();
     tensors.insert(

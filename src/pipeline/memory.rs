@@ -9,6 +9,7 @@
 
 use super::models::Models;
 use super::request::Request;
+use crate::models::vae_tiles::{TILE_LATENTS, TILED_ABOVE_LATENT_PIXELS};
 use crate::{MinusError, Result};
 
 /// Live activations of the UNet's first level, in units of its channel count, per
@@ -63,10 +64,18 @@ pub fn estimate(request: &Request, sizes: NetworkSizes) -> Estimate {
     let latent_pixels = pixels / 64;
     // Both CFG halves go through the UNet together.
     let unet = 2 * batch * latent_pixels * sizes.unet_channels * UNET_LIVE_CHANNEL_MULTIPLES;
-    // The VAE decodes one image at a time.
-    let vae = pixels * VAE_FULL_RES_CHANNELS * VAE_LIVE_TENSORS;
+    // The VAE decodes one image at a time; a very large one tile by tile, blended
+    // into two f32 sums (three colours and a weight).
+    let tiled = latent_pixels > TILED_ABOVE_LATENT_PIXELS as u64;
+    let decoded_pixels = if tiled {
+        (8 * TILE_LATENTS as u64).pow(2)
+    } else {
+        pixels
+    };
+    let vae = decoded_pixels * VAE_FULL_RES_CHANNELS * VAE_LIVE_TENSORS;
+    let tile_sums_bytes = if tiled { pixels * 4 * 4 } else { 0 };
     Estimate {
-        device_bytes: unet.max(vae).saturating_mul(sizes.dtype_bytes),
+        device_bytes: unet.max(vae).saturating_mul(sizes.dtype_bytes) + tile_sums_bytes,
         host_bytes: batch * pixels * 3 * (4 * DECODED_F32_COPIES + 1),
     }
 }
