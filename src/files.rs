@@ -2,6 +2,7 @@
 //! path to `/dev/zero`, a FIFO or a huge file gives an error naming it instead of
 //! filling memory or blocking a thread.
 
+use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -11,17 +12,24 @@ use crate::{MinusError, Result};
 /// PNG is well below this).
 pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
 
-/// Reads `path` whole if it is a regular file (symbolic links are followed) of at
-/// most `limit_bytes`.
-pub fn read_regular_file(path: &Path, limit_bytes: u64) -> Result<Vec<u8>> {
+/// Opens `path` if it is a regular file (symbolic links are followed) of at most
+/// `limit_bytes`; the checks hold for the open file, whatever the path names later.
+pub fn open_regular_file(path: &Path, limit_bytes: u64) -> Result<(File, u64)> {
     // Checked before opening: opening a FIFO for reading blocks until a writer comes.
     let metadata = std::fs::metadata(path).map_err(|e| MinusError::io(path, e))?;
     check_regular(path, &metadata, limit_bytes)?;
-    let file = std::fs::File::open(path).map_err(|e| MinusError::io(path, e))?;
+    let file = File::open(path).map_err(|e| MinusError::io(path, e))?;
     // Checked again on the open file, in case the path was replaced in between.
     let metadata = file.metadata().map_err(|e| MinusError::io(path, e))?;
     check_regular(path, &metadata, limit_bytes)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    Ok((file, metadata.len()))
+}
+
+/// Reads `path` whole if it is a regular file (symbolic links are followed) of at
+/// most `limit_bytes`.
+pub fn read_regular_file(path: &Path, limit_bytes: u64) -> Result<Vec<u8>> {
+    let (file, len) = open_regular_file(path, limit_bytes)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // A file that grows while it is read still stops at the cap.
     file.take(limit_bytes.saturating_add(1))
         .read_to_end(&mut bytes)

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use common::{fixtures, temp_dir};
 use minus::output::{encode_png, read_settings};
 use minus::pipeline::Request;
@@ -169,7 +169,7 @@ fn fuzz_run() {
     let path = dir.join("mutated.safetensors");
     for _ in 0..ROUNDS {
         std::fs::write(&path, mutator.mutate(&safetensors, header_end)).expect("write");
-        let _ = TensorFile::load_safetensors(&path, &Device::Cpu);
+        let _ = TensorFile::load_safetensors(&path, DType::F32);
     }
 
     // A pickle: bare through the bounded reader, and inside its zip through the loader.
@@ -187,13 +187,13 @@ fn fuzz_run() {
             let mut zipped = entries.clone();
             zipped[pickle_index].1 = mutated;
             write_zip(&path, &zipped);
-            let _ = load_pickle(&path, &Device::Cpu);
+            let _ = load_pickle(&path, DType::F32);
         }
     }
     let ckpt = std::fs::read(fixtures().join("bin/tiny_state_dict.ckpt")).expect("ckpt");
     for _ in 0..ROUNDS / 4 {
         std::fs::write(&path, mutator.mutate(&ckpt, ckpt.len())).expect("write");
-        let _ = load_pickle(&path, &Device::Cpu);
+        let _ = load_pickle(&path, DType::F32);
     }
 
     // Images of each format through decoding and every fit.

@@ -162,7 +162,7 @@ fn bin_adapters_match_the_safetensors_ones() {
 #[test]
 fn checkpoint_pickles_are_read_from_their_state_dict() {
     let file =
-        load_pickle(&fixtures().join("bin/tiny_state_dict.ckpt"), &Device::Cpu).expect("reads");
+        load_pickle(&fixtures().join("bin/tiny_state_dict.ckpt"), DType::F32).expect("reads");
     let tensor = file
         .get("model.diffusion_model.out.2.bias")
         .expect("tensor under state_dict");
@@ -331,7 +331,7 @@ fn comfyui_style_image_encoder_files_load() {
     let encoder_dir = fixtures().join("models/ip-adapter/models/image_encoder");
     let weights = encoder_dir.join("model.safetensors");
     // Sizes read off the tensors (the head count is not in the weights).
-    let file = minus::weights::TensorFile::load_safetensors(&weights, &Device::Cpu).unwrap();
+    let file = minus::weights::TensorFile::load_safetensors(&weights, DType::F32).unwrap();
     let inferred = minus::weights::shapes::infer_vision_config(&file).unwrap();
     let actual: minus::models::clip_vision::ClipVisionConfig =
         read_json(&encoder_dir.join("config.json")).unwrap();

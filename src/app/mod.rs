@@ -69,6 +69,8 @@ pub struct MinusApp {
     browser: Browser,
     /// Set once the engine thread is found dead.
     engine_lost: bool,
+    /// A preview arrived and is drawn this frame: the engine hears so once it is.
+    preview_to_acknowledge: bool,
 }
 
 impl MinusApp {
@@ -109,6 +111,7 @@ impl MinusApp {
             messages: Messages::default(),
             pane_rects: [egui::Rect::NOTHING; 2],
             frames: 0,
+            preview_to_acknowledge: false,
             downloads: Downloads::new(Hub::from_env()),
             models_panel: ModelsPanel::new(),
             browser: Browser::default(),
@@ -385,6 +388,13 @@ impl MinusApp {
                 | Event::Finished { .. }
                 | Event::Failed { .. }
                 | Event::Cancelled { .. } => {
+                    self.preview_to_acknowledge |= matches!(
+                        event,
+                        Event::Step {
+                            preview: Some(_),
+                            ..
+                        }
+                    );
                     self.model_status.apply(&event);
                     let messages = self.results.apply(event, ctx);
                     self.messages.extend(messages);
@@ -516,6 +526,10 @@ impl MinusApp {
                 ResultAction::CloseSweep => self.results.sweep = None,
             }
         });
+        // The engine takes the next preview only once this one is on screen.
+        if std::mem::take(&mut self.preview_to_acknowledge) {
+            self.engine.send(Command::PreviewShown);
+        }
     }
 
     fn save_sweep_grid(&mut self) {

@@ -160,9 +160,10 @@ impl ModelsPanel {
                     })
                     .fold(false, |any, changed| any | changed)
             });
-        device
-            .response
-            .on_hover_text("auto: CUDA, then Metal, then the CPU");
+        device.response.on_hover_text(
+            "auto: CUDA, then Metal on Apple silicon, then the CPU (a GPU failing a \
+                 first test falls back to the CPU)",
+        );
         if device.inner == Some(true) {
             take(ModelsAction::Reload);
         }

@@ -97,6 +97,9 @@ impl Results {
                     running.total = total;
                     running.phase = None;
                     running.elapsed_secs = elapsed_secs;
+                    let Some(preview) = preview else {
+                        return Vec::new();
+                    };
                     let color = egui::ColorImage::from_rgb(
                         [preview.width() as usize, preview.height() as usize],
                         preview.as_raw(),
@@ -443,7 +446,7 @@ mod tests {
             job,
             step: 2,
             total: 4,
-            preview: image(),
+            preview: Some(image()),
             elapsed_secs: 1.0,
         };
         assert!(results.apply(step, &ctx).is_empty());
@@ -480,7 +483,7 @@ mod tests {
             job: JobId(2),
             step: 1,
             total: 4,
-            preview: image(),
+            preview: Some(image()),
             elapsed_secs: 1.0,
         };
         results.apply(other, &ctx);

@@ -46,6 +46,7 @@ impl ModelStatus {
             Event::ModelsLoaded {
                 elapsed_secs,
                 loaded,
+                fallback,
             } => {
                 self.text = format!(
                     "Models loaded on {} ({}) in {elapsed_secs:.1}s",
@@ -53,6 +54,7 @@ impl ModelStatus {
                 );
                 self.loading = false;
                 self.loaded = Some(loaded.clone());
+                return fallback.clone();
             }
             Event::ModelsFailed { error } => {
                 self.text = "Models failed to load".to_string();
@@ -101,6 +103,7 @@ mod tests {
                 dtype: "f32".to_string(),
                 ..LoadedModels::default()
             },
+            fallback: None,
         });
         status.apply(&Event::Finished {
             job: crate::engine::JobId(1),
@@ -112,6 +115,20 @@ mod tests {
         assert_eq!(
             status.text(),
             "Models loaded on cpu (f32) in 1.5s; last run 3.0s"
+        );
+    }
+
+    #[test]
+    fn a_fallback_to_the_cpu_becomes_a_message() {
+        let mut status = ModelStatus::default();
+        let message = status.apply(&Event::ModelsLoaded {
+            elapsed_secs: 1.0,
+            loaded: LoadedModels::default(),
+            fallback: Some("Metal failed a first test (x), so this runs on the CPU".to_string()),
+        });
+        assert_eq!(
+            message.as_deref(),
+            Some("Metal failed a first test (x), so this runs on the CPU")
         );
     }
 }

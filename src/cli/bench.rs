@@ -17,7 +17,17 @@ use minus::pipeline::{Flow, ImagePrompt, Models, Request, generate};
 use minus::weights::ModelPaths;
 use serde_json::json;
 
+use super::bench_memory::{decode_only, peak_rss_mb, print_peak, reset_peak_rss};
 use super::bench_weights;
+
+/// One part of the bench run alone, for its peak memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchPart {
+    /// Load every model, print the loading peak and stop.
+    Load,
+    /// Load only the VAE and decode one batch of random latents.
+    Decode,
+}
 
 /// The adapters the bench writes weights for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,7 +65,8 @@ pub struct BenchArgs {
     /// Which adapter's image path to time.
     #[arg(long, value_enum, default_value_t = BenchAdapter::Plus)]
     adapter: BenchAdapter,
-    /// Compute device (auto: CUDA, then Metal, then the CPU).
+    /// Compute device (auto: CUDA, then Metal on Apple silicon, then the CPU; a GPU that
+    /// fails a first test falls back to the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Number format (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
@@ -71,6 +82,9 @@ pub struct BenchArgs {
     /// group norm, GEGLU), waiting for the device around each layer.
     #[arg(long)]
     layers: bool,
+    /// Run one part alone and print its peak resident memory.
+    #[arg(long, value_enum)]
+    only: Option<BenchPart>,
 }
 
 /// Median seconds of `repeats` runs of `f` after one warm-up run.
@@ -90,14 +104,6 @@ fn time(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Re
 fn sync(device: &Device) -> anyhow::Result<()> {
     device.synchronize()?;
     Ok(())
-}
-
-/// Peak resident memory of this process in MB (Linux), if known.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// Prints one UNet step's time per layer kind, and what the kinds leave over.
@@ -133,7 +139,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .context("no cache folder; pass --weights-dir")?,
     };
     let weights = bench_weights::ensure(&dir)?;
-    let device = select_device(args.device)?;
+    let chosen = select_device(args.device)?;
+    if let Some(fallback) = &chosen.fallback {
+        eprintln!("{fallback}");
+    }
+    let device = chosen.device;
     let dtype = resolve_dtype(&device, args.dtype)?;
     let adapter = match args.adapter {
         BenchAdapter::Base => weights.base_adapter.clone(),
@@ -146,9 +156,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         image_encoder: Some(weights.image_encoder.clone()),
         configs: None,
     };
+    if args.only == Some(BenchPart::Decode) {
+        return decode_only(&weights.model, &device, dtype, args.size, args.batch);
+    }
+    reset_peak_rss();
     let load_started = Instant::now();
     let models = Models::load(&paths, &device, dtype)?;
+    sync(&device)?;
     let load_secs = load_started.elapsed().as_secs_f64();
+    let load_peak = peak_rss_mb();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -160,6 +176,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.batch,
         args.adapter.name()
     );
+    print_peak("loading peak resident memory", load_peak);
+    if args.only == Some(BenchPart::Load) {
+        return Ok(());
+    }
     let image = models.image.as_ref().context("image models")?;
 
     // Image encoder: one 224×224 image.
@@ -267,10 +287,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "preview / UNet step: {:.4}%",
         100.0 * preview_secs / step_secs
     );
-    match peak {
-        Some(mb) => println!("peak resident memory: {mb:.0} MB"),
-        None => println!("peak resident memory: not available on this system"),
-    }
+    print_peak("peak resident memory from loading on", peak);
     if let Some((timed_step_secs, totals)) = &layers {
         print_layers(*timed_step_secs, totals);
     }
@@ -280,7 +297,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "steps": args.steps, "batch": n, "adapter": args.adapter.name(), "threads": threads,
             "image_encoder_secs": encoder_secs, "unet_step_secs": step_secs, "vae_decode_secs": vae_secs,
             "preview_secs": preview_secs, "full_run_secs": full_secs, "it_per_sec": its,
-            "peak_rss_mb": peak, "weights_dir": dir,
+            "peak_rss_mb": peak, "load_peak_rss_mb": load_peak, "weights_dir": dir,
             "layers": layers.as_ref().map(|(timed_step_secs, totals)| json!({
                 "timed_step_secs": timed_step_secs,
                 "kinds": totals.iter().map(|(kind, total)| json!({

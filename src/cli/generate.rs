@@ -102,7 +102,8 @@ pub struct GenerateArgs {
     /// Where the image scale enters the image attention.
     #[arg(long, value_enum, default_value_t = EmbedsScaling::VOnly)]
     embeds_scaling: EmbedsScaling,
-    /// Compute device (auto: CUDA, then Metal, then the CPU).
+    /// Compute device (auto: CUDA, then Metal on Apple silicon, then the CPU; a GPU that
+    /// fails a first test falls back to the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Number format (bf16 on GPUs only; default: f16 on GPUs, f32 on the CPU).
@@ -182,7 +183,11 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         check_replaceable(path)?;
         SaveFormat::from_path(path)?;
     }
-    let device = select_device(args.device)?;
+    let chosen = select_device(args.device)?;
+    if let Some(fallback) = &chosen.fallback {
+        eprintln!("{fallback}");
+    }
+    let device = chosen.device;
     let dtype = resolve_dtype(&device, args.dtype)?;
     eprintln!("device: {} ({dtype:?})", device_name(&device));
     let load_started = std::time::Instant::now();

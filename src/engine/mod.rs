@@ -1,6 +1,7 @@
 //! The worker thread that owns the device and the models: the GUI sends it
 //! [`Command`]s and drains [`Event`]s, and never waits on it.
 
+mod preview_gate;
 mod protocol;
 mod worker;
 

@@ -88,6 +88,8 @@ pub enum Command {
     Download { hub: Hub, names: Vec<String> },
     /// Stop a running download (what is on disk is resumed next time).
     CancelDownload,
+    /// The window has shown the last step's preview: the next step may take one.
+    PreviewShown,
     /// Stop the thread.
     Shutdown,
 }
@@ -99,6 +101,8 @@ pub enum Event {
     ModelsLoaded {
         elapsed_secs: f64,
         loaded: LoadedModels,
+        /// Why the run is on the CPU although `auto` found a GPU, if it is.
+        fallback: Option<String>,
     },
     ModelsFailed {
         error: String,
@@ -134,7 +138,9 @@ pub enum Event {
         /// 1-based count of finished steps.
         step: usize,
         total: usize,
-        preview: Arc<RgbImage>,
+        /// `None` while the window has not shown the last preview: taking one waits
+        /// for the device and, on Metal, frees its pooled buffers.
+        preview: Option<Arc<RgbImage>>,
         elapsed_secs: f64,
     },
     Finished {

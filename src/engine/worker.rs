@@ -11,6 +11,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Waker;
+use super::preview_gate::PreviewGate;
 use super::protocol::{Command, Event, JobId, LoadSettings, LoadedModels};
 use crate::MinusError;
 use crate::device::{device_name, resolve_dtype, select_device};
@@ -35,6 +36,7 @@ pub struct Worker {
     cache: EmbeddingCache,
     queue: VecDeque<Job>,
     pending_load: Option<LoadSettings>,
+    preview_gate: PreviewGate,
     /// The download thread and its cancel flag: downloads run beside the queue.
     download: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
     shutdown: bool,
@@ -50,6 +52,7 @@ impl Worker {
             cache: EmbeddingCache::default(),
             queue: VecDeque::new(),
             pending_load: None,
+            preview_gate: PreviewGate::default(),
             download: None,
             shutdown: false,
         }
@@ -86,6 +89,7 @@ impl Worker {
         match command {
             Command::Download { hub, names } => self.start_download(hub, names),
             Command::CancelDownload => self.cancel_download(),
+            Command::PreviewShown => self.preview_gate.shown(),
             Command::LoadModels(settings) => self.pending_load = Some(settings),
             Command::Generate {
                 job,
@@ -156,12 +160,15 @@ impl Worker {
         let started = Instant::now();
         self.models = None;
         self.cache.clear();
-        let loaded = select_device(settings.device).and_then(|device| {
-            let dtype = resolve_dtype(&device, settings.dtype)?;
-            Models::load(&settings.paths, &device, dtype)
+        let loaded = select_device(settings.device).and_then(|chosen| {
+            let dtype = resolve_dtype(&chosen.device, settings.dtype)?;
+            Ok((
+                Models::load(&settings.paths, &chosen.device, dtype)?,
+                chosen.fallback,
+            ))
         });
         match loaded {
-            Ok(models) => {
+            Ok((models, fallback)) => {
                 let loaded = LoadedModels::describe(
                     &settings.paths,
                     device_name(&models.device),
@@ -172,6 +179,7 @@ impl Worker {
                 self.emit(Event::ModelsLoaded {
                     elapsed_secs: started.elapsed().as_secs_f64(),
                     loaded,
+                    fallback,
                 });
             }
             Err(error) => self.emit(Event::ModelsFailed {
@@ -190,6 +198,7 @@ impl Worker {
             return;
         };
         self.emit(Event::Started { job: job.id });
+        self.preview_gate.start_job();
         let started = Instant::now();
         // Phases are only reported, so they go straight to the channel while the step
         // callback holds the worker for handling commands.
@@ -214,16 +223,22 @@ impl Worker {
                     if cancel {
                         return Flow::Cancel;
                     }
-                    match report.preview() {
-                        Ok(preview) => self.emit(Event::Step {
-                            job: job.id,
-                            step: report.step + 1,
-                            total: report.total,
-                            preview: Arc::new(preview),
-                            elapsed_secs: report.elapsed_secs,
-                        }),
-                        Err(error) => eprintln!("preview failed: {error}"),
-                    }
+                    let preview = if self.preview_gate.take() {
+                        report
+                            .preview()
+                            .inspect_err(|error| eprintln!("preview failed: {error}"))
+                            .ok()
+                            .map(Arc::new)
+                    } else {
+                        None
+                    };
+                    self.emit(Event::Step {
+                        job: job.id,
+                        step: report.step + 1,
+                        total: report.total,
+                        preview,
+                        elapsed_secs: report.elapsed_secs,
+                    });
                     Flow::Continue
                 },
             );

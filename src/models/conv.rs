@@ -14,6 +14,8 @@ pub struct Conv2d {
     bias: Tensor,
     stride: usize,
     padding: usize,
+    /// A 1×1 kernel, stride 1, no padding: a matrix multiply over the pixels.
+    pointwise: bool,
 }
 
 impl Conv2d {
@@ -31,6 +33,7 @@ impl Conv2d {
             bias: vb.get(out_channels, "bias")?,
             stride,
             padding,
+            pointwise: (kernel, stride, padding) == (1, 1, 0),
         })
     }
 
@@ -44,8 +47,24 @@ impl Conv2d {
                 .contiguous()?
                 .apply_op3_no_bwd(&self.weight, &self.bias, &op);
         }
+        if self.pointwise {
+            return self.pointwise(xs);
+        }
         let out = xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
         out.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+
+    /// A 1×1 convolution as one GEMM `[out, in] × [in, h·w]` per sample: GPUs'
+    /// convolution kernels would first copy the input into im2col form.
+    fn pointwise(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, channels, height, width) = xs.dims4()?;
+        let out_channels = self.weight.dim(0)?;
+        let weight = self.weight.reshape((out_channels, channels))?;
+        let pixels = xs.reshape((batch, channels, height * width))?;
+        weight
+            .broadcast_matmul(&pixels)?
+            .broadcast_add(&self.bias.reshape((1, (), 1))?)?
+            .reshape((batch, out_channels, height, width))
     }
 }
 

@@ -68,7 +68,8 @@ fn sliced_attention(
             .contiguous()
     };
     let q = (split(q, q_len)? * scale_for(head_dim))?;
-    let k_t = split(k, kv_len)?.transpose(2, 3)?.contiguous()?;
+    // The GEMM takes the transposed key as it is (a stride, not a copy).
+    let k_t = split(k, kv_len)?.transpose(2, 3)?;
     let v = split(v, kv_len)?;
     let slice_rows = (max_scores / (batch * heads * kv_len).max(1)).clamp(1, q_len.max(1));
     let mut slices = Vec::with_capacity(q_len.div_ceil(slice_rows));
@@ -92,13 +93,13 @@ fn sliced_attention(
 
 /// Softmax over the last dimension with its sums in f32 whatever the input dtype.
 ///
-/// candle's CUDA kernel already sums f16 and bf16 rows in f32, so half-precision
-/// scores go to it as they are: an f32 copy there would cost two more passes over
-/// the largest tensor of the step and three times its memory. Other backends get
-/// the f32 copy (the CPU's kernel would sum in f16).
+/// candle's CUDA and Metal kernels already sum f16 and bf16 rows in f32, so
+/// half-precision scores go to them as they are: an f32 copy there would cost two
+/// more passes over the largest tensor of the step and three times its memory. The
+/// CPU gets the f32 copy (its kernel would sum in f16).
 fn softmax_with_f32_sums(scores: &Tensor) -> candle_core::Result<Tensor> {
     let dtype = scores.dtype();
-    if dtype == DType::F32 || scores.device().is_cuda() {
+    if dtype == DType::F32 || !scores.device().is_cpu() {
         softmax_last_dim(scores)
     } else {
         softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)

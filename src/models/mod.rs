@@ -16,3 +16,4 @@ pub mod timing;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+pub mod vae_tiles;

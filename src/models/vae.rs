@@ -13,6 +13,7 @@ use super::group_norm::GroupNorm;
 use super::layers::attention;
 use super::linear::{Linear, linear};
 use super::resnet::{ResnetBlock2D, ResnetConfig, Upsample2D, conv1x1, conv3x3};
+use super::vae_tiles::{OVERLAP_LATENTS, TILE_LATENTS, TILED_ABOVE_LATENT_PIXELS, decode_in_tiles};
 
 /// The VAE's GroupNorm epsilon (fixed in diffusers' encoder/decoder).
 const VAE_NORM_EPS: f64 = 1e-6;
@@ -190,7 +191,35 @@ impl VaeDecoder {
 
     /// Decodes SD latents (as the sampler produces them, i.e. before dividing by the
     /// scaling factor) into images `[batch, 3, 8h, 8w]`, roughly in [-1, 1], unclamped.
+    ///
+    /// One image at a time: the full-resolution activations of a batch of four at
+    /// 768² take gigabytes (more where a GPU rounds buffers up), and every operation
+    /// of the decoder works within one sample (GroupNorm's statistics too), so the
+    /// images are the same as [`Self::decode_batched`]'s, bit for bit. Images above
+    /// 1024² pixels decode in blended tiles (see [`crate::models::vae_tiles`]).
     pub fn decode(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, _, height, width) = latents.dims4()?;
+        let one = |latents: &Tensor| {
+            if height * width > TILED_ABOVE_LATENT_PIXELS {
+                decode_in_tiles(latents, TILE_LATENTS, OVERLAP_LATENTS, |tile| {
+                    self.decode_batched(tile)
+                })
+            } else {
+                self.decode_batched(latents)
+            }
+        };
+        if batch <= 1 {
+            return one(latents);
+        }
+        let images = (0..batch)
+            .map(|i| one(&latents.narrow(0, i, 1)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&images, 0)
+    }
+
+    /// [`Self::decode`] of the whole batch in one pass and untiled, at `batch` times
+    /// the peak memory.
+    pub fn decode_batched(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
         let mut xs = (latents / self.scaling_factor)?;
         if let Some(conv) = &self.post_quant_conv {
             xs = conv.forward(&xs)?;

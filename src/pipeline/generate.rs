@@ -42,7 +42,7 @@ pub struct StepReport<'a> {
     pub pred_original: &'a Tensor,
     /// `(uncond, cond)` IP-Adapter scales used in this step.
     pub ip_scales: (f64, f64),
-    /// Seconds since the denoising loop started.
+    /// Seconds since the denoising loop started, the step's device work included.
     pub elapsed_secs: f64,
 }
 
@@ -159,6 +159,8 @@ pub fn denoise(
         let guided = (&uncond + ((cond - &uncond)? * request.cfg)?)?;
         let out = scheduler.step(&guided, step, &latents, &mut rng)?;
         latents = out.prev_sample;
+        // A GPU runs behind the host: wait for the step, so times and rates are real.
+        device.synchronize()?;
         let report = StepReport {
             step,
             total,

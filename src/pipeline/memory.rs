@@ -4,11 +4,12 @@
 //!
 //! The estimate follows where the peak is today: attention and convolutions work in
 //! bounded tiles, so what grows with the request is the activations: the UNet's at
-//! its first level, the VAE's at full resolution (the whole batch is decoded at
-//! once), and the conversion of the decoded batch to 8-bit images.
+//! its first level, the VAE's at full resolution (one image at a time), and the
+//! conversion of the decoded batch to 8-bit images.
 
 use super::models::Models;
 use super::request::Request;
+use crate::models::vae_tiles::{TILE_LATENTS, TILED_ABOVE_LATENT_PIXELS};
 use crate::{MinusError, Result};
 
 /// Live activations of the UNet's first level, in units of its channel count, per
@@ -63,9 +64,18 @@ pub fn estimate(request: &Request, sizes: NetworkSizes) -> Estimate {
     let latent_pixels = pixels / 64;
     // Both CFG halves go through the UNet together.
     let unet = 2 * batch * latent_pixels * sizes.unet_channels * UNET_LIVE_CHANNEL_MULTIPLES;
-    let vae = batch * pixels * VAE_FULL_RES_CHANNELS * VAE_LIVE_TENSORS;
+    // The VAE decodes one image at a time; a very large one tile by tile, blended
+    // into two f32 sums (three colours and a weight).
+    let tiled = latent_pixels > TILED_ABOVE_LATENT_PIXELS as u64;
+    let decoded_pixels = if tiled {
+        (8 * TILE_LATENTS as u64).pow(2)
+    } else {
+        pixels
+    };
+    let vae = decoded_pixels * VAE_FULL_RES_CHANNELS * VAE_LIVE_TENSORS;
+    let tile_sums_bytes = if tiled { pixels * 4 * 4 } else { 0 };
     Estimate {
-        device_bytes: unet.max(vae).saturating_mul(sizes.dtype_bytes),
+        device_bytes: unet.max(vae).saturating_mul(sizes.dtype_bytes) + tile_sums_bytes,
         host_bytes: batch * pixels * 3 * (4 * DECODED_F32_COPIES + 1),
     }
 }
@@ -150,9 +160,21 @@ mod tests {
     }
 
     #[test]
-    fn grows_with_size_and_batch() {
-        assert_eq!(needs(512, 512, 4), 4 * needs(512, 512, 1));
+    fn grows_with_size_and_batch_but_the_decode_not_with_the_batch() {
         assert_eq!(needs(1024, 1024, 1), 4 * needs(512, 512, 1));
+        assert!(needs(512, 512, 4) > needs(512, 512, 1));
+        let device_bytes = |batch| {
+            let request = Request {
+                width: 768,
+                height: 768,
+                batch,
+                ..Request::default()
+            };
+            estimate(&request, SD15_F32).device_bytes
+        };
+        // The full-resolution decode sets the device peak of small batches, one image at a time.
+        assert_eq!(device_bytes(2), device_bytes(1));
+        assert!(device_bytes(8) > device_bytes(1));
     }
 
     #[test]

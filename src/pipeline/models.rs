@@ -68,6 +68,11 @@ fn component_config<T: serde::de::DeserializeOwned + CheckedConfig>(
 
 impl Models {
     /// Loads the models named by `paths`.
+    ///
+    /// Each file is read into host memory already cast to `dtype`, each network is
+    /// uploaded tensor by tensor as it is built, and each file's tensors are freed
+    /// once their network is built: the device never holds a stored f32 copy
+    /// beside the f16 network, and the host holds one component's file at a time.
     pub fn load(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<Self> {
         let (text_encoder, unet, own_vae) = if paths.model.is_file() {
             load_single_file(paths, device, dtype)?
@@ -85,12 +90,7 @@ impl Models {
             (Some(path), _) if path.is_file() => {
                 let config: VaeConfig =
                     component_config(paths.configs.as_deref(), "vae", SD15_VAE_CONFIG)?;
-                build_vae(
-                    &load_vae_file(path, &config, device)?,
-                    &config,
-                    device,
-                    dtype,
-                )?
+                build_vae(load_vae_file(path, &config, dtype)?, &config, device, dtype)?
             }
             (Some(dir), _) => load_vae(dir, device, dtype)?,
             (None, Some(vae)) => vae,
@@ -132,20 +132,12 @@ type CoreModels = (ClipTextModel, UNet, Option<VaeDecoder>);
 
 fn load_diffusers_folder(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<CoreModels> {
     let dir = &paths.model;
-    let text = load_component(&dir.join("text_encoder"), device)?;
-    let text_encoder = build_text_encoder(
-        &text.weights,
-        &read_config(&text.config_path)?,
-        device,
-        dtype,
-    )?;
-    let unet = load_component(&dir.join("unet"), device)?;
-    let unet = build_unet(
-        &unet.weights,
-        &read_config(&unet.config_path)?,
-        device,
-        dtype,
-    )?;
+    let text = load_component(&dir.join("text_encoder"), dtype)?;
+    let text_config = read_config(&text.config_path)?;
+    let text_encoder = build_text_encoder(text.weights, &text_config, device, dtype)?;
+    let unet = load_component(&dir.join("unet"), dtype)?;
+    let unet_config = read_config(&unet.config_path)?;
+    let unet = build_unet(unet.weights, &unet_config, device, dtype)?;
     // The folder's own VAE is only needed (and required) when no other is given.
     let vae = match paths.vae {
         Some(_) => None,
@@ -159,18 +151,20 @@ fn load_single_file(paths: &ModelPaths, device: &Device, dtype: DType) -> Result
     let unet_config: UNetConfig = component_config(configs, "unet", SD15_UNET_CONFIG)?;
     let vae_config: VaeConfig = component_config(configs, "vae", SD15_VAE_CONFIG)?;
     let text_config: ClipTextConfig = component_config(configs, "text_encoder", SD15_TEXT_CONFIG)?;
-    let parts = load_checkpoint(&paths.model, &unet_config, &vae_config, device)?;
-    let text_encoder = build_text_encoder(&parts.text_encoder, &text_config, device, dtype)?;
-    let unet = build_unet(&parts.unet, &unet_config, device, dtype)?;
-    let vae = match (&paths.vae, &parts.vae) {
+    let parts = load_checkpoint(&paths.model, &unet_config, &vae_config, dtype)?;
+    let text_encoder = build_text_encoder(parts.text_encoder, &text_config, device, dtype)?;
+    let unet = build_unet(parts.unet, &unet_config, device, dtype)?;
+    let vae = match (&paths.vae, parts.vae) {
         (None, Some(vae)) => Some(build_vae(vae, &vae_config, device, dtype)?),
         _ => None,
     };
     Ok((text_encoder, unet, vae))
 }
 
+// The builders take the file by value: its tensors are freed when the network is built.
+
 fn build_text_encoder(
-    file: &TensorFile,
+    file: TensorFile,
     config: &ClipTextConfig,
     device: &Device,
     dtype: DType,
@@ -186,7 +180,7 @@ fn build_text_encoder(
 }
 
 fn build_unet(
-    file: &TensorFile,
+    file: TensorFile,
     config: &UNetConfig,
     device: &Device,
     dtype: DType,
@@ -195,7 +189,7 @@ fn build_unet(
 }
 
 fn build_vae(
-    file: &TensorFile,
+    file: TensorFile,
     config: &VaeConfig,
     device: &Device,
     dtype: DType,
@@ -203,10 +197,11 @@ fn build_vae(
     VaeDecoder::load(file.var_builder(dtype, device), config).map_err(|e| file.load_error(e))
 }
 
-fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder> {
-    let component = load_component(dir, device)?;
+/// Loads a diffusers VAE folder (`config.json` and weights).
+pub fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder> {
+    let component = load_component(dir, dtype)?;
     let config: VaeConfig = read_config(&component.config_path)?;
-    build_vae(&component.weights, &config, device, dtype)
+    build_vae(component.weights, &config, device, dtype)
 }
 
 fn load_image_models(
@@ -216,14 +211,15 @@ fn load_image_models(
     device: &Device,
     dtype: DType,
 ) -> Result<ImagePromptModels> {
-    let adapter_file = load_weights_file(adapter_path, device)?;
+    let adapter_file = load_weights_file(adapter_path, dtype)?;
     let adapter_config = infer_ip_adapter_config(&adapter_file)?;
     let adapter = IpAdapter::load(adapter_file.var_builder(dtype, device), &adapter_config)
         .map_err(|e| adapter_file.load_error(e))?;
+    drop(adapter_file);
     let (file, config) = if encoder_dir.is_file() {
         // A ComfyUI-style `clip_vision/*.safetensors`: sizes come from a `config.json`
         // beside it, or else from the tensors.
-        let file = load_weights_file(encoder_dir, device)?;
+        let file = load_weights_file(encoder_dir, dtype)?;
         let beside = encoder_dir.with_file_name("config.json");
         let config = if beside.is_file() {
             read_vision_config(&beside)?
@@ -232,7 +228,7 @@ fn load_image_models(
         };
         (file, config)
     } else {
-        let component = load_component(encoder_dir, device)?;
+        let component = load_component(encoder_dir, dtype)?;
         (
             component.weights,
             read_vision_config(&component.config_path)?,
@@ -240,6 +236,7 @@ fn load_image_models(
     };
     let encoder = ClipVisionModel::load(file.var_builder(dtype, device), &config)
         .map_err(|e| file.load_error(e))?;
+    drop(file);
     check_compatible(adapter_path, &adapter, &config, unet)?;
     Ok(ImagePromptModels {
         encoder,

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::TensorFile;
 use super::bounded_pickle::{self, NodeKind, Value};
+use super::tensor_file::to_run_dtype;
 use crate::{MinusError, Result};
 
 /// The largest `data.pkl` read (real ones are well under 1 MiB).
@@ -263,8 +264,9 @@ fn tensor_ref(value: &Value) -> std::result::Result<Option<TensorRef>, String> {
 }
 
 /// Loads a pickled state dict: a checkpoint's `state_dict`, the two sub-dicts of an
-/// h94 IP-Adapter `.bin` (`image_proj`, `ip_adapter`, keys prefixed accordingly), or a flat dict.
-pub fn load_pickle(path: &Path, device: &Device) -> Result<TensorFile> {
+/// h94 IP-Adapter `.bin` (`image_proj`, `ip_adapter`, keys prefixed accordingly), or a
+/// flat dict; float tensors are cast to `dtype`, in host memory.
+pub fn load_pickle(path: &Path, dtype: DType) -> Result<TensorFile> {
     if !path.is_file() {
         return Err(MinusError::io(
             path,
@@ -295,19 +297,20 @@ pub fn load_pickle(path: &Path, device: &Device) -> Result<TensorFile> {
     }
     let tensors = tensors
         .into_iter()
-        .map(|(name, tensor)| Ok((name, tensor.to_device(device)?)))
+        .map(|(name, tensor)| Ok((name, to_run_dtype(tensor, dtype)?)))
         .collect::<Result<_>>()?;
     Ok(TensorFile::from_tensors(path, tensors))
 }
 
-/// Loads `.safetensors` directly and anything else as a PyTorch pickle.
-pub fn load_weights_file(path: &Path, device: &Device) -> Result<TensorFile> {
+/// Loads `.safetensors` directly and anything else as a PyTorch pickle, float
+/// tensors cast to `dtype`, in host memory.
+pub fn load_weights_file(path: &Path, dtype: DType) -> Result<TensorFile> {
     let is_safetensors = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     if is_safetensors {
-        TensorFile::load_safetensors(path, device)
+        TensorFile::load_safetensors(path, dtype)
     } else {
-        load_pickle(path, device)
+        load_pickle(path, dtype)
     }
 }

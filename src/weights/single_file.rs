@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::DType;
 
 use super::TensorFile;
 use super::ldm::{
@@ -29,14 +29,15 @@ fn bad(path: &Path, message: &str) -> MinusError {
     }
 }
 
-/// Reads a single-file checkpoint and splits it into UNet, text encoder and VAE.
+/// Reads a single-file checkpoint (float tensors cast to `dtype`, in host memory)
+/// and splits it into UNet, text encoder and VAE.
 pub fn load_checkpoint(
     path: &Path,
     unet: &UNetConfig,
     vae: &VaeConfig,
-    device: &Device,
+    dtype: DType,
 ) -> Result<CheckpointParts> {
-    let file = load_weights_file(path, device)?;
+    let file = load_weights_file(path, dtype)?;
     if file.keys().any(|k| k.starts_with("conditioner.embedders.")) {
         return Err(bad(
             path,
@@ -71,8 +72,8 @@ pub fn load_checkpoint(
 
 /// Reads a VAE weights file in diffusers names, LDM names, or LDM names under the
 /// checkpoint prefix (a VAE extracted from, or meant for, a single file).
-pub fn load_vae_file(path: &Path, vae: &VaeConfig, device: &Device) -> Result<TensorFile> {
-    let file = load_weights_file(path, device)?;
+pub fn load_vae_file(path: &Path, vae: &VaeConfig, dtype: DType) -> Result<TensorFile> {
+    let file = load_weights_file(path, dtype)?;
     if file.contains("decoder.mid_block.resnets.0.norm1.weight") {
         return Ok(file);
     }

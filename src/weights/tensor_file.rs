@@ -3,32 +3,63 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use candle_core::safetensors::{Load, SliceSafetensors};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::files::open_regular_file;
 use crate::{MinusError, Result};
 
-/// The tensors of one file, kept with the file's path for error messages.
+/// Largest weights file read (a full-EMA SD 1.5 checkpoint is 7.7 GB).
+pub const MAX_WEIGHTS_FILE_BYTES: u64 = 64 << 30;
+
+/// The tensors of one file, in host memory, kept with the file's path for error messages.
 #[derive(Clone)]
 pub struct TensorFile {
     path: PathBuf,
     tensors: HashMap<String, Tensor>,
 }
 
+/// A float tensor in the run's number format; other tensors (token ids) as they are.
+///
+/// Done on the CPU before anything goes to the device, so a GPU never holds the
+/// stored f32 copy beside the f16 one.
+pub fn to_run_dtype(tensor: Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+    if tensor.dtype().is_float() && tensor.dtype() != dtype {
+        tensor.to_dtype(dtype)
+    } else {
+        Ok(tensor)
+    }
+}
+
 impl TensorFile {
-    /// Reads a `.safetensors` file onto `device` (tensors keep their stored dtype).
-    pub fn load_safetensors(path: &Path, device: &Device) -> Result<Self> {
-        if !path.is_file() {
-            return Err(MinusError::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
-            ));
+    /// Reads a `.safetensors` file into host memory, each float tensor cast to `dtype`.
+    ///
+    /// The file is memory-mapped, so no second copy of it is read into a buffer, and
+    /// each tensor's pages are handed back to the system once it is copied out, so
+    /// the resident peak is the cast tensors plus about one stored tensor. The price
+    /// of a map: the file must not change while it is read. A file rewritten
+    /// meanwhile gives mixed weights, and one truncated meanwhile ends the process
+    /// (SIGBUS). Weight files are not edited during a load of seconds, and the
+    /// checks that matter for hostile files hold: only a regular file is mapped, its
+    /// header size and every tensor's bounds are checked against the mapped length
+    /// (by the safetensors reader) before any tensor is read.
+    pub fn load_safetensors(path: &Path, dtype: DType) -> Result<Self> {
+        let (file, _) = open_regular_file(path, MAX_WEIGHTS_FILE_BYTES)?;
+        let bad = |e: candle_core::Error| MinusError::BadWeights {
+            path: path.to_path_buf(),
+            message: format!("not a readable safetensors file ({})", root_cause(&e)),
+        };
+        // SAFETY: the map is only read, and only while `map` lives; a file changed
+        // by another process meanwhile is the documented trade-off above.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| MinusError::io(path, e))?;
+        let safetensors = SliceSafetensors::new(&map).map_err(bad)?;
+        let mut tensors = HashMap::new();
+        for (name, view) in safetensors.tensors() {
+            let tensor = view.load(&Device::Cpu).map_err(bad)?;
+            tensors.insert(name, to_run_dtype(tensor, dtype).map_err(bad)?);
+            release_pages(&map, view.data());
         }
-        let tensors =
-            candle_core::safetensors::load(path, device).map_err(|e| MinusError::BadWeights {
-                path: path.to_path_buf(),
-                message: format!("not a readable safetensors file ({})", root_cause(&e)),
-            })?;
         Ok(Self {
             path: path.to_path_buf(),
             tensors,
@@ -99,7 +130,8 @@ impl TensorFile {
         }
     }
 
-    /// A candle `VarBuilder` over the tensors, converting them to `dtype` on `device`.
+    /// A candle `VarBuilder` over the tensors, converting them to `dtype` and
+    /// uploading each to `device` as a network takes it.
     pub fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_tensors(self.tensors.clone(), dtype, device)
     }
@@ -120,6 +152,23 @@ impl TensorFile {
         }
     }
 }
+
+/// Lets the system drop the mapped pages of `data` (a part of `map`) from this
+/// process's resident memory: they were copied out and are not read again.
+#[cfg(unix)]
+fn release_pages(map: &memmap2::Mmap, data: &[u8]) {
+    let offset = (data.as_ptr() as usize).saturating_sub(map.as_ptr() as usize);
+    // SAFETY: a read-only private map of a file: dropped pages are read back from
+    // the file if touched again, so no reader sees anything but the file's bytes.
+    let released = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len())
+    };
+    // Only memory use depends on it.
+    let _ = released;
+}
+
+#[cfg(not(unix))]
+fn release_pages(_: &memmap2::Mmap, _: &[u8]) {}
 
 /// Candle wraps errors in backtraces and context; find the error underneath.
 fn strip_context(error: &candle_core::Error) -> &candle_core::Error {

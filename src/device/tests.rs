@@ -1,0 +1,95 @@
+use super::*;
+
+fn failing_test(_: &Device, _: DType) -> candle_core::Result<()> {
+    candle_core::bail!("no simdgroup_matrix\nbacktrace line")
+}
+
+fn passing_test(_: &Device, _: DType) -> candle_core::Result<()> {
+    Ok(())
+}
+
+/// The CPU stands in for a GPU: what is checked is what `auto` does with the test's outcome.
+fn stand_in_gpu() -> Option<(Device, &'static str)> {
+    Some((Device::Cpu, "Metal"))
+}
+
+#[test]
+fn auto_falls_back_to_the_cpu_with_one_line_when_the_first_test_fails() -> Result<()> {
+    let chosen = select_device_with(
+        DeviceChoice::Auto,
+        &DeviceProbe {
+            find_gpu: &stand_in_gpu,
+            smoke_test: &failing_test,
+        },
+    )?;
+    assert!(chosen.device.is_cpu());
+    let notice = chosen.fallback.unwrap_or_default();
+    assert_eq!(
+        notice,
+        "Metal failed a first test (no simdgroup_matrix), so this runs on the CPU"
+    );
+    Ok(())
+}
+
+#[test]
+fn auto_keeps_a_gpu_that_passes_and_says_nothing() -> Result<()> {
+    let chosen = select_device_with(
+        DeviceChoice::Auto,
+        &DeviceProbe {
+            find_gpu: &stand_in_gpu,
+            smoke_test: &passing_test,
+        },
+    )?;
+    assert!(chosen.fallback.is_none());
+    let none = select_device_with(
+        DeviceChoice::Auto,
+        &DeviceProbe {
+            find_gpu: &|| None,
+            smoke_test: &failing_test,
+        },
+    )?;
+    assert!(none.device.is_cpu() && none.fallback.is_none());
+    Ok(())
+}
+
+#[test]
+fn the_real_first_test_passes_on_this_cpu() -> Result<()> {
+    // `auto` on a machine without a GPU, and the real test on the CPU (as a GPU would run it).
+    let chosen = select_device(DeviceChoice::Auto)?;
+    if chosen.device.is_cpu() {
+        assert!(chosen.fallback.is_none());
+    }
+    smoke_test(&Device::Cpu, DType::F16)?;
+    Ok(())
+}
+
+#[test]
+fn bf16_runs_only_where_the_device_has_it() {
+    let gpu = |bf16| Capabilities { is_gpu: true, bf16 };
+    let cpu = Capabilities {
+        is_gpu: false,
+        bf16: false,
+    };
+    let bf16 = Some(DTypeChoice::Bf16);
+    assert!(matches!(
+        resolve_dtype_for(gpu(true), bf16),
+        Ok(DType::BF16)
+    ));
+    let refused = resolve_dtype_for(gpu(false), bf16).map_err(|e| e.to_string());
+    let message = refused.err().unwrap_or_default();
+    assert!(message.contains("compute capability 8.0"), "{message}");
+    assert!(message.contains("use f16"), "{message}");
+    let on_cpu = resolve_dtype_for(cpu, bf16).map_err(|e| e.to_string());
+    assert!(on_cpu.err().unwrap_or_default().contains("CPU"));
+    assert!(matches!(
+        resolve_dtype_for(gpu(false), None),
+        Ok(DType::F16)
+    ));
+    assert!(matches!(resolve_dtype_for(cpu, None), Ok(DType::F32)));
+    assert!(matches!(
+        resolve_dtype_for(cpu, Some(DTypeChoice::F16)),
+        Ok(DType::F16)
+    ));
+    // The real probe never claims bf16 for the CPU.
+    assert_eq!(Capabilities::of(&Device::Cpu), cpu);
+}
