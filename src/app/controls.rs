@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use super::settings::Settings;
 use super::sweep::SweepParameter;
 use crate::device::DeviceChoice;
-use crate::pipeline::Window;
 use crate::pipeline::preprocess::FitMode;
+use crate::pipeline::{PreviewKind, Window};
 use crate::rng::random_seed;
 use crate::schedulers::SamplerKind;
 
@@ -183,6 +183,21 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
     ) {
         settings.output_dir = (!output.trim().is_empty()).then(|| output.trim().into());
     }
+    ui.horizontal(|ui| {
+        ui.label("Preview").on_hover_text("How the picture is shown while it is denoised");
+        for kind in PreviewKind::ALL {
+            let tooltip = match kind {
+                PreviewKind::Taesd => {
+                    "TAESD, a tiny decoder: looks like the picture (latent colours until it is downloaded)"
+                }
+                PreviewKind::LatentColours => {
+                    "A colour map of the latents: blurry, but nearly free"
+                }
+            };
+            ui.radio_value(&mut settings.preview, kind, kind.name())
+                .on_hover_text(tooltip);
+        }
+    });
     egui::CollapsingHeader::new("Sweep").show(ui, |ui| {
         let sweep = &mut settings.sweep;
         egui::ComboBox::from_label("vary")

@@ -5,7 +5,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::engine::{Command, Engine, Event};
 use crate::weights::ModelPaths;
-use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN};
+use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN, TAESD};
 use crate::weights::hub::Hub;
 use crate::weights::local::{LocalKind, LocalModel};
 
@@ -68,6 +68,15 @@ impl Downloads {
         Catalogue::built_in()
             .ok()?
             .cached_model_paths(&self.hub, DEFAULT_ADAPTER)
+    }
+
+    /// TAESD's folder, if it is in the hub cache.
+    pub fn cached_taesd(&self) -> Option<std::path::PathBuf> {
+        Catalogue::built_in()
+            .ok()?
+            .get(TAESD)
+            .ok()?
+            .cached_path(&self.hub)
     }
 
     /// Asks the engine to download the defaults.
@@ -141,7 +150,7 @@ impl Downloads {
             ui.label("No models yet: download the defaults, or set your own under Models.");
             if ui
                 .button(format!("Download default models (about {size_gb:.1} GB)"))
-                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, into the Hugging Face cache")
+                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, and TAESD for previews, into the Hugging Face cache")
                 .clicked()
             {
                 self.start(engine);

@@ -11,7 +11,7 @@ use super::sweep::Sweep;
 use super::tasks::ImageSource;
 use super::texture;
 use crate::engine::{Event, JobId};
-use crate::pipeline::Request;
+use crate::pipeline::{PreviewKind, Request};
 
 /// One finished image.
 pub struct GalleryEntry {
@@ -31,6 +31,8 @@ pub struct RunningJob {
     pub total: usize,
     pub elapsed_secs: f64,
     pub preview: Option<TextureHandle>,
+    /// How the last preview was drawn.
+    pub preview_kind: Option<PreviewKind>,
 }
 
 impl RunningJob {
@@ -106,6 +108,7 @@ impl Results {
                     total: 0,
                     elapsed_secs: 0.0,
                     preview: None,
+                    preview_kind: None,
                 });
             }
             Event::Step {
@@ -113,24 +116,23 @@ impl Results {
                 step,
                 total,
                 preview,
+                preview_kind,
                 elapsed_secs,
             } => {
                 if let Some(running) = self.running.as_mut().filter(|r| r.id == job) {
                     running.step = step;
                     running.total = total;
                     running.elapsed_secs = elapsed_secs;
+                    running.preview_kind = Some(preview_kind);
                     let color = egui::ColorImage::from_rgb(
                         [preview.width() as usize, preview.height() as usize],
                         preview.as_raw(),
                     );
                     match &mut running.preview {
-                        Some(texture) => texture.set(color, egui::TextureOptions::LINEAR),
+                        Some(texture) => texture.set(color, texture::SMOOTH),
                         None => {
-                            running.preview = Some(ctx.load_texture(
-                                "preview",
-                                color,
-                                egui::TextureOptions::LINEAR,
-                            ));
+                            running.preview =
+                                Some(ctx.load_texture("preview", color, texture::SMOOTH));
                         }
                     }
                 }
@@ -247,8 +249,14 @@ impl Results {
         }
         let available = ui.available_size();
         let side = available.x.min(available.y - 40.0).max(64.0);
-        if let Some(preview) = self.running.as_ref().and_then(|job| job.preview.as_ref()) {
-            ui.add(texture::fitted(preview, side));
+        if let Some(job) = &self.running
+            && let Some(preview) = &job.preview
+        {
+            let note = match job.preview_kind {
+                Some(PreviewKind::Taesd) => "Preview: TAESD",
+                _ => "Preview: latent colours (TAESD is used when it is downloaded and chosen)",
+            };
+            ui.add(texture::fitted(preview, side)).on_hover_text(note);
         } else if let Some(sweep) = &self.sweep {
             action = sweep_ui(ui, sweep, available.x);
         } else if let Some((a, b)) = self.comparison() {
@@ -460,14 +468,15 @@ mod tests {
             step: 2,
             total: 4,
             preview: image(),
+            preview_kind: PreviewKind::Taesd,
             elapsed_secs: 1.0,
         };
         assert!(results.apply(step, &ctx).is_empty());
         let running = results
             .running
             .as_ref()
-            .map(|r| (r.step, r.rate(), r.eta_secs()));
-        assert_eq!(running, Some((2, 2.0, 1.0)));
+            .map(|r| (r.step, r.rate(), r.eta_secs(), r.preview_kind));
+        assert_eq!(running, Some((2, 2.0, 1.0, Some(PreviewKind::Taesd))));
         let finished = Event::Finished {
             job,
             images: vec![image(), image()],
@@ -497,6 +506,7 @@ mod tests {
             step: 1,
             total: 4,
             preview: image(),
+            preview_kind: PreviewKind::Taesd,
             elapsed_secs: 1.0,
         };
         results.apply(other, &ctx);

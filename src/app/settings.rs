@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::sweep::SweepSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadSettings;
-use crate::pipeline::Request;
+use crate::pipeline::{PreviewKind, Request};
 use crate::weights::ModelPaths;
 
 /// The models chosen in the Models section, and where to run them.
@@ -67,6 +67,8 @@ pub struct Settings {
     pub random_seed: bool,
     /// The last sweep set up.
     pub sweep: SweepSettings,
+    /// How the live preview is drawn.
+    pub preview: PreviewKind,
 }
 
 impl Default for Settings {
@@ -79,6 +81,7 @@ impl Default for Settings {
             output_dir: default_output_dir(),
             random_seed: true,
             sweep: SweepSettings::default(),
+            preview: PreviewKind::default(),
         }
     }
 }

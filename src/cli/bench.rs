@@ -1,5 +1,5 @@
 //! `minus bench`: times the image encoder, one CFG UNet step, a full run, the VAE
-//! decode and the preview on random full-size weights; prints figures (and JSON for
+//! decode and the previews (latent colours, TAESD) on random full-size weights; prints figures (and JSON for
 //! `bench/compare_diffusers.py`, which runs diffusers on the same weights).
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, selec
 use minus::models::timing::{self, KindTotal, LayerKind};
 use minus::models::unet::{CrossContext, ImageTokens};
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
-use minus::pipeline::preview::latents_to_rgb;
+use minus::pipeline::preview::{latents_to_rgb, taesd_to_rgb};
 use minus::pipeline::{Flow, ImagePrompt, Models, Request, generate};
 use minus::weights::ModelPaths;
 use serde_json::json;
@@ -144,6 +144,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         vae: None,
         ip_adapter: Some(adapter),
         image_encoder: Some(weights.image_encoder.clone()),
+        taesd: Some(weights.taesd.clone()),
         configs: None,
     };
     let load_started = Instant::now();
@@ -221,6 +222,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         latents_to_rgb(&latents)?;
         Ok(())
     })?;
+    // TAESD's preview of the first image, as every step of a run in the window draws it.
+    let taesd = models.taesd.as_ref().context("TAESD")?;
+    let taesd_secs = time(args.repeats.max(3), || {
+        taesd_to_rgb(taesd, &latents)?;
+        Ok(())
+    })?;
 
     // A full run as users make it (text and image conditioning, N steps, decode).
     let prompt_image = dir.join("bench-prompt.png");
@@ -253,15 +260,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ("image encoder (1 image)", encoder_secs),
         ("UNet step (CFG batch)", step_secs),
         ("VAE decode", vae_secs),
-        ("preview", preview_secs),
+        ("preview (latent colours)", preview_secs),
+        ("preview (TAESD)", taesd_secs),
         ("full run", full_secs),
     ] {
         println!("{name:<28} {secs:>10.4}");
     }
     println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
     println!(
-        "preview / UNet step: {:.4}%",
-        100.0 * preview_secs / step_secs
+        "preview / UNet step: latent colours {:.4}%, TAESD {:.2}%",
+        100.0 * preview_secs / step_secs,
+        100.0 * taesd_secs / step_secs
     );
     match peak {
         Some(mb) => println!("peak resident memory: {mb:.0} MB"),
@@ -275,7 +284,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "device": device_name(&device), "dtype": format!("{dtype:?}"), "size": args.size,
             "steps": args.steps, "batch": n, "adapter": args.adapter.name(), "threads": threads,
             "image_encoder_secs": encoder_secs, "unet_step_secs": step_secs, "vae_decode_secs": vae_secs,
-            "preview_secs": preview_secs, "full_run_secs": full_secs, "it_per_sec": its,
+            "preview_secs": preview_secs, "taesd_preview_secs": taesd_secs,
+            "full_run_secs": full_secs, "it_per_sec": its,
             "peak_rss_mb": peak, "weights_dir": dir,
             "layers": layers.as_ref().map(|(timed_step_secs, totals)| json!({
                 "timed_step_secs": timed_step_secs,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::device::{DTypeChoice, DeviceChoice};
-use crate::pipeline::Request;
+use crate::pipeline::{PreviewKind, Request};
 use crate::weights::ModelPaths;
 use crate::weights::hub::Hub;
 
@@ -36,6 +36,8 @@ pub enum Command {
     },
     /// Cancel a queued or running job.
     Cancel(JobId),
+    /// How step previews are drawn from now on (the running job's next step included).
+    SetPreview(PreviewKind),
     /// Download the first-run defaults (model, VAE, image encoder, `adapter`) from `hub`.
     DownloadDefaults { hub: Hub, adapter: String },
     /// Stop a running download (what is on disk is resumed next time).
@@ -82,6 +84,8 @@ pub enum Event {
         step: usize,
         total: usize,
         preview: Arc<RgbImage>,
+        /// How `preview` was drawn (the latent colours when TAESD is not loaded).
+        preview_kind: PreviewKind,
         elapsed_secs: f64,
     },
     Finished {

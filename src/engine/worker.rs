@@ -16,7 +16,7 @@ use crate::MinusError;
 use crate::device::{device_name, resolve_dtype, select_device};
 use crate::output::save_png;
 use crate::pipeline::conditioning::EmbeddingCache;
-use crate::pipeline::{Flow, Generation, Models, Request, generate};
+use crate::pipeline::{Flow, Generation, Models, PreviewKind, Request, generate};
 use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN};
 use crate::weights::hub::Hub;
 
@@ -35,6 +35,8 @@ pub struct Worker {
     cache: EmbeddingCache,
     queue: VecDeque<Job>,
     pending_load: Option<LoadSettings>,
+    /// How step previews are drawn.
+    preview: PreviewKind,
     /// The download thread and its cancel flag: downloads run beside the queue.
     download: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
     shutdown: bool,
@@ -50,6 +52,7 @@ impl Worker {
             cache: EmbeddingCache::default(),
             queue: VecDeque::new(),
             pending_load: None,
+            preview: PreviewKind::default(),
             download: None,
             shutdown: false,
         }
@@ -87,6 +90,7 @@ impl Worker {
             Command::DownloadDefaults { hub, adapter } => self.start_download(hub, adapter),
             Command::CancelDownload => self.cancel_download(),
             Command::LoadModels(settings) => self.pending_load = Some(settings),
+            Command::SetPreview(kind) => self.preview = kind,
             Command::Generate {
                 job,
                 request,
@@ -197,12 +201,13 @@ impl Worker {
                 if cancel {
                     return Flow::Cancel;
                 }
-                match report.preview() {
-                    Ok(preview) => self.emit(Event::Step {
+                match report.preview(self.preview) {
+                    Ok((preview, preview_kind)) => self.emit(Event::Step {
                         job: job.id,
                         step: report.step + 1,
                         total: report.total,
                         preview: Arc::new(preview),
+                        preview_kind,
                         elapsed_secs: report.elapsed_secs,
                     }),
                     Err(error) => eprintln!("preview failed: {error}"),

@@ -8,8 +8,9 @@ use image::RgbImage;
 
 use super::conditioning::{Conditioning, EmbeddingCache, prepare};
 use super::models::Models;
-use super::preview::latents_to_rgb;
+use super::preview::{PreviewKind, render};
 use super::request::Request;
+use crate::models::taesd::TaesdDecoder;
 use crate::models::unet::{CrossContext, ImageTokens};
 use crate::rng::TorchRng;
 use crate::schedulers;
@@ -42,12 +43,15 @@ pub struct StepReport<'a> {
     pub ip_scales: (f64, f64),
     /// Seconds since the denoising loop started.
     pub elapsed_secs: f64,
+    /// The loaded TAESD, for previews.
+    pub taesd: Option<&'a TaesdDecoder>,
 }
 
 impl StepReport<'_> {
-    /// The live preview of the first image (cheap: a linear map of the latents).
-    pub fn preview(&self) -> Result<RgbImage> {
-        Ok(latents_to_rgb(self.pred_original)?)
+    /// The live preview of the first image drawn as `kind` asks, and the kind drawn
+    /// (the latent colour map when TAESD is not loaded).
+    pub fn preview(&self, kind: PreviewKind) -> Result<(RgbImage, PreviewKind)> {
+        render(self.pred_original, kind, self.taesd)
     }
 }
 
@@ -163,6 +167,7 @@ pub fn denoise(
             pred_original: &out.pred_original,
             ip_scales,
             elapsed_secs: started.elapsed().as_secs_f64(),
+            taesd: models.taesd.as_ref(),
         };
         if on_step(&report) == Flow::Cancel {
             return Err(MinusError::Cancelled);

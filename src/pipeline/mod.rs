@@ -11,4 +11,5 @@ pub mod resample;
 
 pub use generate::{Flow, Generation, StepReport, generate};
 pub use models::Models;
+pub use preview::PreviewKind;
 pub use request::{ImagePrompt, Request, Window};
