@@ -71,6 +71,16 @@ fn the_preview_is_diffusers_picture_of_the_first_image() {
 }
 
 #[test]
+fn cpu_previews_of_large_pictures_are_decoded_from_averaged_latents() {
+    let taesd = load_taesd(DType::F32);
+    let latents = Tensor::randn(0f32, 1f32, (1, 4, 64, 64), &Device::Cpu).unwrap();
+    let (drawn, kind) = render(&latents, PreviewKind::Taesd, Some(&taesd)).expect("render");
+    assert_eq!((drawn.dimensions(), kind), ((256, 256), PreviewKind::Taesd));
+    let pooled = latents.avg_pool2d(2).unwrap();
+    assert_eq!(drawn, taesd_to_rgb(&taesd, &pooled).expect("decode"));
+}
+
+#[test]
 fn half_precision_stays_close_to_diffusers() {
     let (latents, expected) = reference();
     let decoded = load_taesd(DType::F16)
