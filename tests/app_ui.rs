@@ -210,6 +210,14 @@ fn first_run_files() -> std::collections::HashMap<String, Vec<u8>> {
             format!("{h94}/models/ip-adapter_sd15.safetensors"),
             ip.join("ip-adapter_sd15.safetensors"),
         ),
+        (
+            "madebyollin/taesd/config.json".to_string(),
+            models.join("taesd/config.json"),
+        ),
+        (
+            "madebyollin/taesd/diffusion_pytorch_model.safetensors".to_string(),
+            models.join("taesd/diffusion_pytorch_model.safetensors"),
+        ),
     ]
     .into_iter()
     .map(|(key, path)| (key, read(path)))
@@ -260,6 +268,13 @@ fn first_run_downloads_the_defaults_with_progress_then_generates() {
             .image_encoder
             .as_ref()
             .is_some_and(|p| p.ends_with("models/image_encoder")),
+        "{models:?}"
+    );
+    assert!(
+        models
+            .taesd
+            .as_ref()
+            .is_some_and(|p| p.to_string_lossy().contains("models--madebyollin--taesd")),
         "{models:?}"
     );
     harness.get_by_label("Generate").click();

@@ -6,7 +6,7 @@ use super::method::Method;
 use super::settings::Settings;
 use super::sweep::SweepParameter;
 use crate::pipeline::preprocess::FitMode;
-use crate::pipeline::{Combine, EmbedsScaling, Request, WeightType, Window};
+use crate::pipeline::{Combine, EmbedsScaling, PreviewKind, Request, WeightType, Window};
 use crate::rng::random_seed;
 use crate::schedulers::SamplerKind;
 
@@ -124,6 +124,21 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
     if let Some(kind) = edit.browse {
         action = ControlAction::Browse(PathField::OutputDir, kind);
     }
+    ui.horizontal(|ui| {
+        ui.label("Preview").on_hover_text("How the picture is shown while it is denoised");
+        for kind in PreviewKind::ALL {
+            let tooltip = match kind {
+                PreviewKind::Taesd => {
+                    "TAESD, a tiny decoder: looks like the picture (latent colours until it is downloaded)"
+                }
+                PreviewKind::LatentColours => {
+                    "A colour map of the latents: blurry, but nearly free"
+                }
+            };
+            ui.radio_value(&mut settings.preview, kind, kind.name())
+                .on_hover_text(tooltip);
+        }
+    });
     egui::CollapsingHeader::new("Sweep").show(ui, |ui| {
         let sweep = &mut settings.sweep;
         egui::ComboBox::from_label("vary")

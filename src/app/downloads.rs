@@ -201,7 +201,7 @@ impl Downloads {
             ui.label("No models yet: download the defaults, or set your own under Models.");
             if ui
                 .button(format!("Download default models (about {size_gb:.1} GB)"))
-                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, into the Hugging Face cache")
+                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, and TAESD for previews, into the Hugging Face cache")
                 .clicked()
             {
                 self.start(engine);

@@ -26,7 +26,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::engine::{Command, Engine, Event, JobId};
 use crate::pipeline::Request;
-use crate::weights::catalogue::IMAGE_ENCODER;
+use crate::weights::catalogue::{IMAGE_ENCODER, TAESD};
 use crate::weights::hub::Hub;
 use browse::Browser;
 pub use browse::{PathField, PathPicker, PickKind};
@@ -128,6 +128,7 @@ impl MinusApp {
         if let Some(dir) = &app.settings.output_dir {
             app.loader.scan_gallery(dir, GALLERY_LIMIT);
         }
+        app.engine.send(Command::SetPreview(app.settings.preview));
         app.load_models();
         Ok(app)
     }
@@ -188,6 +189,12 @@ impl MinusApp {
         self.results.running.as_ref().map_or(0, |job| job.step)
     }
 
+    /// How the running job's last preview was drawn (`None` before its first step).
+    #[cfg(feature = "test-support")]
+    pub fn running_preview_kind(&self) -> Option<crate::pipeline::PreviewKind> {
+        self.results.running.as_ref()?.preview_kind
+    }
+
     /// Replaces the hub (tests point it at a stand-in server).
     #[cfg(feature = "test-support")]
     pub fn set_hub(&mut self, hub: Hub) {
@@ -242,7 +249,14 @@ impl MinusApp {
 
     fn load_models(&mut self) {
         match self.settings.models.load_settings() {
-            Some(load) => self.engine.send(Command::LoadModels(load)),
+            Some(mut load) => {
+                // TAESD is looked up in the download cache at each load, so one
+                // downloaded after the models were chosen is used too.
+                if load.paths.taesd.is_none() {
+                    load.paths.taesd = self.downloads.cached_entry(TAESD);
+                }
+                self.engine.send(Command::LoadModels(load));
+            }
             None => self.model_status.clear(),
         }
     }
@@ -450,7 +464,12 @@ impl MinusApp {
                         self.load_models();
                     }
                     ui.separator();
-                    match controls::settings_ui(ui, &mut self.settings) {
+                    let preview = self.settings.preview;
+                    let action = controls::settings_ui(ui, &mut self.settings);
+                    if self.settings.preview != preview {
+                        self.engine.send(Command::SetPreview(self.settings.preview));
+                    }
+                    match action {
                         ControlAction::None => {}
                         ControlAction::RunSweep => self.run_sweep(),
                         ControlAction::Browse(field, kind) => {

@@ -12,7 +12,7 @@ use super::sweep::Sweep;
 use super::tasks::ImageSource;
 use super::texture;
 use crate::engine::{Event, JobId};
-use crate::pipeline::Request;
+use crate::pipeline::{PreviewKind, Request};
 
 /// One finished image.
 pub struct GalleryEntry {
@@ -78,6 +78,7 @@ impl Results {
                     elapsed_secs: 0.0,
                     preview: None,
                     phase: None,
+                    preview_kind: None,
                 });
             }
             Event::Phase { job, phase } => {
@@ -97,21 +98,19 @@ impl Results {
                     running.total = total;
                     running.phase = None;
                     running.elapsed_secs = elapsed_secs;
-                    let Some(preview) = preview else {
+                    let Some((preview, preview_kind)) = preview else {
                         return Vec::new();
                     };
+                    running.preview_kind = Some(preview_kind);
                     let color = egui::ColorImage::from_rgb(
                         [preview.width() as usize, preview.height() as usize],
                         preview.as_raw(),
                     );
                     match &mut running.preview {
-                        Some(texture) => texture.set(color, egui::TextureOptions::LINEAR),
+                        Some(texture) => texture.set(color, texture::SMOOTH),
                         None => {
-                            running.preview = Some(ctx.load_texture(
-                                "preview",
-                                color,
-                                egui::TextureOptions::LINEAR,
-                            ));
+                            running.preview =
+                                Some(ctx.load_texture("preview", color, texture::SMOOTH));
                         }
                     }
                 }
@@ -218,8 +217,14 @@ impl Results {
         }
         let available = ui.available_size();
         let side = available.x.min(available.y - 40.0).max(64.0);
-        if let Some(preview) = self.running.as_ref().and_then(|job| job.preview.as_ref()) {
-            ui.add(texture::fitted(preview, side));
+        if let Some(job) = &self.running
+            && let Some(preview) = &job.preview
+        {
+            let note = match job.preview_kind {
+                Some(PreviewKind::Taesd) => "Preview: TAESD",
+                _ => "Preview: latent colours (TAESD is used when it is downloaded and chosen)",
+            };
+            ui.add(texture::fitted(preview, side)).on_hover_text(note);
         } else if let Some(sweep) = &self.sweep {
             action = sweep_ui(ui, sweep, available.x);
         } else if let Some((a, b)) = self.comparison() {
@@ -446,15 +451,15 @@ mod tests {
             job,
             step: 2,
             total: 4,
-            preview: Some(image()),
+            preview: Some((image(), PreviewKind::Taesd)),
             elapsed_secs: 1.0,
         };
         assert!(results.apply(step, &ctx).is_empty());
         let running = results
             .running
             .as_ref()
-            .map(|r| (r.step, r.rate(), r.eta_secs()));
-        assert_eq!(running, Some((2, 2.0, 1.0)));
+            .map(|r| (r.step, r.rate(), r.eta_secs(), r.preview_kind));
+        assert_eq!(running, Some((2, 2.0, 1.0, Some(PreviewKind::Taesd))));
         let finished = Event::Finished {
             job,
             images: vec![image(), image()],
@@ -483,7 +488,7 @@ mod tests {
             job: JobId(2),
             step: 1,
             total: 4,
-            preview: Some(image()),
+            preview: Some((image(), PreviewKind::Taesd)),
             elapsed_secs: 1.0,
         };
         results.apply(other, &ctx);

@@ -4,7 +4,7 @@
 use egui::TextureHandle;
 
 use crate::engine::JobId;
-use crate::pipeline::Phase;
+use crate::pipeline::{Phase, PreviewKind};
 
 /// The job currently denoising.
 pub struct RunningJob {
@@ -13,6 +13,8 @@ pub struct RunningJob {
     pub total: usize,
     pub elapsed_secs: f64,
     pub preview: Option<TextureHandle>,
+    /// How the last preview was drawn.
+    pub preview_kind: Option<PreviewKind>,
     /// The stage outside the denoising steps it is in; `None` while denoising (or
     /// before it has said anything).
     pub phase: Option<Phase>,
@@ -77,6 +79,7 @@ mod tests {
             total: 20,
             elapsed_secs: 2.0,
             preview: None,
+            preview_kind: None,
             phase,
         }
     }

@@ -8,7 +8,7 @@ use super::browse::PathField;
 use super::sweep::SweepSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadSettings;
-use crate::pipeline::Request;
+use crate::pipeline::{PreviewKind, Request};
 use crate::weights::ModelPaths;
 
 /// The models chosen in the Models section, and where to run them.
@@ -68,6 +68,8 @@ pub struct Settings {
     pub random_seed: bool,
     /// The last sweep set up.
     pub sweep: SweepSettings,
+    /// How the live preview is drawn.
+    pub preview: PreviewKind,
 }
 
 impl Settings {
@@ -103,6 +105,7 @@ impl Default for Settings {
             output_dir: default_output_dir(),
             random_seed: true,
             sweep: SweepSettings::default(),
+            preview: PreviewKind::default(),
         }
     }
 }

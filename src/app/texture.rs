@@ -1,7 +1,12 @@
 //! Turning `RgbImage`s into egui textures and fitted image widgets.
 
-use egui::{TextureHandle, TextureOptions};
+use egui::{TextureFilter, TextureHandle, TextureOptions};
 use image::RgbImage;
+
+/// Filtering for previews, which are shown at any size: linear when enlarged (a
+/// latent colour map has one pixel per 8×8 of the picture), mipmapped when shrunk.
+pub const SMOOTH: TextureOptions =
+    TextureOptions::LINEAR.with_mipmap_mode(Some(TextureFilter::Linear));
 
 /// Uploads an RGB image as a texture.
 pub fn upload(ctx: &egui::Context, name: &str, image: &RgbImage) -> TextureHandle {

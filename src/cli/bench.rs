@@ -1,6 +1,7 @@
 //! `minus bench`: times the image encoder, one CFG UNet step, a full run, the VAE
-//! decode and the preview on random full-size weights; prints figures (and JSON for
-//! `bench/compare_diffusers.py`, which runs diffusers on the same weights).
+//! decode and the previews (latent colours, TAESD) on random full-size weights;
+//! prints figures (and JSON for `bench/compare_diffusers.py`, which runs diffusers on
+//! the same weights).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,7 +13,7 @@ use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, selec
 use minus::models::timing::{self, KindTotal, LayerKind};
 use minus::models::unet::{CrossContext, ImageTokens, IpScales};
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
-use minus::pipeline::preview::latents_to_rgb;
+use minus::pipeline::preview::{PreviewKind, latents_to_rgb, render, taesd_to_rgb};
 use minus::pipeline::{Flow, ImagePrompt, Models, Request, generate};
 use minus::weights::ModelPaths;
 use serde_json::json;
@@ -154,6 +155,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         vae: None,
         ip_adapter: Some(adapter),
         image_encoder: Some(weights.image_encoder.clone()),
+        taesd: Some(weights.taesd.clone()),
         configs: None,
     };
     if args.only == Some(BenchPart::Decode) {
@@ -244,6 +246,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         latents_to_rgb(&latents)?;
         Ok(())
     })?;
+    // TAESD's preview of the first image as every step of a run in the window draws it
+    // (averaged down first on the CPU), and at full size.
+    let taesd = models.taesd.as_ref().context("TAESD")?;
+    let taesd_secs = time(args.repeats.max(3), || {
+        render(&latents, PreviewKind::Taesd, Some(taesd))?;
+        Ok(())
+    })?;
+    let taesd_full_secs = time(args.repeats, || {
+        taesd_to_rgb(taesd, &latents)?;
+        Ok(())
+    })?;
 
     // A full run as users make it (text and image conditioning, N steps, decode).
     let prompt_image = dir.join("bench-prompt.png");
@@ -277,15 +290,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ("image encoder (1 image)", encoder_secs),
         ("UNet step (CFG batch)", step_secs),
         ("VAE decode", vae_secs),
-        ("preview", preview_secs),
+        ("preview (latent colours)", preview_secs),
+        ("preview (TAESD, as drawn)", taesd_secs),
+        ("TAESD at full size", taesd_full_secs),
         ("full run", full_secs),
     ] {
         println!("{name:<28} {secs:>10.4}");
     }
     println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
     println!(
-        "preview / UNet step: {:.4}%",
-        100.0 * preview_secs / step_secs
+        "preview / UNet step: latent colours {:.4}%, TAESD as drawn {:.2}%, at full size {:.2}%",
+        100.0 * preview_secs / step_secs,
+        100.0 * taesd_secs / step_secs,
+        100.0 * taesd_full_secs / step_secs
     );
     print_peak("peak resident memory from loading on", peak);
     if let Some((timed_step_secs, totals)) = &layers {
@@ -296,7 +313,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "device": device_name(&device), "dtype": format!("{dtype:?}"), "size": args.size,
             "steps": args.steps, "batch": n, "adapter": args.adapter.name(), "threads": threads,
             "image_encoder_secs": encoder_secs, "unet_step_secs": step_secs, "vae_decode_secs": vae_secs,
-            "preview_secs": preview_secs, "full_run_secs": full_secs, "it_per_sec": its,
+            "preview_secs": preview_secs, "taesd_preview_secs": taesd_secs,
+            "taesd_full_size_secs": taesd_full_secs,
+            "full_run_secs": full_secs, "it_per_sec": its,
             "peak_rss_mb": peak, "load_peak_rss_mb": load_peak, "weights_dir": dir,
             "layers": layers.as_ref().map(|(timed_step_secs, totals)| json!({
                 "timed_step_secs": timed_step_secs,

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use minus::models::clip_text::{ClipTextConfig, ClipTextModel};
 use minus::models::clip_vision::{ClipVisionConfig, ClipVisionModel};
+use minus::models::taesd::{TaesdConfig, TaesdDecoder};
 use minus::models::unet::{UNet, UNetConfig};
 use minus::models::vae::{VaeConfig, VaeDecoder};
 use minus::pipeline::models::{SD15_TEXT_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG};
@@ -128,12 +129,40 @@ fn write_plus_adapter(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `madebyollin/taesd`'s config (its decoder's sizes; the encoder is not written).
+fn taesd_config() -> serde_json::Value {
+    json!({
+        "_class_name": "AutoencoderTiny", "act_fn": "relu", "in_channels": 3, "out_channels": 3,
+        "latent_channels": 4, "decoder_block_out_channels": [64, 64, 64, 64],
+        "encoder_block_out_channels": [64, 64, 64, 64], "num_decoder_blocks": [3, 3, 3, 1],
+        "num_encoder_blocks": [1, 3, 3, 3], "upsampling_scaling_factor": 2,
+        "upsample_fn": "nearest", "latent_magnitude": 3, "latent_shift": 0.5,
+        "scaling_factor": 1.0, "force_upcast": false
+    })
+}
+
+/// Writes TAESD's decoder into `dir` unless it is there (it came after the others,
+/// so caches written before it gain it on their next run).
+fn ensure_taesd(dir: &Path) -> anyhow::Result<()> {
+    if dir.join("diffusion_pytorch_model.safetensors").is_file() {
+        return Ok(());
+    }
+    let config: TaesdConfig = serde_json::from_value(taesd_config())?;
+    write_component(
+        dir,
+        "diffusion_pytorch_model.safetensors",
+        &taesd_config(),
+        |vb| TaesdDecoder::load(vb, &config).map(drop),
+    )
+}
+
 /// Paths of the benchmark weights.
 pub struct BenchWeights {
     pub model: PathBuf,
     pub image_encoder: PathBuf,
     pub base_adapter: PathBuf,
     pub plus_adapter: PathBuf,
+    pub taesd: PathBuf,
 }
 
 /// Writes the weights into `dir` unless a previous run did (marked by `complete`).
@@ -143,7 +172,9 @@ pub fn ensure(dir: &Path) -> anyhow::Result<BenchWeights> {
         image_encoder: dir.join("image_encoder"),
         base_adapter: dir.join("ip-adapter_sd15.safetensors"),
         plus_adapter: dir.join("ip-adapter-plus_sd15.safetensors"),
+        taesd: dir.join("taesd"),
     };
+    ensure_taesd(&weights.taesd)?;
     let marker = dir.join("complete");
     if marker.is_file() {
         return Ok(weights);

@@ -7,7 +7,7 @@ use candle_core::DType;
 use image::RgbImage;
 
 use crate::device::{DTypeChoice, DeviceChoice};
-use crate::pipeline::{Phase, Request};
+use crate::pipeline::{Phase, PreviewKind, Request};
 use crate::weights::ModelPaths;
 use crate::weights::catalogue::Catalogue;
 use crate::weights::hub::Hub;
@@ -83,6 +83,8 @@ pub enum Command {
     },
     /// Cancel a queued or running job.
     Cancel(JobId),
+    /// How step previews are drawn from now on (the running job's next step included).
+    SetPreview(PreviewKind),
     /// Download the catalogue entries `names` (e.g. the first-run defaults, or one
     /// adapter) from `hub` into its cache, beside the queue.
     Download { hub: Hub, names: Vec<String> },
@@ -138,9 +140,10 @@ pub enum Event {
         /// 1-based count of finished steps.
         step: usize,
         total: usize,
-        /// `None` while the window has not shown the last preview: taking one waits
-        /// for the device and, on Metal, frees its pooled buffers.
-        preview: Option<Arc<RgbImage>>,
+        /// The step's preview and how it was drawn (the latent colours when TAESD is
+        /// not loaded); `None` while the window has not shown the last preview: taking
+        /// one waits for the device and, on Metal, frees its pooled buffers.
+        preview: Option<(Arc<RgbImage>, PreviewKind)>,
         elapsed_secs: f64,
     },
     Finished {

@@ -17,7 +17,7 @@ use crate::MinusError;
 use crate::device::{device_name, resolve_dtype, select_device};
 use crate::output::save_png;
 use crate::pipeline::conditioning::EmbeddingCache;
-use crate::pipeline::{Flow, Generation, Models, Request, generate};
+use crate::pipeline::{Flow, Generation, Models, PreviewKind, Request, generate};
 use crate::weights::catalogue::Catalogue;
 use crate::weights::hub::Hub;
 
@@ -37,6 +37,8 @@ pub struct Worker {
     queue: VecDeque<Job>,
     pending_load: Option<LoadSettings>,
     preview_gate: PreviewGate,
+    /// How step previews are drawn.
+    preview: PreviewKind,
     /// The download thread and its cancel flag: downloads run beside the queue.
     download: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
     shutdown: bool,
@@ -53,6 +55,7 @@ impl Worker {
             queue: VecDeque::new(),
             pending_load: None,
             preview_gate: PreviewGate::default(),
+            preview: PreviewKind::default(),
             download: None,
             shutdown: false,
         }
@@ -91,6 +94,7 @@ impl Worker {
             Command::CancelDownload => self.cancel_download(),
             Command::PreviewShown => self.preview_gate.shown(),
             Command::LoadModels(settings) => self.pending_load = Some(settings),
+            Command::SetPreview(kind) => self.preview = kind,
             Command::Generate {
                 job,
                 request,
@@ -225,10 +229,10 @@ impl Worker {
                     }
                     let preview = if self.preview_gate.take() {
                         report
-                            .preview()
+                            .preview(self.preview)
                             .inspect_err(|error| eprintln!("preview failed: {error}"))
                             .ok()
-                            .map(Arc::new)
+                            .map(|(image, kind)| (Arc::new(image), kind))
                     } else {
                         None
                     };

@@ -37,6 +37,25 @@ impl Conv2d {
         })
     }
 
+    /// Loads `weight` `[out, in, kernel, kernel]` of a convolution without bias (the
+    /// bias is zero, so one kernel serves both kinds).
+    pub fn load_without_bias(
+        vb: VarBuilder,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get((out_channels, in_channels, kernel, kernel), "weight")?,
+            bias: Tensor::zeros(out_channels, vb.dtype(), vb.device())?,
+            stride,
+            padding,
+            pointwise: (kernel, stride, padding) == (1, 1, 0),
+        })
+    }
+
     fn convolve(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         if cpu::applies_to(xs) {
             let op = cpu::CpuConv2d {

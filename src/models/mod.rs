@@ -12,6 +12,7 @@ pub mod ip_adapter;
 pub mod layers;
 pub mod linear;
 pub mod resnet;
+pub mod taesd;
 pub mod timing;
 pub mod tokenizer;
 pub mod unet;

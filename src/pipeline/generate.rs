@@ -10,8 +10,9 @@ use super::conditioning::{Conditioning, EmbeddingCache, prepare};
 use super::methods::WeightType;
 use super::models::Models;
 use super::phase::Phase;
-use super::preview::latents_to_rgb;
+use super::preview::{PreviewKind, render};
 use super::request::Request;
+use crate::models::taesd::TaesdDecoder;
 use crate::models::unet::{CrossContext, ImageTokens, IpScales};
 use crate::rng::TorchRng;
 use crate::schedulers;
@@ -44,12 +45,15 @@ pub struct StepReport<'a> {
     pub ip_scales: (f64, f64),
     /// Seconds since the denoising loop started, the step's device work included.
     pub elapsed_secs: f64,
+    /// The loaded TAESD, for previews.
+    pub taesd: Option<&'a TaesdDecoder>,
 }
 
 impl StepReport<'_> {
-    /// The live preview of the first image (cheap: a linear map of the latents).
-    pub fn preview(&self) -> Result<RgbImage> {
-        Ok(latents_to_rgb(self.pred_original)?)
+    /// The live preview of the first image drawn as `kind` asks, and the kind drawn
+    /// (the latent colour map when TAESD is not loaded).
+    pub fn preview(&self, kind: PreviewKind) -> Result<(RgbImage, PreviewKind)> {
+        render(self.pred_original, kind, self.taesd)
     }
 }
 
@@ -171,6 +175,7 @@ pub fn denoise(
             pred_original: &out.pred_original,
             ip_scales,
             elapsed_secs: started.elapsed().as_secs_f64(),
+            taesd: models.taesd.as_ref(),
         };
         if on_step(&report) == Flow::Cancel {
             return Err(MinusError::Cancelled);

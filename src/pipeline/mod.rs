@@ -17,4 +17,5 @@ pub use generate::{Flow, Generation, StepReport, generate};
 pub use methods::{Combine, WeightType};
 pub use models::Models;
 pub use phase::Phase;
+pub use preview::PreviewKind;
 pub use request::{ImagePrompt, Request, Window};

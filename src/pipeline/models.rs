@@ -8,6 +8,7 @@ use crate::models::clip_text::{ClipTextConfig, ClipTextModel};
 use crate::models::clip_vision::{ClipVisionConfig, ClipVisionModel};
 use crate::models::config_check::CheckedConfig;
 use crate::models::ip_adapter::{ImageFeature, IpAdapter};
+use crate::models::taesd::{TaesdConfig, TaesdDecoder};
 use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{VaeConfig, VaeDecoder};
@@ -38,6 +39,8 @@ pub struct Models {
     pub text_id: String,
     pub unet: UNet,
     pub vae: VaeDecoder,
+    /// TAESD for the live previews, when its folder is there.
+    pub taesd: Option<TaesdDecoder>,
     pub image: Option<ImagePromptModels>,
     pub schedule: NoiseSchedule,
     pub device: Device,
@@ -114,12 +117,17 @@ impl Models {
                 });
             }
         };
+        let taesd = match &paths.taesd {
+            Some(dir) => load_taesd(dir, device, dtype)?,
+            None => None,
+        };
         Ok(Self {
             tokenizer: ClipTokenizer::new(),
             text_encoder,
             text_id: paths.model.display().to_string(),
             unet,
             vae,
+            taesd,
             image,
             schedule: NoiseSchedule::sd15(),
             device: device.clone(),
@@ -202,6 +210,21 @@ pub fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder>
     let component = load_component(dir, dtype)?;
     let config: VaeConfig = read_config(&component.config_path)?;
     build_vae(component.weights, &config, device, dtype)
+}
+
+/// TAESD from its diffusers folder; `None` when the folder is not there (previews
+/// then use the latent colour map), an error naming the file when it is there but
+/// unusable.
+fn load_taesd(dir: &Path, device: &Device, dtype: DType) -> Result<Option<TaesdDecoder>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let component = load_component(dir, dtype)?;
+    let config: TaesdConfig = read_config(&component.config_path)?;
+    let file = &component.weights;
+    TaesdDecoder::load(file.var_builder(dtype, device), &config)
+        .map(Some)
+        .map_err(|e| file.load_error(e))
 }
 
 fn load_image_models(

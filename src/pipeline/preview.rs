@@ -1,7 +1,37 @@
-//! Cheap live previews: predicted clean latents → RGB with SD 1.5's linear factors.
+//! Live previews of the image being denoised: TAESD's decode of the predicted clean
+//! latents when TAESD is loaded, else a colour map of them with SD 1.5's linear factors.
 
 use candle_core::{DType, Tensor};
 use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::generate::to_images;
+use crate::models::taesd::TaesdDecoder;
+use crate::{MinusError, Result};
+
+/// How a step's preview is drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreviewKind {
+    /// TAESD's picture (the latent colour map when TAESD is not loaded).
+    #[default]
+    Taesd,
+    /// The latent colour map: nearly free, one pixel per latent.
+    LatentColours,
+}
+
+impl PreviewKind {
+    /// Both kinds, in the order the window offers them.
+    pub const ALL: [Self; 2] = [Self::Taesd, Self::LatentColours];
+
+    /// The name the window shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Taesd => "TAESD",
+            Self::LatentColours => "Latent colours",
+        }
+    }
+}
 
 /// Rows are latent channels, columns R, G, B.
 const LATENT_RGB_FACTORS: [[f32; 3]; 4] = [
@@ -11,16 +41,13 @@ const LATENT_RGB_FACTORS: [[f32; 3]; 4] = [
     [-0.2120, -0.2616, -0.7177],
 ];
 
-/// Upscale from latent to pixel resolution.
-const LATENT_SCALE: u32 = 8;
-
 /// Converts the first item of `latents` `[batch, 4, h, w]` into an RGB image of
-/// `8h × 8w` pixels (nearest-neighbour upscaled).
+/// `w × h` pixels; the window enlarges it with linear filtering.
 pub fn latents_to_rgb(latents: &Tensor) -> candle_core::Result<RgbImage> {
     let first = latents.get(0)?.to_dtype(DType::F32)?.to_vec3::<f32>()?;
     let (height, width) = (first[0].len(), first[0][0].len());
-    let mut small = RgbImage::new(width as u32, height as u32);
-    for (x, y, pixel) in small.enumerate_pixels_mut() {
+    let mut rgb = RgbImage::new(width as u32, height as u32);
+    for (x, y, pixel) in rgb.enumerate_pixels_mut() {
         let (x, y) = (x as usize, y as usize);
         for c in 0..3 {
             let value: f32 = (0..4)
@@ -29,12 +56,54 @@ pub fn latents_to_rgb(latents: &Tensor) -> candle_core::Result<RgbImage> {
             pixel[c] = ((value.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
         }
     }
-    Ok(image::imageops::resize(
-        &small,
-        width as u32 * LATENT_SCALE,
-        height as u32 * LATENT_SCALE,
-        image::imageops::FilterType::Nearest,
-    ))
+    Ok(rgb)
+}
+
+/// TAESD's picture of the first item of `latents` (UNet latents, as the sampler
+/// makes them), at full resolution, rounded as the final image is.
+pub fn taesd_to_rgb(taesd: &TaesdDecoder, latents: &Tensor) -> Result<RgbImage> {
+    let first = latents.narrow(0, 0, 1)?;
+    let decoded = taesd.decode(&first.to_dtype(taesd.dtype())?)?;
+    to_images(&decoded)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| MinusError::UnexpectedShape("TAESD decoded no image".to_string()))
+}
+
+/// On the CPU, TAESD's preview decodes at most this many latent pixels (32×32, a
+/// 256×256 picture that the window enlarges smoothly): at full size it would cost
+/// about a sixth of a 512² CPU step, averaged down 2× it stays under 5%.
+pub const CPU_PREVIEW_LATENT_PIXELS: usize = 32 * 32;
+
+/// The first item of `latents`, averaged down on the CPU by the smallest whole factor
+/// that brings it within [`CPU_PREVIEW_LATENT_PIXELS`] (GPUs decode it whole).
+pub fn preview_latents(latents: &Tensor) -> candle_core::Result<Tensor> {
+    let first = latents.narrow(0, 0, 1)?;
+    let (_, _, height, width) = first.dims4()?;
+    if !first.device().is_cpu() {
+        return Ok(first);
+    }
+    let fits = |f: usize| (height / f) * (width / f) <= CPU_PREVIEW_LATENT_PIXELS;
+    let factor = (1..=height.min(width)).find(|&f| fits(f)).unwrap_or(1);
+    if factor == 1 {
+        return Ok(first);
+    }
+    first.avg_pool2d(factor)
+}
+
+/// The preview of `latents` as `kind` asks, and the kind actually drawn (the latent
+/// colours when TAESD is asked for but not loaded).
+pub fn render(
+    latents: &Tensor,
+    kind: PreviewKind,
+    taesd: Option<&TaesdDecoder>,
+) -> Result<(RgbImage, PreviewKind)> {
+    match (kind, taesd) {
+        (PreviewKind::Taesd, Some(taesd)) => {
+            Ok((taesd_to_rgb(taesd, &preview_latents(latents)?)?, kind))
+        }
+        _ => Ok((latents_to_rgb(latents)?, PreviewKind::LatentColours)),
+    }
 }
 
 #[cfg(test)]
@@ -43,15 +112,40 @@ mod tests {
     use candle_core::Device;
 
     #[test]
-    fn maps_factors_and_upscales() -> candle_core::Result<()> {
+    fn maps_factors_at_latent_resolution() -> candle_core::Result<()> {
         // Latent channel 0 = 1 everywhere: RGB = first factor row.
         let mut values = vec![0f32; 4 * 2 * 3];
         values[..6].fill(1.0);
         let latents = Tensor::from_vec(values, (1, 4, 2, 3), &Device::Cpu)?;
         let rgb = latents_to_rgb(&latents)?;
-        assert_eq!(rgb.dimensions(), (24, 16));
+        assert_eq!(rgb.dimensions(), (3, 2));
         let expected = LATENT_RGB_FACTORS[0].map(|f| ((f + 1.0) * 127.5).round() as u8);
-        assert_eq!(rgb.get_pixel(23, 15).0, expected);
+        assert_eq!(rgb.get_pixel(2, 1).0, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn cpu_previews_are_averaged_down_to_at_most_32_by_32_latents() -> candle_core::Result<()> {
+        let shape_of = |h: usize, w: usize| -> candle_core::Result<Vec<usize>> {
+            let latents = Tensor::ones((2, 4, h, w), DType::F32, &Device::Cpu)?;
+            Ok(preview_latents(&latents)?.dims().to_vec())
+        };
+        assert_eq!(shape_of(12, 10)?, [1, 4, 12, 10]);
+        assert_eq!(shape_of(32, 32)?, [1, 4, 32, 32]);
+        assert_eq!(shape_of(64, 64)?, [1, 4, 32, 32]);
+        assert_eq!(shape_of(96, 64)?, [1, 4, 32, 21]);
+        assert_eq!(shape_of(4, 600)?, [1, 4, 2, 300]);
+        let pooled = preview_latents(&Tensor::ones((1, 4, 64, 64), DType::F32, &Device::Cpu)?)?;
+        assert_eq!(pooled.mean_all()?.to_scalar::<f32>()?, 1.0);
+        Ok(())
+    }
+
+    #[test]
+    fn without_taesd_the_colour_map_is_drawn_and_said() -> Result<()> {
+        let latents = Tensor::zeros((1, 4, 2, 3), DType::F32, &Device::Cpu)?;
+        let (rgb, kind) = render(&latents, PreviewKind::Taesd, None)?;
+        assert_eq!(kind, PreviewKind::LatentColours);
+        assert_eq!(rgb.dimensions(), (3, 2));
         Ok(())
     }
 }

@@ -19,6 +19,8 @@ pub enum EntryKind {
     Vae,
     ImageEncoder,
     IpAdapter,
+    /// TAESD, the tiny decoder of the live previews.
+    PreviewDecoder,
 }
 
 /// One downloadable model.
@@ -50,8 +52,17 @@ pub const IMAGE_ENCODER: &str = "image-encoder";
 /// Catalogue name of the default (base) IP-Adapter.
 pub const DEFAULT_ADAPTER: &str = "ip-adapter";
 
-/// Entries a first run needs: model, VAE, image encoder and the base adapter.
-pub const FIRST_RUN: [&str; 4] = [DEFAULT_MODEL, DEFAULT_VAE, IMAGE_ENCODER, DEFAULT_ADAPTER];
+/// Catalogue name of TAESD, the previews' decoder.
+pub const TAESD: &str = "taesd";
+
+/// Entries a first run needs: model, VAE, image encoder, the base adapter and TAESD.
+pub const FIRST_RUN: [&str; 5] = [
+    DEFAULT_MODEL,
+    DEFAULT_VAE,
+    IMAGE_ENCODER,
+    DEFAULT_ADAPTER,
+    TAESD,
+];
 
 impl Catalogue {
     /// The catalogue shipped with Minus.
@@ -94,7 +105,8 @@ impl Catalogue {
     }
 
     /// Model paths made of cached entries: the default model and VAE, the image
-    /// encoder and `adapter`; `None` if any of them is not fully downloaded.
+    /// encoder and `adapter`; `None` if any of them is not fully downloaded. TAESD is
+    /// added when it is cached (without it previews use the latent colour map).
     pub fn cached_model_paths(&self, hub: &Hub, adapter: &str) -> Option<ModelPaths> {
         let path = |name: &str| self.get(name).ok()?.cached_path(hub);
         Some(ModelPaths {
@@ -102,6 +114,7 @@ impl Catalogue {
             vae: Some(path(DEFAULT_VAE)?),
             ip_adapter: Some(path(adapter)?),
             image_encoder: Some(path(IMAGE_ENCODER)?),
+            taesd: path(TAESD),
             configs: None,
         })
     }
@@ -128,7 +141,9 @@ impl CatalogueEntry {
             EntryKind::ImageEncoder => {
                 Some(hub.snapshot_dir(&self.repo)?.join("models/image_encoder"))
             }
-            EntryKind::Model | EntryKind::Vae => hub.snapshot_dir(&self.repo),
+            EntryKind::Model | EntryKind::Vae | EntryKind::PreviewDecoder => {
+                hub.snapshot_dir(&self.repo)
+            }
         }
     }
 
@@ -180,6 +195,9 @@ mod tests {
                 .adapter_for_file(Path::new("/x/mine.safetensors"))
                 .is_none()
         );
+        let taesd = catalogue.get(TAESD)?;
+        assert_eq!(taesd.kind, EntryKind::PreviewDecoder);
+        assert_eq!(taesd.repo, "madebyollin/taesd");
         Ok(())
     }
 }

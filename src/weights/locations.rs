@@ -25,6 +25,12 @@ pub struct ModelPaths {
     #[arg(long)]
     #[serde(deserialize_with = "empty_is_none")]
     pub image_encoder: Option<PathBuf>,
+    /// TAESD folder (diffusers `AutoencoderTiny`: `config.json` + weights) for live
+    /// previews; the window fills it from the download cache. A missing folder means
+    /// previews fall back to the latent colour map.
+    #[arg(skip)]
+    #[serde(deserialize_with = "empty_is_none")]
+    pub taesd: Option<PathBuf>,
     /// Diffusers folder whose config.json files describe a single-file checkpoint
     /// of unusual size (default: SD 1.5's configuration).
     #[arg(long = "config-from")]

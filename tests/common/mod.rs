@@ -26,6 +26,7 @@ pub fn model_paths(adapter: Option<&str>) -> ModelPaths {
         vae: None,
         ip_adapter: adapter.map(|file| ip.join(file)),
         image_encoder: adapter.map(|_| ip.join("image_encoder")),
+        taesd: None,
         configs: None,
     }
 }
