@@ -17,6 +17,8 @@ mod settings;
 mod status;
 mod sweep;
 mod tasks;
+#[cfg(feature = "test-support")]
+mod test_support;
 mod texture;
 
 use std::path::PathBuf;
@@ -139,97 +141,6 @@ impl MinusApp {
         settings.positive = self.positive.images.iter().map(PaneImage::saved).collect();
         settings.negative = self.negative.images.iter().map(PaneImage::saved).collect();
         settings
-    }
-
-    /// The settings for direct changes.
-    #[cfg(feature = "test-support")]
-    pub fn settings_mut(&mut self) -> &mut Settings {
-        &mut self.settings
-    }
-
-    /// Number of images in the positive and the negative pane.
-    #[cfg(feature = "test-support")]
-    pub fn pane_counts(&self) -> (usize, usize) {
-        (self.positive.images.len(), self.negative.images.len())
-    }
-
-    /// The rectangles of the positive and the negative pane in the last frame.
-    #[cfg(feature = "test-support")]
-    pub fn pane_rects(&self) -> [egui::Rect; 2] {
-        self.pane_rects
-    }
-
-    /// Number of finished results in the gallery.
-    #[cfg(feature = "test-support")]
-    pub fn gallery_len(&self) -> usize {
-        self.results.gallery.len()
-    }
-
-    /// Errors and notices currently shown.
-    #[cfg(feature = "test-support")]
-    pub fn messages(&self) -> &[String] {
-        self.messages.as_slice()
-    }
-
-    /// Number of frames drawn so far.
-    #[cfg(feature = "test-support")]
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
-    /// Whether a job is running or queued.
-    #[cfg(feature = "test-support")]
-    pub fn is_busy(&self) -> bool {
-        self.results.running.is_some() || !self.results.queued.is_empty()
-    }
-
-    /// Steps reported by the running job (0 when idle).
-    #[cfg(feature = "test-support")]
-    pub fn running_step(&self) -> usize {
-        self.results.running.as_ref().map_or(0, |job| job.step)
-    }
-
-    /// How the running job's last preview was drawn (`None` before its first step).
-    #[cfg(feature = "test-support")]
-    pub fn running_preview_kind(&self) -> Option<crate::pipeline::PreviewKind> {
-        self.results.running.as_ref()?.preview_kind
-    }
-
-    /// Replaces the hub (tests point it at a stand-in server).
-    #[cfg(feature = "test-support")]
-    pub fn set_hub(&mut self, hub: Hub) {
-        self.downloads.hub = hub;
-    }
-
-    /// What the engine has loaded, as the window lists it.
-    #[cfg(feature = "test-support")]
-    pub fn loaded_models(&self) -> Option<&crate::engine::LoadedModels> {
-        self.model_status.loaded.as_ref()
-    }
-
-    /// Answers Browse... with `picker` instead of the system dialog.
-    #[cfg(feature = "test-support")]
-    pub fn set_path_picker(&mut self, picker: Arc<dyn PathPicker>) {
-        self.browser.set_picker(picker);
-    }
-
-    /// Whether models are being downloaded.
-    #[cfg(feature = "test-support")]
-    pub fn is_downloading(&self) -> bool {
-        self.downloads.progress.is_some()
-    }
-
-    /// The labels of the sweep grid's cells.
-    #[cfg(feature = "test-support")]
-    pub fn sweep_labels(&self) -> Vec<String> {
-        let cells = self.results.sweep.iter().flat_map(|sweep| &sweep.cells);
-        cells.map(|cell| cell.label.clone()).collect()
-    }
-
-    /// Whether the sweep grid is complete (every run finished).
-    #[cfg(feature = "test-support")]
-    pub fn sweep_complete(&self) -> bool {
-        self.results.sweep.as_ref().is_some_and(Sweep::is_complete)
     }
 
     /// With no model chosen yet, uses the default models if they are in the hub cache.
