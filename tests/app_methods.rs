@@ -4,7 +4,7 @@
 mod common;
 
 use common::temp_dir;
-use common::ui::{app, harness, run_until, saved_pngs, test_settings};
+use common::ui::{app, harness, run_until, save_sweep_grid, test_settings};
 use egui_kittest::kittest::Queryable;
 use minus::app::SweepParameter;
 use minus::pipeline::{Combine, EmbedsScaling, ImagePrompt, WeightType};
@@ -69,18 +69,7 @@ fn a_method_sweep_makes_a_labelled_grid() {
             "{label} is not on the grid"
         );
     }
-    harness.get_by_label("Save grid").click();
-    run_until(&mut harness, "the grid file", |app| {
-        app.messages().iter().any(|m| m.starts_with("Grid saved"))
-    });
-    let grid = saved_pngs(&out)
-        .into_iter()
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("sweep-"))
-        })
-        .expect("grid saved");
-    let grid = image::open(grid).expect("grid image").to_rgb8();
+    let grid = save_sweep_grid(&mut harness, &out);
     // Six 96-pixel-wide results side by side under a label strip.
     assert!(grid.width() > 6 * 96 && grid.height() > 64);
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use common::stand_in_hub::StandInHub;
-use common::ui::{State, app, drop_on, harness, run_until, test_settings};
+use common::ui::{State, app, drop_house_and_lawn, harness, run_until, test_settings};
 use common::{fixtures, temp_dir};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -193,19 +193,7 @@ fn panes_keep_their_width_when_they_hold_images() {
     let mut harness = harness(test_settings(&out));
     harness.run_steps(3);
     let before = app(&harness).pane_rects();
-    drop_on(
-        &mut harness,
-        "Image prompt",
-        fixtures().join("images/house.png"),
-    );
-    drop_on(
-        &mut harness,
-        "Negative image prompt",
-        fixtures().join("images/lawn.png"),
-    );
-    run_until(&mut harness, "both images", |app| {
-        app.pane_counts() == (1, 1)
-    });
+    drop_house_and_lawn(&mut harness);
     // Let the thumbnails decode and lay out.
     for _ in 0..40 {
         harness.step();

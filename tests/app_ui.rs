@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::ui::{
-    app, drop_on, harness, harness_without_autosave, run_until, saved_pngs, saved_settings_png,
-    test_settings,
+    app, drop_house_and_lawn, drop_on, harness, harness_without_autosave, run_until,
+    save_sweep_grid, saved_pngs, saved_settings_png, test_settings,
 };
 use common::{fixtures, temp_dir};
 use egui_kittest::kittest::Queryable;
@@ -18,19 +18,7 @@ fn drop_images_generate_and_see_previews_and_a_saved_result() {
     let out = temp_dir("ui-generate");
     let mut harness = harness(test_settings(&out));
     harness.step();
-    drop_on(
-        &mut harness,
-        "Image prompt",
-        fixtures().join("images/house.png"),
-    );
-    drop_on(
-        &mut harness,
-        "Negative image prompt",
-        fixtures().join("images/lawn.png"),
-    );
-    run_until(&mut harness, "two thumbnails", |app| {
-        app.pane_counts() == (1, 1)
-    });
+    drop_house_and_lawn(&mut harness);
 
     harness.get_by_label("Generate").click();
     let frames_before = app(&harness).frames();
@@ -150,18 +138,7 @@ fn a_sweep_runs_one_job_per_value_and_saves_a_labelled_grid() {
     run_until(&mut harness, "the sweep", |app| app.sweep_complete());
     assert_eq!(app(&harness).gallery_len(), 2);
     harness.step();
-    harness.get_by_label("Save grid").click();
-    run_until(&mut harness, "the grid file", |app| {
-        app.messages().iter().any(|m| m.starts_with("Grid saved"))
-    });
-    let grid = saved_pngs(&out)
-        .into_iter()
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("sweep-"))
-        })
-        .expect("grid saved");
-    let grid = image::open(grid).expect("grid image").to_rgb8();
+    let grid = save_sweep_grid(&mut harness, &out);
     // Two 96-pixel-wide results side by side, with gaps, under a label strip.
     assert!(grid.width() > 2 * 96 && grid.height() > 64);
 }

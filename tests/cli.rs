@@ -11,15 +11,14 @@ fn minus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_minus"))
 }
 
-#[test]
-fn generate_writes_numbered_pngs_with_settings() {
+/// `minus generate` on the CPU with the tiny models and the base adapter, the house as
+/// image prompt and `negative` (a fixture image) as negative image, writing `out`;
+/// `args` (space-separated) come first. Fails the test unless it succeeds.
+fn generate_ok(args: &str, negative: &str, out: &std::path::Path) -> std::process::Output {
     let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
-    let out = temp_dir("cli-generate").join("result.png");
     let status = minus()
-        .args([
-            "generate", "--device", "cpu", "--steps", "3", "--width", "64", "--height", "64",
-        ])
-        .args(["--seed", "9", "--batch", "2", "--negative-ip-weight", "0.5"])
+        .args(["generate", "--device", "cpu"])
+        .args(args.split_whitespace())
         .arg("--model")
         .arg(&paths.model)
         .arg("--ip-adapter")
@@ -29,15 +28,26 @@ fn generate_writes_numbered_pngs_with_settings() {
         .arg("--image")
         .arg(fixtures().join("images/house.png"))
         .arg("--negative-image")
-        .arg(fixtures().join("images/gray.jpg"))
+        .arg(fixtures().join("images").join(negative))
         .arg("--output")
-        .arg(&out)
+        .arg(out)
         .output()
         .expect("minus runs");
     assert!(
         status.status.success(),
         "{}",
         String::from_utf8_lossy(&status.stderr)
+    );
+    status
+}
+
+#[test]
+fn generate_writes_numbered_pngs_with_settings() {
+    let out = temp_dir("cli-generate").join("result.png");
+    let status = generate_ok(
+        "--steps 3 --width 64 --height 64 --seed 9 --batch 2 --negative-ip-weight 0.5",
+        "gray.jpg",
+        &out,
     );
     assert!(String::from_utf8_lossy(&status.stderr).contains("step 3/3"));
     for i in 0..2 {
@@ -160,34 +170,15 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
 /// cubiq's options (#13) reach the run and the settings saved with it.
 #[test]
 fn the_method_flags_reach_the_saved_settings() {
-    let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
     let out = temp_dir("cli-methods").join("method.png");
-    let status = minus()
-        .args([
-            "generate", "--device", "cpu", "--steps", "2", "--width", "64",
-        ])
-        .args(["--height", "64", "--seed", "4", "--noise", "0.3"])
-        .args(["--combine", "subtract", "--weight-type", "ease-in"])
-        .args(["--negative-weight-type", "weak-output"])
-        .args(["--embeds-scaling", "k-mean-v-c-penalty"])
-        .arg("--model")
-        .arg(&paths.model)
-        .arg("--ip-adapter")
-        .arg(paths.ip_adapter.as_ref().expect("adapter"))
-        .arg("--image-encoder")
-        .arg(paths.image_encoder.as_ref().expect("encoder"))
-        .arg("--image")
-        .arg(fixtures().join("images/house.png"))
-        .arg("--negative-image")
-        .arg(fixtures().join("images/lawn.png"))
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .expect("minus runs");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    generate_ok(
+        concat!(
+            "--steps 2 --width 64 --height 64 --seed 4 --noise 0.3 --combine subtract ",
+            "--weight-type ease-in --negative-weight-type weak-output ",
+            "--embeds-scaling k-mean-v-c-penalty",
+        ),
+        "lawn.png",
+        &out,
     );
     let bytes = std::fs::read(&out).expect("output");
     let request = minus::output::read_request(&bytes).expect("embedded settings");
@@ -202,6 +193,7 @@ fn the_method_flags_reach_the_saved_settings() {
         request.embeds_scaling,
         minus::pipeline::EmbedsScaling::KMeanVCPenalty
     );
+    let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
     let model = paths.model.display().to_string();
     let (code, message) = failing(&["--model", &model, "--combine", "blend"]);
     assert_eq!(code, Some(2), "{message}");

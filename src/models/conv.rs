@@ -28,13 +28,14 @@ impl Conv2d {
         stride: usize,
         padding: usize,
     ) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: vb.get((out_channels, in_channels, kernel, kernel), "weight")?,
-            bias: vb.get(out_channels, "bias")?,
+        let bias = vb.get(out_channels, "bias")?;
+        Self::load_weight(
+            vb,
+            (in_channels, out_channels, kernel),
             stride,
             padding,
-            pointwise: (kernel, stride, padding) == (1, 1, 0),
-        })
+            bias,
+        )
     }
 
     /// Loads `weight` `[out, in, kernel, kernel]` of a convolution without bias (the
@@ -47,9 +48,27 @@ impl Conv2d {
         stride: usize,
         padding: usize,
     ) -> candle_core::Result<Self> {
+        let bias = Tensor::zeros(out_channels, vb.dtype(), vb.device())?;
+        Self::load_weight(
+            vb,
+            (in_channels, out_channels, kernel),
+            stride,
+            padding,
+            bias,
+        )
+    }
+
+    /// Loads the weight of `(in, out, kernel)` and puts it beside `bias`.
+    fn load_weight(
+        vb: VarBuilder,
+        (in_channels, out_channels, kernel): (usize, usize, usize),
+        stride: usize,
+        padding: usize,
+        bias: Tensor,
+    ) -> candle_core::Result<Self> {
         Ok(Self {
             weight: vb.get((out_channels, in_channels, kernel, kernel), "weight")?,
-            bias: Tensor::zeros(out_channels, vb.dtype(), vb.device())?,
+            bias,
             stride,
             padding,
             pointwise: (kernel, stride, padding) == (1, 1, 0),

@@ -19,6 +19,7 @@ use image::RgbImage;
 
 use super::preprocess::{CLIP_MEAN, CLIP_STD};
 use crate::rng::TorchRng;
+use crate::schedulers::linspace_f32;
 
 /// Strength of the elastic warp (torchvision's `alpha`), as cubiq set it.
 const ELASTIC_ALPHA: f32 = 75.0;
@@ -139,20 +140,7 @@ fn gaussian_blur(plane: &[f32], width: usize, height: usize, size: usize, sigma:
 fn identity_grid(n: usize) -> Vec<f32> {
     let start = ((1.0 - n as f64) / n as f64) as f32;
     let end = ((n as f64 - 1.0) / n as f64) as f32;
-    if n == 1 {
-        return vec![start];
-    }
-    let step = (end - start) / (n - 1) as f32;
-    let halfway = n / 2;
-    (0..n)
-        .map(|i| {
-            if i < halfway {
-                start + step * i as f32
-            } else {
-                end - step * (n - 1 - i) as f32
-            }
-        })
-        .collect()
+    linspace_f32(start, end, n)
 }
 
 /// `grid_sample(mode="bilinear", padding_mode="zeros", align_corners=False)` at the

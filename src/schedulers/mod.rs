@@ -130,7 +130,7 @@ impl NoiseSchedule {
 }
 
 /// `torch.linspace(start, end, n)` in float32 (both halves computed from their own end).
-fn linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
+pub fn linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
     if n < 2 {
         return vec![start; n];
     }

@@ -153,3 +153,31 @@ pub fn harness_without_autosave(out: &Path) -> Harness<'static, State> {
     harness.step();
     harness
 }
+
+/// Presses "Save grid" on the finished sweep and reads the grid file it writes into `out`.
+pub fn save_sweep_grid(harness: &mut Harness<'_, State>, out: &Path) -> image::RgbImage {
+    harness.get_by_label("Save grid").click();
+    run_until(harness, "the grid file", |app| {
+        app.messages().iter().any(|m| m.starts_with("Grid saved"))
+    });
+    let grid = saved_pngs(out)
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("sweep-"))
+        })
+        .expect("grid saved");
+    image::open(grid).expect("grid image").to_rgb8()
+}
+
+/// Drops the house on the image prompt and the lawn on the negative pane, and waits
+/// until both panes hold them.
+pub fn drop_house_and_lawn(harness: &mut Harness<'_, State>) {
+    drop_on(harness, "Image prompt", fixtures().join("images/house.png"));
+    drop_on(
+        harness,
+        "Negative image prompt",
+        fixtures().join("images/lawn.png"),
+    );
+    run_until(harness, "two thumbnails", |app| app.pane_counts() == (1, 1));
+}
