@@ -10,7 +10,7 @@ use super::fields::{optional_path_field, path_field};
 use super::settings::ModelSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadedModels;
-use crate::weights::catalogue::Catalogue;
+use crate::weights::catalogue::{Catalogue, CatalogueEntry};
 
 /// What the Models section asks the app to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,35 +26,6 @@ pub enum ModelsAction {
     DownloadAdapter(String),
 }
 
-/// A catalogue adapter as the picker offers it.
-#[derive(Debug, Clone)]
-pub struct AdapterChoice {
-    pub name: String,
-    pub label: String,
-    pub approx_mb: u64,
-    /// The file name it has wherever it is stored.
-    file_name: String,
-}
-
-/// The catalogue's adapters, in order.
-pub fn adapter_choices() -> Vec<AdapterChoice> {
-    let Ok(catalogue) = Catalogue::built_in() else {
-        return Vec::new();
-    };
-    catalogue
-        .adapters()
-        .filter_map(|entry| {
-            let file = entry.files.first()?;
-            Some(AdapterChoice {
-                name: entry.name.clone(),
-                label: entry.display_name().to_string(),
-                approx_mb: entry.approx_mb,
-                file_name: file.rsplit('/').next().unwrap_or(file).to_string(),
-            })
-        })
-        .collect()
-}
-
 /// The Models section's own state.
 #[derive(Default)]
 pub struct ModelsPanel {
@@ -63,21 +34,23 @@ pub struct ModelsPanel {
     edited: bool,
     /// An adapter chosen by kind that is not downloaded yet (its catalogue name).
     pub offer: Option<String>,
-    choices: Vec<AdapterChoice>,
+    /// The built-in catalogue, whose adapters the kind list offers (`None` only if
+    /// the built-in file were broken: then the list is empty).
+    catalogue: Option<Catalogue>,
 }
 
 impl ModelsPanel {
     /// The section with the catalogue's adapters.
     pub fn new() -> Self {
         Self {
-            choices: adapter_choices(),
+            catalogue: Catalogue::built_in().ok(),
             ..Self::default()
         }
     }
 
-    /// The adapter choice of this catalogue name.
-    pub fn choice(&self, name: &str) -> Option<&AdapterChoice> {
-        self.choices.iter().find(|c| c.name == name)
+    /// The catalogue's adapters, in order.
+    fn adapters(&self) -> impl Iterator<Item = &CatalogueEntry> {
+        self.catalogue.iter().flat_map(Catalogue::adapters)
     }
 
     /// The label of the adapter `path` is, "Other file", or "None".
@@ -85,11 +58,11 @@ impl ModelsPanel {
         let Some(path) = path else {
             return "None".to_string();
         };
-        let file_name = path.file_name().map(|n| n.to_string_lossy());
-        self.choices
-            .iter()
-            .find(|c| file_name.as_deref() == Some(c.file_name.as_str()))
-            .map_or_else(|| "Other file".to_string(), |c| c.label.clone())
+        self.catalogue
+            .as_ref()
+            .and_then(|c| c.adapter_for_file(path))
+            .map_or("Other file", CatalogueEntry::display_name)
+            .to_string()
     }
 
     /// Draws the section (collapsed once a model is set).
@@ -224,9 +197,9 @@ impl ModelsPanel {
         egui::ComboBox::from_label("IP-Adapter")
             .selected_text(self.adapter_label(current))
             .show_ui(ui, |ui| {
-                for choice in &self.choices {
-                    if ui.selectable_label(false, &choice.label).clicked() {
-                        action = ModelsAction::ChooseAdapter(choice.name.clone());
+                for entry in self.adapters() {
+                    if ui.selectable_label(false, entry.display_name()).clicked() {
+                        action = ModelsAction::ChooseAdapter(entry.name.clone());
                     }
                 }
             })
@@ -235,19 +208,25 @@ impl ModelsPanel {
                 "The adapter kind: base, Light (subtler), Plus (closer to the image), \
                  Plus Face and Full Face (faces)",
             );
-        let offered = self.offer.as_deref().and_then(|name| self.choice(name));
-        if let Some(choice) = offered.cloned() {
+        let offered = self.offer.as_deref().and_then(|name| {
+            let entry = self.catalogue.as_ref()?.get(name).ok()?;
+            Some((
+                entry.name.clone(),
+                entry.display_name().to_string(),
+                entry.approx_mb,
+            ))
+        });
+        if let Some((name, label, approx_mb)) = offered {
             ui.horizontal_wrapped(|ui| {
                 ui.label(format!(
-                    "{} is not downloaded yet (about {} MB).",
-                    choice.label, choice.approx_mb
+                    "{label} is not downloaded yet (about {approx_mb} MB)."
                 ));
                 if ui
-                    .button(format!("Download {}", choice.label))
+                    .button(format!("Download {label}"))
                     .on_hover_text("Download it into the Hugging Face cache, then use it")
                     .clicked()
                 {
-                    action = ModelsAction::DownloadAdapter(choice.name.clone());
+                    action = ModelsAction::DownloadAdapter(name);
                     self.offer = None;
                 }
                 if ui.small_button("Not now").clicked() {
