@@ -91,15 +91,12 @@ pub fn kind(metadata: &std::fs::Metadata) -> &'static str {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("minus-files-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
+    use crate::scratch::ScratchDir;
 
     #[test]
     fn reads_regular_files_up_to_the_cap() {
-        let path = temp_dir("cap").join("five.bin");
+        let scratch = ScratchDir::new("files-cap");
+        let path = scratch.join("five.bin");
         std::fs::write(&path, b"12345").expect("write");
         assert_eq!(read_regular_file(&path, 5).expect("fits"), b"12345");
         let error = read_regular_file(&path, 4).expect_err("over the cap");
@@ -110,7 +107,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn refuses_devices_folders_and_fifos_without_blocking() {
-        let dir = temp_dir("kinds");
+        let dir = ScratchDir::new("files-kinds");
         let fifo = dir.join("pipe");
         let _ = std::fs::remove_file(&fifo);
         let made = std::process::Command::new("mkfifo")
@@ -120,7 +117,7 @@ mod tests {
         assert!(made.success());
         for (path, what) in [
             (Path::new("/dev/zero"), "a device"),
-            (dir.as_path(), "a folder"),
+            (dir.path(), "a folder"),
             (fifo.as_path(), "a FIFO"),
         ] {
             let error = read_regular_file(path, 1 << 20).expect_err("refused");

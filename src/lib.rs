@@ -6,7 +6,7 @@
 //! `app` (the window) → `engine` (the worker thread) → `output` (saved PNGs) →
 //! `pipeline` (one generation) → `weights` (finding and loading files) → `models`
 //! (the networks) → `schedulers` (the samplers), with `rng`, `device`, `files`, `error`,
-//! `allocator` and `version` as leaves any layer may use.
+//! `allocator` and `version` as leaves any layer may use (and `scratch`, test folders).
 
 // Anything a user or a file can influence is handled, never unwrapped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -23,6 +23,8 @@ pub mod output;
 pub mod pipeline;
 pub mod rng;
 pub mod schedulers;
+#[cfg(any(test, feature = "test-support"))]
+pub mod scratch;
 pub mod version;
 pub mod weights;
 

@@ -43,7 +43,8 @@ fn generate_ok(args: &str, negative: &str, out: &std::path::Path) -> std::proces
 
 #[test]
 fn generate_writes_numbered_pngs_with_settings() {
-    let out = temp_dir("cli-generate").join("result.png");
+    let scratch = temp_dir("cli-generate");
+    let out = scratch.join("result.png");
     let status = generate_ok(
         "--steps 3 --width 64 --height 64 --seed 9 --batch 2 --negative-ip-weight 0.5",
         "gray.jpg",
@@ -62,12 +63,13 @@ fn generate_writes_numbered_pngs_with_settings() {
 
 /// Runs `minus generate` with `args` and returns (exit code, stderr).
 fn failing(args: &[&str]) -> (Option<i32>, String) {
+    let scratch = temp_dir("cli-fail");
     let output = minus()
         .arg("generate")
         .args(["--device", "cpu", "--height", "64"])
         .args(args)
         .arg("--output")
-        .arg(temp_dir("cli-fail").join("x.png"))
+        .arg(scratch.join("x.png"))
         .output()
         .expect("minus runs");
     (
@@ -92,7 +94,8 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
         .join("sd15/unet/diffusion_pytorch_model.safetensors")
         .display()
         .to_string();
-    let corrupt = temp_dir("cli-corrupt").join("corrupt.safetensors");
+    let scratch = temp_dir("cli-corrupt");
+    let corrupt = scratch.join("corrupt.safetensors");
     std::fs::write(&corrupt, b"not safetensors at all").expect("write");
     let corrupt = corrupt.display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -170,7 +173,8 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
 /// cubiq's options (#13) reach the run and the settings saved with it.
 #[test]
 fn the_method_flags_reach_the_saved_settings() {
-    let out = temp_dir("cli-methods").join("method.png");
+    let scratch = temp_dir("cli-methods");
+    let out = scratch.join("method.png");
     generate_ok(
         concat!(
             "--steps 2 --width 64 --height 64 --seed 4 --noise 0.3 --combine subtract ",

@@ -6,12 +6,20 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{fixtures, load_error, temp_dir};
+use minus::scratch::ScratchDir;
 use minus::weights::ModelPaths;
 
-/// A copy of the tiny SD 1.5 folder whose `component` config has `field` set to `value`.
-fn model_with(name: &str, component: &str, field: &str, value: serde_json::Value) -> PathBuf {
+/// A copy of the tiny SD 1.5 folder whose `component` config has `field` set to `value`,
+/// with the guard of the scratch folder it lies in.
+fn model_with(
+    name: &str,
+    component: &str,
+    field: &str,
+    value: serde_json::Value,
+) -> (ScratchDir, PathBuf) {
     let source = fixtures().join("models/sd15");
-    let model = temp_dir(name).join("sd15");
+    let scratch = temp_dir(name);
+    let model = scratch.join("sd15");
     for part in ["unet", "vae", "text_encoder", "tokenizer"] {
         let dir = model.join(part);
         std::fs::create_dir_all(&dir).expect("folder");
@@ -23,7 +31,7 @@ fn model_with(name: &str, component: &str, field: &str, value: serde_json::Value
         }
     }
     set_field(&model.join(component).join("config.json"), field, value);
-    model
+    (scratch, model)
 }
 
 fn set_field(config: &Path, field: &str, value: serde_json::Value) {
@@ -54,7 +62,7 @@ fn unet_values_out_of_bounds_name_the_config_and_field() {
         ("norm_num_groups", serde_json::json!(7)),
     ];
     for (i, (field, value)) in cases.into_iter().enumerate() {
-        let model = model_with(&format!("config-unet-{i}"), "unet", field, value);
+        let (_scratch, model) = model_with(&format!("config-unet-{i}"), "unet", field, value);
         let message = load_error(&ModelPaths {
             model: model.clone(),
             ..ModelPaths::default()
@@ -65,7 +73,7 @@ fn unet_values_out_of_bounds_name_the_config_and_field() {
 
 #[test]
 fn a_zero_vae_scale_is_refused_instead_of_a_black_picture() {
-    let model = model_with(
+    let (_scratch, model) = model_with(
         "config-vae",
         "vae",
         "scaling_factor",
@@ -80,7 +88,7 @@ fn a_zero_vae_scale_is_refused_instead_of_a_black_picture() {
 
 #[test]
 fn config_from_with_a_huge_layer_count_is_refused_before_loading() {
-    let configs = model_with(
+    let (_scratch, configs) = model_with(
         "config-from",
         "unet",
         "layers_per_block",

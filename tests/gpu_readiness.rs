@@ -71,7 +71,8 @@ fn write_weights(path: &std::path::Path) -> candle_core::Result<()> {
 
 #[test]
 fn weights_are_read_in_the_run_dtype_into_host_memory() -> anyhow::Result<()> {
-    let path = temp_dir("gpu-load").join("w.safetensors");
+    let scratch = temp_dir("gpu-load");
+    let path = scratch.join("w.safetensors");
     write_weights(&path)?;
     let file = TensorFile::load_safetensors(&path, DType::F16)?;
     let weight = file.get("weight").expect("weight read");
@@ -93,7 +94,8 @@ fn weights_are_read_in_the_run_dtype_into_host_memory() -> anyhow::Result<()> {
 
 #[test]
 fn f16_runs_take_the_fp16_variant_and_f32_runs_the_plain_file() -> anyhow::Result<()> {
-    let dir = temp_dir("gpu-variants").join("unet");
+    let scratch = temp_dir("gpu-variants");
+    let dir = scratch.join("unet");
     std::fs::create_dir_all(&dir)?;
     for name in [
         "diffusion_pytorch_model.safetensors",
@@ -137,7 +139,7 @@ fn mapped_reading_still_refuses_hostile_files_by_name() -> anyhow::Result<()> {
         (truncated, "not a readable safetensors file"),
         (huge_header, "not a readable safetensors file"),
         (empty, "not a readable safetensors file"),
-        (dir.clone(), "not a regular file"),
+        (dir.to_path_buf(), "not a regular file"),
     ];
     #[cfg(unix)]
     {

@@ -99,7 +99,8 @@ fn child_loads_the_file() {
 }
 
 fn assert_refused_in_bounded_memory(name: &str, pickle: &[u8], reason: &str) {
-    let file = temp_dir(name).join(format!("{name}.bin"));
+    let scratch = temp_dir(name);
+    let file = scratch.join(format!("{name}.bin"));
     torch_zip(&file, pickle);
     let printed = load_in_capped_child(&file);
     // libtest prints the test's name on the same line, before the output.
@@ -171,7 +172,8 @@ fn globals_other_than_torch_tensors_are_never_called() {
     let mut pickle = vec![0x80, 2, b'}', b'X', 1, 0, 0, 0, b'w'];
     pickle.extend(b"cos\nsystem\nX\x0a\x00\x00\x00echo pwned\x85R");
     pickle.extend([b's', b'.']);
-    let file = temp_dir("global").join("global.bin");
+    let scratch = temp_dir("global");
+    let file = scratch.join("global.bin");
     torch_zip(&file, &pickle);
     let message = load_pickle(&file, DType::F32)
         .err()

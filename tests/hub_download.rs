@@ -153,7 +153,8 @@ fn cached_files_are_used_without_network() {
 #[test]
 fn unknown_files_are_reported_as_not_found() {
     let hub_server = StandInHub::start(HashMap::new(), 0);
-    let hub = Hub::new(&hub_server.endpoint, temp_dir("hub-404"));
+    let cache = temp_dir("hub-404");
+    let hub = Hub::new(&hub_server.endpoint, &cache);
     let error = hub
         .fetch(REPO, FILE, &mut |_| {}, &AtomicBool::new(false))
         .expect_err("404");
@@ -212,7 +213,8 @@ fn a_hostile_commit_writes_nothing_outside_the_cache() {
 
 #[test]
 fn repo_and_file_names_that_leave_the_cache_are_refused() {
-    let hub = Hub::new("http://127.0.0.1:9", temp_dir("hub-names"));
+    let cache = temp_dir("hub-names");
+    let hub = Hub::new("http://127.0.0.1:9", &cache);
     for (repo, file) in [("../x", FILE), (REPO, "../../x"), (REPO, "/etc/passwd")] {
         let error = hub
             .fetch(repo, file, &mut |_| {}, &AtomicBool::new(false))
@@ -230,8 +232,8 @@ fn a_silent_hub_times_out_with_a_clear_message() {
             ..Behaviour::default()
         },
     );
-    let hub = Hub::new(&hub_server.endpoint, temp_dir("hub-silent"))
-        .with_stall_timeout(Duration::from_secs(1));
+    let cache = temp_dir("hub-silent");
+    let hub = Hub::new(&hub_server.endpoint, &cache).with_stall_timeout(Duration::from_secs(1));
     let started = Instant::now();
     let error = hub
         .fetch(REPO, FILE, &mut |_| {}, &AtomicBool::new(false))
@@ -302,7 +304,8 @@ fn cancel_ends_a_download_within_a_second_in_every_phase() {
     endpoints.push(("connect", unanswered.endpoint.clone()));
     for (phase, endpoint) in endpoints {
         // The default 30 s stall timeout: only the cancel can end these.
-        let hub = Hub::new(endpoint, temp_dir(&format!("hub-cancel-{phase}")));
+        let cache = temp_dir(&format!("hub-cancel-{phase}"));
+        let hub = Hub::new(endpoint, &cache);
         let (result, took) = cancel_after(&hub, Duration::from_millis(500));
         assert!(
             matches!(result, Err(MinusError::Cancelled)),
@@ -531,8 +534,9 @@ fn a_stalled_download_blocks_no_generation_and_cancels_within_a_second() {
     wait_for(&engine, "models", &mut |e| {
         matches!(e, Event::ModelsLoaded { .. })
     });
+    let cache = temp_dir("hub-engine");
     engine.send(EngineCommand::Download {
-        hub: Hub::new(&silent.endpoint, temp_dir("hub-engine")),
+        hub: Hub::new(&silent.endpoint, &cache),
         names: vec!["ip-adapter".to_string()],
     });
     let job = engine.next_job_id();

@@ -14,7 +14,15 @@ const LAYERS: [&[&str]; 8] = [
     &["weights"],
     &["models"],
     &["schedulers"],
-    &["rng", "device", "files", "error", "allocator", "version"],
+    &[
+        "rng",
+        "device",
+        "files",
+        "error",
+        "allocator",
+        "version",
+        "scratch",
+    ],
 ];
 
 /// Longest source file allowed, in lines.

@@ -193,7 +193,7 @@ fn fp16_variant_folders_load() {
             .unwrap();
     }
     let paths = ModelPaths {
-        model: dir,
+        model: dir.to_path_buf(),
         ..model_paths(Some("ip-adapter_sd15.safetensors"))
     };
     let image = generate_with(&paths);

@@ -97,8 +97,9 @@ fn models_load_taesd_when_its_folder_is_there_and_fall_back_when_not() {
     };
     let models = Models::load(&with, &Device::Cpu, DType::F32).expect("models with TAESD");
     assert!(models.taesd.is_some());
+    let scratch = temp_dir("taesd-missing");
     let missing = ModelPaths {
-        taesd: Some(temp_dir("taesd-missing").join("not-there")),
+        taesd: Some(scratch.join("not-there")),
         ..model_paths(None)
     };
     let models = Models::load(&missing, &Device::Cpu, DType::F32).expect("models without");
@@ -139,7 +140,7 @@ fn a_broken_taesd_is_an_error_naming_the_file() {
     )
     .expect("truncated copy");
     let message = load_error(&ModelPaths {
-        taesd: Some(dir.clone()),
+        taesd: Some(dir.to_path_buf()),
         ..model_paths(None)
     });
     assert!(

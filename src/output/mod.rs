@@ -335,16 +335,10 @@ mod tests {
         Ok(())
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("minus-output-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
-
     #[cfg(unix)]
     #[test]
     fn never_replaces_what_is_not_a_regular_file() {
-        let dir = temp_dir("replace");
+        let dir = crate::scratch::ScratchDir::new("output-replace");
         let fifo = dir.join("fifo.png");
         let link = dir.join("link.png");
         let target = dir.join("target.png");

@@ -138,11 +138,11 @@ fn collect(folder: &Path, kind: LocalKind, found: &mut Vec<LocalModel>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::ScratchDir;
 
     #[test]
     fn recognises_comfyui_and_a1111_layouts() -> std::io::Result<()> {
-        let root = std::env::temp_dir().join(format!("minus-local-scan-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = ScratchDir::new("local-scan");
         for (folder, file) in [
             ("models/checkpoints", "rv4.safetensors"),
             ("models/ipadapter", "ip-adapter-plus_sd15.bin"),
@@ -187,8 +187,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn symlinked_model_files_are_found_and_a_missing_folder_is_an_error() -> Result<()> {
-        let root = std::env::temp_dir().join(format!("minus-local-link-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = ScratchDir::new("local-link");
         let io = |e| MinusError::io(&root, e);
         std::fs::create_dir_all(root.join("store")).map_err(io)?;
         std::fs::create_dir_all(root.join("models/checkpoints")).map_err(io)?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::{Flow, Models, Request, generate};
+use minus::scratch::ScratchDir;
 use minus::weights::ModelPaths;
 
 /// `tests/fixtures`, the copy of the reference data.
@@ -136,12 +137,10 @@ pub fn mean_abs_difference(name: &str, image: &image::RgbImage, expected: &Path)
     diffs.iter().sum::<f64>() / diffs.len() as f64
 }
 
-/// A fresh, empty folder under the system temp dir for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("minus-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh, empty folder under the system temp dir for one test, removed when the
+/// returned guard drops: bind it for as long as the test uses the folder.
+pub fn temp_dir(name: &str) -> ScratchDir {
+    ScratchDir::new(&format!("test-{name}"))
 }
 
 /// The one-line error of loading `paths`, which must fail.
