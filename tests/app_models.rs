@@ -1,6 +1,6 @@
 //! UI tests of the Models section and the panes' layout: adapters chosen by kind
 //! (downloaded from a stand-in hub when missing), Browse... buttons answered through
-//! the picker seam, and panes that keep their width.
+//! the picker seam, Tab order in the path rows, and panes that keep their width.
 
 mod common;
 
@@ -9,17 +9,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use common::stand_in_hub::StandInHub;
-use common::ui::{State, app, drop_house_and_lawn, harness, run_until, test_settings};
+use common::ui::{State, app, app_mut, drop_house_and_lawn, harness, run_until, test_settings};
 use common::{fixtures, temp_dir};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use minus::app::{MinusApp, PathField, PathPicker, PickKind};
 use minus::weights::hub::Hub;
-
-fn app_mut<'a>(harness: &'a mut Harness<'_, State>) -> &'a mut MinusApp {
-    harness.state_mut().app.as_mut().expect("app built")
-}
 
 /// The adapter label the window lists as loaded.
 fn loaded_adapter(app: &MinusApp) -> Option<String> {
@@ -205,6 +201,36 @@ fn panes_keep_their_width_when_they_hold_images() {
         assert!(
             (before.width() - after.width()).abs() < 1.0,
             "a pane changed width: {before:?} -> {after:?}"
+        );
+    }
+}
+
+#[test]
+fn tab_follows_the_path_rows_in_reading_order() {
+    let out = temp_dir("ui-tab-order");
+    let mut harness = harness(test_settings(&out));
+    harness.run_steps(3);
+    harness.get_by_label("Models").click();
+    harness.run_steps(2);
+    harness
+        .get_by_role_and_label(Role::TextInput, "Model")
+        .focus();
+    harness.run_steps(2);
+    // Left to right, then down: each field, then its Browse... button.
+    let order = [
+        (Role::TextInput, "Model"),
+        (Role::Button, "browse Model"),
+        (Role::TextInput, "VAE"),
+        (Role::Button, "browse VAE"),
+    ];
+    for (i, (role, label)) in order.into_iter().enumerate() {
+        if i > 0 {
+            harness.key_press(egui::Key::Tab);
+            harness.run_steps(2);
+        }
+        assert!(
+            harness.get_by_role_and_label(role, label).is_focused(),
+            "Tab #{i} should reach {label} ({role:?})"
         );
     }
 }

@@ -117,13 +117,16 @@ impl Browser {
     }
 }
 
+/// The text of every Browse... button.
+pub const BROWSE_TEXT: &str = "Browse...";
+
 /// A "Browse..." button for `field` (a menu of File.../Folder... when it takes both);
 /// the kind of dialog asked for.
 pub fn browse_button(ui: &mut egui::Ui, field: PathField, label: &str) -> Option<PickKind> {
     let accessible = format!("browse {label}");
     match field.kinds() {
         [kind] => {
-            let button = ui.small_button("Browse...").on_hover_text(match kind {
+            let button = ui.small_button(BROWSE_TEXT).on_hover_text(match kind {
                 PickKind::File => "Choose a file",
                 PickKind::Folder => "Choose a folder",
             });
@@ -134,7 +137,7 @@ pub fn browse_button(ui: &mut egui::Ui, field: PathField, label: &str) -> Option
         }
         kinds => {
             let mut chosen = None;
-            let menu = ui.menu_button("Browse...", |ui| {
+            let menu = ui.menu_button(BROWSE_TEXT, |ui| {
                 for kind in kinds {
                     let text = match kind {
                         PickKind::File => "File...",

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::browse::{PathField, PickKind, browse_button};
+use super::browse::{BROWSE_TEXT, PathField, PickKind, browse_button};
 
 /// A labelled single-line text field.
 pub fn text_field(
@@ -13,19 +13,18 @@ pub fn text_field(
     tooltip: &str,
 ) -> egui::Response {
     ui.horizontal(|ui| {
-        ui.label(label);
-        text_edit(ui, label, value, tooltip)
+        let name = ui.label(label);
+        let edit = text_edit(label, value).desired_width(f32::INFINITY);
+        ui.add(edit).labelled_by(name.id).on_hover_text(tooltip)
     })
     .inner
 }
 
-/// A text edit filling the rest of the row, with an id fixed by `label`.
-fn text_edit(ui: &mut egui::Ui, label: &str, value: &mut String, tooltip: &str) -> egui::Response {
+/// A single-line text edit with an id fixed by `label`.
+fn text_edit<'a>(label: &str, value: &'a mut String) -> egui::TextEdit<'a> {
     // A fixed id keeps the focus while typing even when the column above changes
     // (the download offer disappears as soon as a model path is set).
-    let edit = egui::TextEdit::singleline(value).id_salt(("path", label));
-    ui.add(edit.desired_width(f32::INFINITY))
-        .on_hover_text(tooltip)
+    egui::TextEdit::singleline(value).id_salt(("path", label))
 }
 
 /// What happened to a path field this frame.
@@ -45,17 +44,49 @@ pub fn path_field(
     field: PathField,
 ) -> PathEdit {
     ui.horizontal(|ui| {
-        ui.label(label);
-        // Right to left, so the button keeps its size and the text edit fills what is
-        // left (a width computed from the button would grow the column every frame).
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            let browse = browse_button(ui, field, label);
-            let response = text_edit(ui, label, value, tooltip);
-            PathEdit { response, browse }
-        })
-        .inner
+        let name = ui.label(label);
+        // The text edit is added before the button, so Tab goes from field to field
+        // and reaches Browse... only after them, yet the button sits at the right: both
+        // get rects cut from the row, so neither can widen the column.
+        let row = ui.available_rect_before_wrap();
+        let height = ui.spacing().interact_size.y;
+        let gap = ui.spacing().item_spacing.x;
+        let button_width = browse_button_width(ui);
+        let edit_width = (row.width() - button_width - gap).max(MIN_EDIT_WIDTH);
+        let edit_rect = egui::Rect::from_min_size(row.min, egui::vec2(edit_width, height));
+        let button_rect = egui::Rect::from_min_size(
+            egui::pos2(edit_rect.max.x + gap, row.min.y),
+            egui::vec2(button_width, height),
+        );
+        let response = ui
+            .put(edit_rect, text_edit(label, value))
+            .labelled_by(name.id)
+            .on_hover_text(tooltip);
+        let browse = ui
+            .scope_builder(
+                egui::UiBuilder::new()
+                    .max_rect(button_rect)
+                    .layout(egui::Layout::left_to_right(egui::Align::Center)),
+                |ui| browse_button(ui, field, label),
+            )
+            .inner;
+        PathEdit { response, browse }
     })
     .inner
+}
+
+/// The narrowest a path's text edit gets in a narrow column.
+const MIN_EDIT_WIDTH: f32 = 60.0;
+
+/// The width of a Browse... button: its text and the button padding on both sides.
+fn browse_button_width(ui: &egui::Ui) -> f32 {
+    let text = egui::WidgetText::from(BROWSE_TEXT).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Button,
+    );
+    text.size().x + 2.0 * ui.spacing().button_padding.x
 }
 
 /// A path field that may be left empty (unset).

@@ -84,6 +84,11 @@ pub fn app<'a>(harness: &'a Harness<'_, State>) -> &'a MinusApp {
         .expect("app built on the first frame")
 }
 
+/// The window behind the harness, to change.
+pub fn app_mut<'a>(harness: &'a mut Harness<'_, State>) -> &'a mut MinusApp {
+    harness.state_mut().app.as_mut().expect("app built")
+}
+
 /// Steps the UI (in real time, as the engine works) until `done` holds for the
 /// harness (and so the app and the widgets) or the timeout.
 pub fn step_until(
