@@ -1,12 +1,24 @@
 //! UI tests of the preview setting: TAESD or the latent colour map, chosen in the
-//! settings column, decides how the engine draws each step's preview.
+//! settings column, decides how the engine draws each step's preview; a missing
+//! TAESD is offered for download.
 
 mod common;
 
-use common::ui::{app, harness, run_until, test_settings};
+use std::collections::HashMap;
+
+use common::stand_in_hub::StandInHub;
+use common::ui::{app, app_mut, harness, run_until, test_settings};
 use common::{fixtures, temp_dir};
 use egui_kittest::kittest::Queryable;
 use minus::pipeline::PreviewKind;
+use minus::weights::hub::Hub;
+
+/// Clicks a Preview radio button (the loaded list names the preview decoder too).
+fn choose_preview(harness: &mut egui_kittest::Harness<'static, common::ui::State>, label: &str) {
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::RadioButton, label)
+        .click();
+}
 
 /// Runs one generation and returns how its previews were drawn.
 fn preview_kind_of_a_run(
@@ -33,7 +45,7 @@ fn the_preview_setting_chooses_taesd_or_the_latent_colours() {
     assert_eq!(app(&harness).settings().preview, PreviewKind::Taesd);
     assert_eq!(preview_kind_of_a_run(&mut harness), PreviewKind::Taesd);
 
-    harness.get_by_label("Latent colours").click();
+    choose_preview(&mut harness, "Latent colours");
     harness.step();
     assert_eq!(app(&harness).settings().preview, PreviewKind::LatentColours);
     assert_eq!(
@@ -41,7 +53,7 @@ fn the_preview_setting_chooses_taesd_or_the_latent_colours() {
         PreviewKind::LatentColours
     );
 
-    harness.get_by_label("TAESD").click();
+    choose_preview(&mut harness, "TAESD");
     harness.step();
     assert_eq!(preview_kind_of_a_run(&mut harness), PreviewKind::Taesd);
     assert!(
@@ -65,4 +77,57 @@ fn without_taesd_the_preview_falls_back_to_the_latent_colours() {
         preview_kind_of_a_run(&mut harness),
         PreviewKind::LatentColours
     );
+}
+
+/// TAESD's files, as the hub serves them.
+fn taesd_files() -> HashMap<String, Vec<u8>> {
+    let taesd = fixtures().join("models/taesd");
+    ["config.json", "diffusion_pytorch_model.safetensors"]
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::read(taesd.join(file)).expect("fixture");
+            (format!("madebyollin/taesd/{file}"), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_missing_taesd_is_offered_then_downloaded_and_used() {
+    let server = StandInHub::start(taesd_files(), 0);
+    let out = temp_dir("ui-taesd-download");
+    let mut settings = test_settings(&out);
+    // Not there, so the cache is not searched: the offer does not depend on this
+    // machine's Hugging Face cache.
+    settings.models.paths.taesd = Some(out.join("no-taesd-here"));
+    settings.output_dir = None;
+    settings.request.steps = 2;
+    let mut harness = harness(settings);
+    harness.step();
+    app_mut(&mut harness).set_hub(Hub::new(&server.endpoint, out.join("hub-cache")));
+    run_until(&mut harness, "the models to load", |app| {
+        app.loaded_models().is_some()
+    });
+    let offered = |harness: &egui_kittest::Harness<'static, common::ui::State>| {
+        harness
+            .query_by_label_contains("TAESD is not downloaded")
+            .is_some()
+    };
+    assert!(offered(&harness));
+    // Latent colours chosen: nothing to offer.
+    choose_preview(&mut harness, "Latent colours");
+    harness.run_steps(2);
+    assert!(!offered(&harness));
+    choose_preview(&mut harness, "TAESD");
+    harness.run_steps(2);
+    assert!(offered(&harness));
+
+    // The offer's button downloads into the hub cache; the models then load with it.
+    app_mut(&mut harness).settings_mut().models.paths.taesd = None;
+    harness.get_by_label("Download TAESD").click();
+    run_until(&mut harness, "TAESD to load", |app| {
+        app.loaded_models().is_some_and(|loaded| loaded.taesd)
+    });
+    assert!(!offered(&harness));
+    assert!(out.join("hub-cache/models--madebyollin--taesd").is_dir());
+    assert_eq!(preview_kind_of_a_run(&mut harness), PreviewKind::Taesd);
 }

@@ -1,5 +1,7 @@
 //! The settings column: prompts, adapter weights and windows, sampler, size, seed.
 
+use egui::RichText;
+
 use super::browse::{PathField, PickKind};
 use super::fields::{path_field, text_field};
 use super::method::Method;
@@ -20,10 +22,17 @@ pub enum ControlAction {
     None,
     RunSweep,
     Browse(PathField, PickKind),
+    /// Download TAESD for previews.
+    DownloadTaesd,
 }
 
-/// Draws every generation setting, the output folder and the Sweep section.
-pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction {
+/// Draws every generation setting, the output folder and the Sweep section;
+/// `taesd_offer_mb` is TAESD's size when a button should offer to download it.
+pub fn settings_ui(
+    ui: &mut egui::Ui,
+    settings: &mut Settings,
+    taesd_offer_mb: Option<u64>,
+) -> ControlAction {
     let mut action = ControlAction::None;
     let request = &mut settings.request;
     ui.label("Prompt");
@@ -139,6 +148,23 @@ pub fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings) -> ControlAction 
                 .on_hover_text(tooltip);
         }
     });
+    if let Some(approx_mb) = taesd_offer_mb {
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!(
+                    "TAESD is not downloaded (about {approx_mb} MB): previews use latent colours."
+                ))
+                .small(),
+            );
+            if ui
+                .small_button("Download TAESD")
+                .on_hover_text("Download it into the Hugging Face cache, then use it")
+                .clicked()
+            {
+                action = ControlAction::DownloadTaesd;
+            }
+        });
+    }
     egui::CollapsingHeader::new("Sweep").show(ui, |ui| {
         let sweep = &mut settings.sweep;
         egui::ComboBox::from_label("vary")

@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::engine::{Command, Engine, Event};
 use crate::weights::ModelPaths;
-use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN, IMAGE_ENCODER};
+use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN, IMAGE_ENCODER, TAESD};
 use crate::weights::hub::Hub;
 use crate::weights::local::{LocalKind, LocalModel};
 
@@ -33,6 +33,8 @@ pub enum DownloadOutcome {
         adapter: PathBuf,
         image_encoder: Option<PathBuf>,
     },
+    /// TAESD is in the cache: load the models again to use it for previews.
+    PreviewReady,
     /// It stopped: say why.
     Failed(String),
 }
@@ -43,6 +45,8 @@ enum Purpose {
     Defaults,
     /// An adapter (its catalogue name) to use once it is there.
     Adapter(String),
+    /// TAESD, for previews.
+    Preview,
 }
 
 /// The download and discovery state of the window.
@@ -114,6 +118,16 @@ impl Downloads {
         self.download(engine, names, Purpose::Adapter(name.to_string()));
     }
 
+    /// Asks the engine to download TAESD, the previews' decoder.
+    pub fn start_preview(&mut self, engine: &Engine) {
+        self.download(engine, vec![TAESD.to_string()], Purpose::Preview);
+    }
+
+    /// Approximate download size of catalogue entry `name`, in MB.
+    pub fn approx_mb(name: &str) -> Option<u64> {
+        Some(Catalogue::built_in().ok()?.get(name).ok()?.approx_mb)
+    }
+
     fn download(&mut self, engine: &Engine, names: Vec<String>, purpose: Purpose) {
         engine.send(Command::Download {
             hub: self.hub.clone(),
@@ -158,6 +172,10 @@ impl Downloads {
                             image_encoder: self.cached_entry(IMAGE_ENCODER),
                         },
                         None => missing(&name),
+                    },
+                    Some(Purpose::Preview) => match self.cached_entry(TAESD) {
+                        Some(_) => DownloadOutcome::PreviewReady,
+                        None => missing("TAESD"),
                     },
                     Some(Purpose::Defaults) | None => match self.cached_defaults() {
                         Some(paths) => DownloadOutcome::Ready(paths),

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::engine::{Command, Engine, Event, JobId};
-use crate::pipeline::Request;
+use crate::pipeline::{PreviewKind, Request};
 use crate::weights::catalogue::{IMAGE_ENCODER, TAESD};
 use crate::weights::hub::Hub;
 use browse::Browser;
@@ -172,6 +172,17 @@ impl MinusApp {
         }
     }
 
+    /// The size of TAESD, in MB, when the window should offer to download it: TAESD
+    /// previews are chosen, the loaded models have none, and nothing is downloading.
+    fn taesd_offer_mb(&self) -> Option<u64> {
+        let loaded = self.model_status.loaded.as_ref()?;
+        let wanted = self.settings.preview == PreviewKind::Taesd && !loaded.taesd;
+        if !wanted || self.downloads.progress.is_some() {
+            return None;
+        }
+        Downloads::approx_mb(TAESD)
+    }
+
     /// The request the current settings and panes describe.
     fn current_request(&self) -> Request {
         let mut request = self.settings.request.clone();
@@ -304,6 +315,7 @@ impl MinusApp {
                         adapter,
                         image_encoder,
                     } => self.use_adapter(adapter, image_encoder),
+                    DownloadOutcome::PreviewReady => self.load_models(),
                     DownloadOutcome::Failed(error) => self.messages.push(error),
                 },
                 Event::Queued { .. }
@@ -376,13 +388,15 @@ impl MinusApp {
                     }
                     ui.separator();
                     let preview = self.settings.preview;
-                    let action = controls::settings_ui(ui, &mut self.settings);
+                    let taesd_offer = self.taesd_offer_mb();
+                    let action = controls::settings_ui(ui, &mut self.settings, taesd_offer);
                     if self.settings.preview != preview {
                         self.engine.send(Command::SetPreview(self.settings.preview));
                     }
                     match action {
                         ControlAction::None => {}
                         ControlAction::RunSweep => self.run_sweep(),
+                        ControlAction::DownloadTaesd => self.downloads.start_preview(&self.engine),
                         ControlAction::Browse(field, kind) => {
                             self.browser.open(&self.notices, field, kind);
                         }

@@ -254,6 +254,9 @@ pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
         l.adapter.clone().unwrap_or_else(|| "none".to_string())
     });
     let device = loaded.map_or(dash.clone(), |l| format!("{} ({})", l.device, l.dtype));
+    let preview = loaded.map_or(dash.clone(), |l| {
+        if l.taesd { "TAESD" } else { "latent colours" }.to_string()
+    });
     let rows = [
         [("Model:", or_dash(loaded.map(|l| &l.model))), ("VAE:", vae)],
         [
@@ -263,7 +266,7 @@ pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
                 or_dash(loaded.and_then(|l| l.image_encoder.as_ref())),
             ),
         ],
-        [("Device:", device), ("", String::new())],
+        [("Device:", device), ("Preview:", preview)],
     ];
     egui::Grid::new("loaded models")
         .num_columns(4)

@@ -39,11 +39,13 @@ pub struct LoadedModels {
     pub device: String,
     /// "f32", "f16" or "bf16".
     pub dtype: String,
+    /// TAESD loaded for previews; without it they use the latent colour map.
+    pub taesd: bool,
 }
 
 impl LoadedModels {
-    /// Names what `paths` load on `device` in `dtype`.
-    pub fn describe(paths: &ModelPaths, device: &str, dtype: DType) -> Self {
+    /// Names what `paths` load on `device` in `dtype`, with or without TAESD.
+    pub fn describe(paths: &ModelPaths, device: &str, dtype: DType, taesd: bool) -> Self {
         let adapter = paths.ip_adapter.as_deref().map(|path| {
             let label = Catalogue::built_in().ok().and_then(|c| {
                 c.adapter_for_file(path)
@@ -58,6 +60,7 @@ impl LoadedModels {
             image_encoder: paths.image_encoder.as_deref().map(file_name),
             device: device.to_string(),
             dtype: format!("{dtype:?}").to_lowercase(),
+            taesd,
         }
     }
 }

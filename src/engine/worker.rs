@@ -177,6 +177,7 @@ impl Worker {
                     &settings.paths,
                     device_name(&models.device),
                     models.dtype,
+                    models.taesd.is_some(),
                 );
                 let name = settings.paths.model_name();
                 self.models = Some((models, name));

@@ -5,7 +5,9 @@
 //! The estimate follows where the peak is today: attention and convolutions work in
 //! bounded tiles, so what grows with the request is the activations: the UNet's at
 //! its first level, the VAE's at full resolution (one image at a time), and the
-//! conversion of the decoded batch to 8-bit images.
+//! conversion of the decoded batch to 8-bit images. TAESD's previews (64 channels at
+//! full resolution, between steps) and the image encoder (224² inputs) stay below the
+//! VAE's peak, so they are not counted.
 
 use super::models::Models;
 use super::request::Request;
