@@ -27,12 +27,17 @@ impl Messages {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let mut dismiss = None;
         for (i, message) in self.list.iter().enumerate() {
-            ui.horizontal(|ui| {
-                ui.colored_label(ui.visuals().warn_fg_color, message);
-                if ui.small_button("dismiss").clicked() {
-                    dismiss = Some(i);
-                }
-            });
+            // A long message (a download error with its URL) wraps instead of
+            // widening the panel past the window; its button stays at the right.
+            egui::Sides::new().shrink_left().wrap().show(
+                ui,
+                |ui| ui.colored_label(ui.visuals().warn_fg_color, message),
+                |ui| {
+                    if ui.small_button("dismiss").clicked() {
+                        dismiss = Some(i);
+                    }
+                },
+            );
         }
         if let Some(i) = dismiss {
             self.list.remove(i);
@@ -58,5 +63,26 @@ mod tests {
         messages.push("Models: y: not a file");
         messages.dismiss_starting_with("Models: ");
         assert_eq!(messages.list, ["Run 1 failed: out of memory"]);
+    }
+
+    #[test]
+    fn a_long_message_wraps_and_keeps_its_button_in_the_panel() {
+        use egui_kittest::kittest::Queryable;
+        let width = 400.0;
+        let mut messages = Messages::default();
+        let url = "https://example.org/a/long/path".repeat(10);
+        messages.push(format!("download failed: cannot reach {url}"));
+        let mut harness = egui_kittest::Harness::builder()
+            .with_size(egui::vec2(width, 300.0))
+            .build_ui_state(|ui, messages: &mut Messages| messages.ui(ui), messages);
+        harness.run();
+        let button = harness.get_by_label("dismiss").rect();
+        let message = harness.get_by_label_contains("download failed").rect();
+        assert!(button.max.x <= width, "{button:?}");
+        assert!(message.max.x <= button.min.x, "{message:?} {button:?}");
+        assert!(
+            message.height() > 2.0 * button.height(),
+            "not wrapped: {message:?}"
+        );
     }
 }
