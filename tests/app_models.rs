@@ -234,3 +234,32 @@ fn tab_follows_the_path_rows_in_reading_order() {
         );
     }
 }
+
+#[test]
+fn the_first_run_offer_stays_while_the_first_model_path_is_typed() {
+    let out = temp_dir("ui-first-path");
+    let mut settings = test_settings(&out);
+    settings.models.paths = minus::weights::ModelPaths::default();
+    let mut harness = harness(settings);
+    harness.run_steps(3);
+    let offered = |harness: &Harness<'_, State>| {
+        harness
+            .query_by_label_contains("Download default models")
+            .is_some()
+    };
+    assert!(offered(&harness));
+    let model = harness.get_by_role_and_label(Role::TextInput, "Model");
+    model.focus();
+    harness.run_steps(2);
+    harness
+        .get_by_role_and_label(Role::TextInput, "Model")
+        .type_text(&fixtures().join("models/sd15").display().to_string());
+    harness.run_steps(2);
+    // The rows below do not move up under the pointer while typing.
+    assert!(offered(&harness), "the offer went while typing");
+    harness.key_press(egui::Key::Tab);
+    run_until(&mut harness, "the typed model to load", |app| {
+        app.loaded_models().is_some()
+    });
+    assert!(!offered(&harness));
+}

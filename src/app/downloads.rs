@@ -192,8 +192,9 @@ impl Downloads {
         }
     }
 
-    /// The progress bar while downloading, else the offer to download when no model is set.
-    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, models_set: bool) {
+    /// The progress bar while downloading, else the offer to download the defaults when
+    /// `offer_defaults`.
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, offer_defaults: bool) {
         if let Some(state) = &self.progress {
             let fraction = state
                 .total
@@ -214,7 +215,7 @@ impl Downloads {
             {
                 engine.send(Command::CancelDownload);
             }
-        } else if !models_set {
+        } else if offer_defaults {
             let size_gb = self.defaults_size_mb as f64 / 1000.0;
             ui.label("No models yet: download the defaults, or set your own under Models.");
             if ui

@@ -378,8 +378,11 @@ impl MinusApp {
                     }
                     ui.label(RichText::new(self.model_status.text()).small());
                     models_panel::loaded_ui(ui, self.model_status.loaded.as_ref());
-                    let models_set = self.settings.models.paths.is_set();
-                    self.downloads.ui(ui, &self.engine, models_set);
+                    // The first-run offer stays while the first path is typed, so the
+                    // fields do not jump up under the pointer; it goes once that loads.
+                    let offer_defaults = !self.settings.models.paths.is_set()
+                        || (self.models_panel.is_editing() && self.model_status.loaded.is_none());
+                    self.downloads.ui(ui, &self.engine, offer_defaults);
                     let action = self.models_panel.ui(ui, &mut self.settings.models);
                     self.models_action(action);
                     if let Some(model) = self.downloads.found_ui(ui) {
