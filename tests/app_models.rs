@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use common::stand_in_hub::StandInHub;
+use common::stand_in_hub::{StandInHub, served_files};
 use common::ui::{State, app, app_mut, drop_house_and_lawn, harness, run_until, test_settings};
 use common::{fixtures, temp_dir};
 use egui::accesskit::Role;
@@ -35,19 +35,15 @@ fn choose_adapter(harness: &mut Harness<'_, State>, label: &str) {
 
 /// The Plus adapter and the image encoder, as the hub serves them.
 fn plus_adapter_files() -> HashMap<String, Vec<u8>> {
-    let ip = fixtures().join("models/ip-adapter/models");
-    let h94 = "h94/IP-Adapter";
-    [
-        "ip-adapter-plus_sd15.safetensors",
-        "image_encoder/config.json",
-        "image_encoder/model.safetensors",
-    ]
-    .into_iter()
-    .map(|file| {
-        let bytes = std::fs::read(ip.join(file)).expect("fixture");
-        (format!("{h94}/models/{file}"), bytes)
-    })
-    .collect()
+    served_files(
+        &fixtures().join("models/ip-adapter/models"),
+        "h94/IP-Adapter/models",
+        &[
+            "ip-adapter-plus_sd15.safetensors",
+            "image_encoder/config.json",
+            "image_encoder/model.safetensors",
+        ],
+    )
 }
 
 #[test]

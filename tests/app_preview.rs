@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use common::stand_in_hub::StandInHub;
+use common::stand_in_hub::{StandInHub, served_files};
 use common::ui::{app, app_mut, harness, run_until, test_settings};
 use common::{fixtures, temp_dir};
 use egui_kittest::kittest::Queryable;
@@ -18,6 +16,16 @@ fn choose_preview(harness: &mut egui_kittest::Harness<'static, common::ui::State
     harness
         .get_by_role_and_label(egui::accesskit::Role::RadioButton, label)
         .click();
+}
+
+/// Two-step runs whose TAESD folder is not there: set, so the cache is not searched
+/// and the tests do not depend on this machine's Hugging Face cache.
+fn without_taesd(out: &std::path::Path) -> minus::app::Settings {
+    let mut settings = test_settings(out);
+    settings.models.paths.taesd = Some(out.join("no-taesd-here"));
+    settings.output_dir = None;
+    settings.request.steps = 2;
+    settings
 }
 
 /// Runs one generation and returns how its previews were drawn.
@@ -66,10 +74,7 @@ fn the_preview_setting_chooses_taesd_or_the_latent_colours() {
 #[test]
 fn without_taesd_the_preview_falls_back_to_the_latent_colours() {
     let out = temp_dir("ui-preview-fallback");
-    let mut settings = test_settings(&out);
-    settings.models.paths.taesd = Some(out.join("no-taesd-here"));
-    settings.output_dir = None;
-    settings.request.steps = 2;
+    let settings = without_taesd(&out);
     let mut harness = harness(settings);
     harness.step();
     assert_eq!(app(&harness).settings().preview, PreviewKind::Taesd);
@@ -79,28 +84,16 @@ fn without_taesd_the_preview_falls_back_to_the_latent_colours() {
     );
 }
 
-/// TAESD's files, as the hub serves them.
-fn taesd_files() -> HashMap<String, Vec<u8>> {
-    let taesd = fixtures().join("models/taesd");
-    ["config.json", "diffusion_pytorch_model.safetensors"]
-        .into_iter()
-        .map(|file| {
-            let bytes = std::fs::read(taesd.join(file)).expect("fixture");
-            (format!("madebyollin/taesd/{file}"), bytes)
-        })
-        .collect()
-}
-
 #[test]
 fn a_missing_taesd_is_offered_then_downloaded_and_used() {
-    let server = StandInHub::start(taesd_files(), 0);
+    let taesd_files = served_files(
+        &fixtures().join("models/taesd"),
+        "madebyollin/taesd",
+        &["config.json", "diffusion_pytorch_model.safetensors"],
+    );
+    let server = StandInHub::start(taesd_files, 0);
     let out = temp_dir("ui-taesd-download");
-    let mut settings = test_settings(&out);
-    // Not there, so the cache is not searched: the offer does not depend on this
-    // machine's Hugging Face cache.
-    settings.models.paths.taesd = Some(out.join("no-taesd-here"));
-    settings.output_dir = None;
-    settings.request.steps = 2;
+    let settings = without_taesd(&out);
     let mut harness = harness(settings);
     harness.step();
     app_mut(&mut harness).set_hub(Hub::new(&server.endpoint, out.join("hub-cache")));

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +17,17 @@ use sha2::{Digest, Sha256};
 
 /// The commit every file is served at.
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// The hub's files `url_prefix/<file>` for each of `files`, read from `dir/<file>`.
+pub fn served_files(dir: &Path, url_prefix: &str, files: &[&str]) -> HashMap<String, Vec<u8>> {
+    files
+        .iter()
+        .map(|file| {
+            let bytes = std::fs::read(dir.join(file)).expect("fixture");
+            (format!("{url_prefix}/{file}"), bytes)
+        })
+        .collect()
+}
 
 /// How the stand-in behaves; the default is a plain, well-behaved hub.
 #[derive(Debug, Clone, Default)]
