@@ -365,6 +365,9 @@ impl MinusApp {
             .resizable(true)
             .default_size(330.0)
             .show(ui, |ui| {
+                // A solid bar takes its own width: egui's floating one would cover the
+                // right edge of the Browse... buttons whenever the column scrolls.
+                ui.spacing_mut().scroll = egui::style::ScrollStyle::solid();
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     let generate = ui.add_sized(
                         [ui.available_width(), 36.0],
