@@ -100,6 +100,42 @@ fn rerunning_with_the_same_prompts_skips_the_encoders() {
 }
 
 #[test]
+fn noised_images_are_encoded_once_per_seed_and_amount() {
+    let models = load_models(Some(adapter_file("base")));
+    let mut request = Request {
+        images: house(),
+        negative_images: vec![ImagePrompt::new(fixtures().join("images/lawn.png"))],
+        noise: 0.4,
+        seed: 3,
+        steps: 1,
+        width: 64,
+        height: 64,
+        ..Request::default()
+    };
+    let mut cache = EmbeddingCache::default();
+    let run = |request: &Request, cache: &mut EmbeddingCache| {
+        let result = generate(&models, request, cache, &mut |_| {}, &mut |_| {
+            Flow::Continue
+        })
+        .expect("run");
+        (result.images, cache.encoder_runs())
+    };
+    // The house, the lawn, and the noised lawn (the negative side is noised).
+    let (first, runs) = run(&request, &mut cache);
+    assert_eq!(runs, 3);
+    let (again, runs) = run(&request, &mut cache);
+    assert_eq!(
+        runs, 3,
+        "the noised lawn was encoded again for the same seed"
+    );
+    assert_eq!(first, again);
+    request.seed = 4;
+    assert_eq!(run(&request, &mut cache).1, 4, "a new seed is new noise");
+    request.noise = 0.5;
+    assert_eq!(run(&request, &mut cache).1, 5, "a new amount is new noise");
+}
+
+#[test]
 fn the_prompt_cache_forgets_the_least_recently_used_prompts() {
     let models = load_models(None);
     let mut cache = EmbeddingCache::default();

@@ -1,12 +1,13 @@
 //! Turning prompts into what the UNet attends to: text embeddings and image tokens.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::Tensor;
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
+use super::lru::Lru;
 use super::methods::Combine;
 use super::models::{ImagePromptModels, Models};
 use super::noise_image::noised_pixel_values;
@@ -17,16 +18,17 @@ use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
 use crate::models::ip_adapter::ImageFeature;
 use crate::{MinusError, Result};
 
-/// Image features (before projection) of prompt images, keyed by content, and
-/// text embeddings of prompts, so re-running with the same prompts skips the encoders.
+/// Image features (before projection) of prompt images, keyed by content, of
+/// cubiq's noised images, and text embeddings of prompts, so re-running with the same
+/// prompts skips the encoders.
 #[derive(Default)]
 pub struct EmbeddingCache {
     entries: HashMap<CacheKey, Tensor>,
+    /// The features of each noised image of a side, in the side's order.
+    noised: Lru<NoisedKey, Vec<Tensor>, MAX_NOISED>,
     encoder_runs: usize,
-    /// Text embeddings keyed by (text encoder id, prompt), and the keys least recently
-    /// used first.
-    texts: HashMap<TextKey, Tensor>,
-    text_order: VecDeque<TextKey>,
+    /// Text embeddings keyed by (text encoder id, prompt).
+    texts: Lru<TextKey, Tensor, MAX_TEXTS>,
     text_encoder_runs: usize,
 }
 
@@ -36,6 +38,21 @@ type TextKey = (String, String);
 /// Prompts whose embeddings are kept (about 240 KB each in f32): the least recently
 /// used go first.
 const MAX_TEXTS: usize = 64;
+
+/// Noised sides whose features are kept: a new seed each run would otherwise add one
+/// per run (a side's features are about 1.3 MB per image for Plus, in f32).
+const MAX_NOISED: usize = 8;
+
+/// What a side's noised images depend on: the images in order, how they are squared,
+/// the amount and the seed (the noise is drawn from it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct NoisedKey {
+    models_id: String,
+    contents: Vec<String>,
+    fit: FitMode,
+    noise_bits: u64,
+    seed: u64,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
@@ -59,27 +76,18 @@ impl EmbeddingCache {
     /// Forgets everything (after the models change).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.noised.clear();
         self.texts.clear();
-        self.text_order.clear();
     }
 
     /// The embeddings of `text`, encoded only the first time.
     fn text(&mut self, models: &Models, text: &str) -> Result<Tensor> {
         let key = (models.text_id.clone(), text.to_string());
         if let Some(embeddings) = self.texts.get(&key) {
-            // Most recently used last.
-            self.text_order.retain(|k| k != &key);
-            self.text_order.push_back(key);
-            return Ok(embeddings.clone());
+            return Ok(embeddings);
         }
         let embeddings = encode_text(models, text)?;
         self.text_encoder_runs += 1;
-        if self.text_order.len() >= MAX_TEXTS
-            && let Some(oldest) = self.text_order.pop_front()
-        {
-            self.texts.remove(&oldest);
-        }
-        self.text_order.push_back(key.clone());
         self.texts.insert(key, embeddings.clone());
         Ok(embeddings)
     }
@@ -141,7 +149,7 @@ pub fn prepare(
             } else {
                 &negatives
             };
-            let noised = noised_features(image, noised, request, fit)?;
+            let noised = noised_features(image, noised, request, (fit, cache))?;
             weighted_average(image, &noised, fit, cache)?
         } else {
             weighted_average(image, &negative_features, fit, cache)?
@@ -230,23 +238,41 @@ fn features(
     Ok(features)
 }
 
-/// The features of cubiq's noised images of a side (never cached: they change with
-/// the seed and the amount).
+/// The features of cubiq's noised images of a side, encoded once per seed and amount.
 fn noised_features(
     models: &ImagePromptModels,
     side: &[SideImage],
     request: &Request,
-    fit: FitMode,
+    (fit, cache): (FitMode, &mut EmbeddingCache),
 ) -> Result<Vec<Weighted>> {
-    let squares = side
-        .iter()
-        .map(|prompt| square(models, prompt, fit))
-        .collect::<Result<Vec<_>>>()?;
-    noised_pixel_values(&squares, request.noise, request.seed)
+    let key = NoisedKey {
+        models_id: models.id.clone(),
+        contents: side.iter().map(|prompt| prompt.hash.clone()).collect(),
+        fit,
+        noise_bits: request.noise.to_bits(),
+        seed: request.seed,
+    };
+    let features = match cache.noised.get(&key) {
+        Some(features) => features,
+        None => {
+            let squares = side
+                .iter()
+                .map(|prompt| square(models, prompt, fit))
+                .collect::<Result<Vec<_>>>()?;
+            let features = noised_pixel_values(&squares, request.noise, request.seed)
+                .into_iter()
+                .map(|values| encode_values(models, values))
+                .collect::<Result<Vec<_>>>()?;
+            cache.encoder_runs += features.len();
+            cache.noised.insert(key, features.clone());
+            features
+        }
+    };
+    Ok(features
         .into_iter()
         .zip(side)
-        .map(|(values, prompt)| Ok((encode_values(models, values)?, prompt.weight)))
-        .collect()
+        .map(|(features, prompt)| (features, prompt.weight))
+        .collect())
 }
 
 /// The conditioned side's features: the weighted average (`concat`), or cubiq's

@@ -2,6 +2,7 @@
 
 pub mod conditioning;
 pub mod generate;
+mod lru;
 pub mod memory;
 pub mod methods;
 pub mod models;

@@ -1,0 +1,71 @@
+//! A map that keeps its `N` most recently used entries: the encoders' caches, bounded
+//! so a long session of new prompts and seeds does not grow without end.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+/// Up to `N` entries; adding one more forgets the least recently used.
+pub struct Lru<K, V, const N: usize> {
+    values: HashMap<K, V>,
+    /// The keys, least recently used first.
+    order: VecDeque<K>,
+}
+
+impl<K, V, const N: usize> Default for Lru<K, V, N> {
+    fn default() -> Self {
+        Self {
+            values: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone, const N: usize> Lru<K, V, N> {
+    /// The value of `key`, which becomes the most recently used.
+    pub fn get(&mut self, key: &K) -> Option<V> {
+        let value = self.values.get(key)?.clone();
+        self.order.retain(|k| k != key);
+        self.order.push_back(key.clone());
+        Some(value)
+    }
+
+    /// Adds (or replaces) `key`, forgetting the least recently used entry when full.
+    pub fn insert(&mut self, key: K, value: V) {
+        self.order.retain(|k| k != &key);
+        if self.order.len() >= N
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.values.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.values.insert(key, value);
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.order.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_entry_goes_first() {
+        let mut lru: Lru<&str, u32, 2> = Lru::default();
+        lru.insert("a", 1);
+        lru.insert("b", 2);
+        assert_eq!(lru.get(&"a"), Some(1));
+        lru.insert("c", 3);
+        assert_eq!(lru.get(&"b"), None, "b was the least recently used");
+        assert_eq!(lru.get(&"a"), Some(1));
+        assert_eq!(lru.get(&"c"), Some(3));
+        lru.insert("c", 4);
+        assert_eq!(lru.get(&"c"), Some(4));
+        assert_eq!(lru.get(&"a"), Some(1), "replacing c forgot nothing");
+        lru.clear();
+        assert_eq!(lru.get(&"a"), None);
+    }
+}
