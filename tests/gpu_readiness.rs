@@ -40,6 +40,21 @@ fn per_image_decoding_equals_batched_decoding_bit_for_bit() -> candle_core::Resu
 }
 
 #[test]
+fn per_image_decoding_equals_batched_decoding_in_f16_too() -> candle_core::Result<()> {
+    // candle's Linear paths (every dtype but CPU f32): the mid block's attention once
+    // got every image after the first wrong when batched.
+    let (one_by_one, batched) = decoded_one_by_one_and_batched(DType::F16)?;
+    let apart = (one_by_one - batched)?
+        .abs()?
+        .to_dtype(DType::F32)?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    println!("f16: per-image vs batched max |Δ| {apart}");
+    assert!(apart <= 2e-3, "max |Δ| {apart}");
+    Ok(())
+}
+
+#[test]
 fn very_large_latents_decode_in_tiles_to_the_whole_picture() -> candle_core::Result<()> {
     let vae = load_vae(
         &fixtures().join("models/sd15/vae"),

@@ -44,7 +44,10 @@ impl Module for Linear {
                     &cpu::CpuLinear,
                 );
             }
-            self.candle.forward(xs)
+            // candle's CPU matmul of a transposed batch (the VAE's attention tokens)
+            // with its broadcast weight gets every sample after the first wrong, in f16
+            // and f32 alike: give it contiguous rows (free when they already are).
+            self.candle.forward(&xs.contiguous()?)
         })
     }
 }
@@ -63,4 +66,32 @@ pub fn linear_no_bias(
     vb: VarBuilder,
 ) -> candle_core::Result<Linear> {
     Linear::new(vb.get((out_dim, in_dim), "weight")?, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Module, Tensor};
+
+    use super::Linear;
+
+    #[test]
+    fn transposed_batches_give_each_sample_its_own_product() -> candle_core::Result<()> {
+        let device = Device::Cpu;
+        let weight = Tensor::randn(0f32, 0.1, (8, 8), &device)?.to_dtype(DType::F16)?;
+        let linear = Linear::new(weight, None)?;
+        // `[3, tokens, channels]` as the VAE's attention makes it: a transposed view.
+        let channels_first = Tensor::randn(0f32, 1.0, (3, 8, 16), &device)?.to_dtype(DType::F16)?;
+        let tokens = channels_first.transpose(1, 2)?;
+        let batched = linear.forward(&tokens)?;
+        for i in 0..3 {
+            let one = linear.forward(&tokens.narrow(0, i, 1)?)?;
+            let apart = (one - batched.narrow(0, i, 1)?)?
+                .abs()?
+                .to_dtype(DType::F32)?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert_eq!(apart, 0.0, "sample {i} differs from its own product");
+        }
+        Ok(())
+    }
 }
