@@ -46,7 +46,8 @@ impl Module for Linear {
             }
             // candle's CPU matmul of a transposed batch (the VAE's attention tokens)
             // with its broadcast weight gets every sample after the first wrong, in f16
-            // and f32 alike: give it contiguous rows (free when they already are).
+            // and f32 alike (huggingface/candle#3744; the fix, #3758, is not released):
+            // give it contiguous rows (free when they already are).
             self.candle.forward(&xs.contiguous()?)
         })
     }
