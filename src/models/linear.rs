@@ -46,7 +46,7 @@ impl Module for Linear {
             }
             // candle's CPU matmul of a transposed batch (the VAE's attention tokens)
             // with its broadcast weight gets every sample after the first wrong, in f16
-            // and f32 alike (huggingface/candle#3744; the fix, #3758, is not released):
+            // and f32 alike (huggingface/candle#3744, still open when this was written):
             // give it contiguous rows (free when they already are).
             self.candle.forward(&xs.contiguous()?)
         })
