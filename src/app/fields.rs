@@ -23,7 +23,7 @@ pub fn text_field(
 /// A single-line text edit with an id fixed by `label`.
 fn text_edit<'a>(label: &str, value: &'a mut String) -> egui::TextEdit<'a> {
     // A fixed id keeps the focus while typing even when the column above changes
-    // (the download offer disappears as soon as a model path is set).
+    // (the download offer disappears once the first model path is entered).
     egui::TextEdit::singleline(value).id_salt(("path", label))
 }
 
@@ -45,9 +45,9 @@ pub fn path_field(
 ) -> PathEdit {
     ui.horizontal(|ui| {
         let name = ui.label(label);
-        // The text edit is added before the button, so Tab goes from field to field
-        // and reaches Browse... only after them, yet the button sits at the right: both
-        // get rects cut from the row, so neither can widen the column.
+        // The text edit is added before its button, so Tab follows reading order (field,
+        // its Browse..., the next row's field) with the button at the right: both get
+        // rects cut from the row, so neither can widen the column.
         let row = ui.available_rect_before_wrap();
         let height = ui.spacing().interact_size.y;
         let gap = ui.spacing().item_spacing.x;
