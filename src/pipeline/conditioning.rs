@@ -1,6 +1,5 @@
 //! Turning prompts into what the UNet attends to: text embeddings and image tokens.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::Tensor;
@@ -23,7 +22,8 @@ use crate::{MinusError, Result};
 /// prompts skips the encoders.
 #[derive(Default)]
 pub struct EmbeddingCache {
-    entries: HashMap<CacheKey, Tensor>,
+    /// Features of prompt images by content, and the "no image" features.
+    entries: Lru<CacheKey, Tensor, MAX_IMAGES>,
     /// The features of each noised image of a side, in the side's order.
     noised: Lru<NoisedKey, Vec<Tensor>, MAX_NOISED>,
     encoder_runs: usize,
@@ -38,6 +38,10 @@ type TextKey = (String, String);
 /// Prompts whose embeddings are kept (about 240 KB each in f32): the least recently
 /// used go first.
 const MAX_TEXTS: usize = 64;
+
+/// Prompt images whose features are kept (about 1.3 MB each for Plus in f32, 4 KB
+/// for the base adapter's image embeds): a session of many images stays bounded.
+const MAX_IMAGES: usize = 64;
 
 /// Noised sides whose features are kept: a new seed each run would otherwise add one
 /// per run (a side's features are about 1.3 MB per image for Plus, in f32).
@@ -229,7 +233,7 @@ fn features(
         fit,
     };
     if let Some(features) = cache.entries.get(&key) {
-        return Ok(features.clone());
+        return Ok(features);
     }
     let values = normalize(&square(models, prompt, fit)?);
     let features = encode_values(models, values)?;
@@ -347,7 +351,7 @@ fn empty_features(
         fit,
     };
     if let Some(features) = cache.entries.get(&key) {
-        return Ok(features.clone());
+        return Ok(features);
     }
     let (device, dtype) = (&models.device, models.dtype);
     let features = match models.adapter.kind().image_feature() {
