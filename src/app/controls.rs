@@ -3,7 +3,7 @@
 use egui::RichText;
 
 use super::browse::{PathField, PickKind};
-use super::fields::{path_field, text_field};
+use super::fields::{choice_field, path_field, text_field};
 use super::method::Method;
 use super::settings::Settings;
 use super::sweep::SweepParameter;
@@ -68,15 +68,14 @@ pub fn settings_ui(
     ui.add(egui::Slider::new(&mut request.steps, 1..=150).text("Steps"))
         .on_hover_text("Denoising steps: more is slower and usually cleaner");
     ui.horizontal(|ui| {
-        egui::ComboBox::from_label("Sampler")
-            .selected_text(request.sampler.display_name())
-            .show_ui(ui, |ui| {
-                for kind in SamplerKind::ALL {
-                    ui.selectable_value(&mut request.sampler, kind, kind.display_name());
-                }
-            })
-            .response
-            .on_hover_text("The denoising algorithm");
+        choice_field(
+            ui,
+            "Sampler",
+            &mut request.sampler,
+            SamplerKind::ALL,
+            SamplerKind::display_name,
+        )
+        .on_hover_text("The denoising algorithm");
         ui.add_enabled(
             request.sampler.supports_karras(),
             egui::Checkbox::new(&mut request.karras, "Karras"),
@@ -102,17 +101,9 @@ pub fn settings_ui(
     });
     ui.add(egui::Slider::new(&mut request.batch, 1..=8).text("Images per run"))
         .on_hover_text("How many images each run makes");
-    egui::ComboBox::from_label("Fit")
-        .selected_text(request.fit.name())
-        .show_ui(ui, |ui| {
-            for mode in FitMode::ALL {
-                ui.selectable_value(&mut request.fit, mode, mode.name());
-            }
-        })
-        .response
-        .on_hover_text(
-            "How non-square prompt images are made square: crop the middle, pad, or squash",
-        );
+    choice_field(ui, "Fit", &mut request.fit, FitMode::ALL, FitMode::name).on_hover_text(
+        "How non-square prompt images are made square: crop the middle, pad, or squash",
+    );
     ui.separator();
 
     let mut output = settings
@@ -167,15 +158,14 @@ pub fn settings_ui(
     }
     egui::CollapsingHeader::new("Sweep").show(ui, |ui| {
         let sweep = &mut settings.sweep;
-        egui::ComboBox::from_label("vary")
-            .selected_text(sweep.parameter.label())
-            .show_ui(ui, |ui| {
-                for parameter in SweepParameter::ALL {
-                    ui.selectable_value(&mut sweep.parameter, parameter, parameter.label());
-                }
-            })
-            .response
-            .on_hover_text("The setting that changes from run to run");
+        choice_field(
+            ui,
+            "vary",
+            &mut sweep.parameter,
+            SweepParameter::ALL,
+            SweepParameter::label,
+        )
+        .on_hover_text("The setting that changes from run to run");
         text_field(
             ui,
             "values",
@@ -205,40 +195,27 @@ fn methods_ui(ui: &mut egui::Ui, request: &mut Request) {
         });
         ui.add(egui::Slider::new(&mut request.noise, 0.0..=1.0).text("Noise"))
             .on_hover_text("Unconditioned half sees warped, noised copies of the images (0 = off)");
-        egui::ComboBox::from_label("Combine")
-            .selected_text(request.combine.name())
-            .show_ui(ui, |ui| {
-                for mode in Combine::ALL {
-                    ui.selectable_value(&mut request.combine, mode, mode.name());
-                }
-            })
-            .response
+        choice_field(ui, "Combine", &mut request.combine, Combine::ALL, Combine::name)
             .on_hover_text("How several positive images become one; subtract also removes the negatives");
-        weight_type_ui(ui, "Weight type", &mut request.weight_type)
+        choice_field(ui, "Weight type", &mut request.weight_type, WeightType::ALL, WeightType::name)
             .on_hover_text("How the image weight is spread over the UNet's layers");
-        weight_type_ui(ui, "Negative weight type", &mut request.negative_weight_type)
+        choice_field(
+            ui,
+            "Negative weight type",
+            &mut request.negative_weight_type,
+            WeightType::ALL,
+            WeightType::name,
+        )
             .on_hover_text("How the negative weight is spread over the UNet's layers");
-        egui::ComboBox::from_label("Embeds scaling")
-            .selected_text(request.embeds_scaling.display_name())
-            .show_ui(ui, |ui| {
-                for scaling in EmbedsScaling::ALL {
-                    ui.selectable_value(&mut request.embeds_scaling, scaling, scaling.display_name());
-                }
-            })
-            .response
-            .on_hover_text("Where the weight enters the image attention: output, keys and values, or with a size penalty");
+        choice_field(
+            ui,
+            "Embeds scaling",
+            &mut request.embeds_scaling,
+            EmbedsScaling::ALL,
+            EmbedsScaling::display_name,
+        )
+        .on_hover_text("Where the weight enters the image attention: output, keys and values, or with a size penalty");
     });
-}
-
-fn weight_type_ui(ui: &mut egui::Ui, label: &str, kind: &mut WeightType) -> egui::Response {
-    egui::ComboBox::from_label(label)
-        .selected_text(kind.name())
-        .show_ui(ui, |ui| {
-            for option in WeightType::ALL {
-                ui.selectable_value(kind, option, option.name());
-            }
-        })
-        .response
 }
 
 fn window_ui(ui: &mut egui::Ui, label: &str, window: &mut Window) {

@@ -27,6 +27,30 @@ fn text_edit<'a>(label: &str, value: &'a mut String) -> egui::TextEdit<'a> {
     egui::TextEdit::singleline(value).id_salt(("path", label))
 }
 
+/// A drop-down choosing one of `options`, each shown by `name`; the response is
+/// marked changed when the choice changes.
+pub fn choice_field<T: Copy + PartialEq>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut T,
+    options: impl IntoIterator<Item = T>,
+    name: impl Fn(T) -> &'static str,
+) -> egui::Response {
+    let mut changed = false;
+    let mut response = egui::ComboBox::from_label(label)
+        .selected_text(name(*value))
+        .show_ui(ui, |ui| {
+            for option in options {
+                changed |= ui.selectable_value(value, option, name(option)).changed();
+            }
+        })
+        .response;
+    if changed {
+        response.mark_changed();
+    }
+    response
+}
+
 /// What happened to a path field this frame.
 pub struct PathEdit {
     /// The text edit (changed, lost focus, ...).
@@ -107,4 +131,41 @@ pub fn optional_path_field(
         *path = (!text.is_empty()).then(|| PathBuf::from(text));
     }
     edit
+}
+
+#[cfg(test)]
+mod tests {
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable;
+
+    use super::choice_field;
+
+    /// The value and whether the last frame's response said it changed.
+    #[derive(Default)]
+    struct Choice {
+        value: u8,
+        changed: bool,
+    }
+
+    #[test]
+    fn a_new_choice_sets_the_value_and_marks_the_response_changed() {
+        let name = |option: u8| ["zero", "one", "two"][usize::from(option)];
+        let mut harness = Harness::new_ui_state(
+            |ui, choice: &mut Choice| {
+                let response = choice_field(ui, "Number", &mut choice.value, 0..3, name);
+                choice.changed |= response.changed();
+            },
+            Choice::default(),
+        );
+        harness.run();
+        assert!(!harness.state().changed);
+        harness
+            .get_by_role_and_label(egui::accesskit::Role::ComboBox, "Number")
+            .click();
+        harness.run();
+        harness.get_by_label("two").click();
+        harness.run();
+        assert_eq!(harness.state().value, 2);
+        assert!(harness.state().changed);
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use egui::RichText;
 
 use super::browse::{PathField, PickKind};
-use super::fields::{optional_path_field, path_field};
+use super::fields::{choice_field, optional_path_field, path_field};
 use super::settings::ModelSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadedModels;
@@ -127,22 +127,18 @@ impl ModelsPanel {
         if self.edited {
             ui.label(RichText::new("The models reload when you leave the field").small());
         }
-        let device = egui::ComboBox::from_label("Device")
-            .selected_text(models.device.name())
-            .show_ui(ui, |ui| {
-                DeviceChoice::ALL
-                    .into_iter()
-                    .map(|choice| {
-                        ui.selectable_value(&mut models.device, choice, choice.name())
-                            .changed()
-                    })
-                    .fold(false, |any, changed| any | changed)
-            });
-        device.response.on_hover_text(
+        let device = choice_field(
+            ui,
+            "Device",
+            &mut models.device,
+            DeviceChoice::ALL,
+            DeviceChoice::name,
+        )
+        .on_hover_text(
             "auto: CUDA, then Metal on Apple silicon, then the CPU (a GPU failing a \
                  first test falls back to the CPU)",
         );
-        if device.inner == Some(true) {
+        if device.changed() {
             take(ModelsAction::Reload);
         }
         let edit = path_field(
