@@ -87,13 +87,10 @@ impl EmbeddingCache {
     /// The embeddings of `text`, encoded only the first time.
     fn text(&mut self, models: &Models, text: &str) -> Result<Tensor> {
         let key = (models.text_id.clone(), text.to_string());
-        if let Some(embeddings) = self.texts.get(&key) {
-            return Ok(embeddings);
-        }
-        let embeddings = encode_text(models, text)?;
-        self.text_encoder_runs += 1;
-        self.texts.insert(key, embeddings.clone());
-        Ok(embeddings)
+        self.texts.get_or_try_insert_with(key, || {
+            self.text_encoder_runs += 1;
+            encode_text(models, text)
+        })
     }
 }
 
@@ -232,14 +229,10 @@ fn features(
         content: Some(prompt.hash.clone()),
         fit,
     };
-    if let Some(features) = cache.entries.get(&key) {
-        return Ok(features);
-    }
-    let values = normalize(&square(models, prompt, fit)?);
-    let features = encode_values(models, values)?;
-    cache.encoder_runs += 1;
-    cache.entries.insert(key, features.clone());
-    Ok(features)
+    cache.entries.get_or_try_insert_with(key, || {
+        cache.encoder_runs += 1;
+        encode_values(models, normalize(&square(models, prompt, fit)?))
+    })
 }
 
 /// The features of cubiq's noised images of a side, encoded once per seed and amount.
@@ -256,22 +249,17 @@ fn noised_features(
         noise_bits: request.noise.to_bits(),
         seed: request.seed,
     };
-    let features = match cache.noised.get(&key) {
-        Some(features) => features,
-        None => {
-            let squares = side
-                .iter()
-                .map(|prompt| square(models, prompt, fit))
-                .collect::<Result<Vec<_>>>()?;
-            let features = noised_pixel_values(&squares, request.noise, request.seed)
-                .into_iter()
-                .map(|values| encode_values(models, values))
-                .collect::<Result<Vec<_>>>()?;
-            cache.encoder_runs += features.len();
-            cache.noised.insert(key, features.clone());
-            features
-        }
-    };
+    let features = cache.noised.get_or_try_insert_with(key, || {
+        let squares = side
+            .iter()
+            .map(|prompt| square(models, prompt, fit))
+            .collect::<Result<Vec<_>>>()?;
+        cache.encoder_runs += squares.len();
+        noised_pixel_values(&squares, request.noise, request.seed)
+            .into_iter()
+            .map(|values| encode_values(models, values))
+            .collect::<Result<Vec<_>>>()
+    })?;
     Ok(features
         .into_iter()
         .zip(side)
@@ -350,20 +338,17 @@ fn empty_features(
         content: None,
         fit,
     };
-    if let Some(features) = cache.entries.get(&key) {
-        return Ok(features);
-    }
-    let (device, dtype) = (&models.device, models.dtype);
-    let features = match models.adapter.kind().image_feature() {
-        ImageFeature::Embeds => {
-            Tensor::zeros((1, models.encoder.config().projection_dim), dtype, device)?
-        }
-        ImageFeature::PenultimateHidden => {
-            let size = models.encoder.config().image_size;
-            let zeros = Tensor::zeros((1, 3, size, size), dtype, device)?;
-            models.encoder.penultimate_hidden_states(&zeros)?
-        }
-    };
-    cache.entries.insert(key, features.clone());
-    Ok(features)
+    cache.entries.get_or_try_insert_with(key, || {
+        let (device, dtype) = (&models.device, models.dtype);
+        Ok(match models.adapter.kind().image_feature() {
+            ImageFeature::Embeds => {
+                Tensor::zeros((1, models.encoder.config().projection_dim), dtype, device)?
+            }
+            ImageFeature::PenultimateHidden => {
+                let size = models.encoder.config().image_size;
+                let zeros = Tensor::zeros((1, 3, size, size), dtype, device)?;
+                models.encoder.penultimate_hidden_states(&zeros)?
+            }
+        })
+    })
 }

@@ -41,6 +41,20 @@ impl<K: Eq + Hash + Clone, V: Clone, const N: usize> Lru<K, V, N> {
         self.values.insert(key, value);
     }
 
+    /// The value of `key`, made by `make` and kept when it is not there yet.
+    pub fn get_or_try_insert_with<E>(
+        &mut self,
+        key: K,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(value) = self.get(&key) {
+            return Ok(value);
+        }
+        let value = make()?;
+        self.insert(key, value.clone());
+        Ok(value)
+    }
+
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.values.clear();
@@ -65,6 +79,12 @@ mod tests {
         lru.insert("c", 4);
         assert_eq!(lru.get(&"c"), Some(4));
         assert_eq!(lru.get(&"a"), Some(1), "replacing c forgot nothing");
+        let made = lru.get_or_try_insert_with("d", || Ok::<_, ()>(5));
+        assert_eq!(made, Ok(5));
+        let kept = lru.get_or_try_insert_with("d", || Err(()));
+        assert_eq!(kept, Ok(5), "a kept value is not made again");
+        assert_eq!(lru.get_or_try_insert_with("e", || Err(())), Err(()));
+        assert_eq!(lru.get(&"e"), None, "a failure is not kept");
         lru.clear();
         assert_eq!(lru.get(&"a"), None);
     }
