@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::ui::{
-    app, drop_on, harness, harness_without_autosave, run_until, saved_settings_png, test_settings,
+    app, assert_no_messages, drop_on, harness, harness_without_autosave, run_until,
+    saved_settings_png, test_settings,
 };
 use common::{fixtures, temp_dir};
 
@@ -24,11 +25,7 @@ fn ctrl_v_with_an_image_on_the_clipboard_adds_an_image_prompt() {
         "the pasted image in the image prompt",
         |app| app.pane_counts() == (1, 0),
     );
-    assert!(
-        app(&harness).messages().is_empty(),
-        "{:?}",
-        app(&harness).messages()
-    );
+    assert_no_messages(&harness);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::temp_dir;
-use common::ui::{app, harness, run_until, save_sweep_grid, test_settings};
+use common::ui::{app, harness, run_sweep, run_until, save_sweep_grid, test_settings};
 use egui_kittest::kittest::Queryable;
 use minus::app::SweepParameter;
 use minus::pipeline::{Combine, EmbedsScaling, ImagePrompt, WeightType};
@@ -53,10 +53,7 @@ fn a_method_sweep_makes_a_labelled_grid() {
     settings.sweep.values = "seed, off, noise, subtract, ease-in, k-v".to_string();
     let mut harness = harness(settings);
     harness.step();
-    harness.get_by_label("Sweep").click();
-    harness.step();
-    harness.get_by_label("Run sweep").click();
-    run_until(&mut harness, "the method sweep", |app| app.sweep_complete());
+    run_sweep(&mut harness);
     let labels = app(&harness).sweep_labels();
     assert_eq!(
         labels,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::stand_in_hub::{StandInHub, served_files};
-use common::ui::{app, app_mut, harness, run_until, test_settings};
+use common::ui::{app, app_mut, assert_no_messages, harness, run_until, test_settings};
 use common::{fixtures, temp_dir};
 use egui_kittest::kittest::Queryable;
 use minus::pipeline::PreviewKind;
@@ -64,11 +64,7 @@ fn the_preview_setting_chooses_taesd_or_the_latent_colours() {
     choose_preview(&mut harness, "TAESD");
     harness.step();
     assert_eq!(preview_kind_of_a_run(&mut harness), PreviewKind::Taesd);
-    assert!(
-        app(&harness).messages().is_empty(),
-        "{:?}",
-        app(&harness).messages()
-    );
+    assert_no_messages(&harness);
 }
 
 #[test]

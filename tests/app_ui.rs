@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::ui::{
-    app, drop_house_and_lawn, drop_on, harness, harness_without_autosave, run_until,
-    save_sweep_grid, saved_pngs, saved_settings_png, test_settings,
+    app, assert_no_messages, drop_house_and_lawn, drop_on, harness, harness_without_autosave,
+    run_sweep, run_until, save_sweep_grid, saved_pngs, saved_settings_png, test_settings,
 };
 use common::{fixtures, temp_dir};
 use egui_kittest::kittest::Queryable;
@@ -28,11 +28,7 @@ fn drop_images_generate_and_see_previews_and_a_saved_result() {
     });
     // Frames kept coming while the engine worked: the UI never waited on it.
     assert!(app(&harness).frames() > frames_before + 2);
-    assert!(
-        app(&harness).messages().is_empty(),
-        "{:?}",
-        app(&harness).messages()
-    );
+    assert_no_messages(&harness);
 
     let saved = saved_pngs(&out);
     assert_eq!(saved.len(), 1);
@@ -132,10 +128,7 @@ fn a_sweep_runs_one_job_per_value_and_saves_a_labelled_grid() {
     settings.sweep.values = "0, 1.5".to_string();
     let mut harness = harness(settings);
     harness.step();
-    harness.get_by_label("Sweep").click();
-    harness.step();
-    harness.get_by_label("Run sweep").click();
-    run_until(&mut harness, "the sweep", |app| app.sweep_complete());
+    run_sweep(&mut harness);
     assert_eq!(app(&harness).gallery_len(), 2);
     harness.step();
     let grid = save_sweep_grid(&mut harness, &out);
@@ -227,11 +220,7 @@ fn first_run_downloads_the_defaults_with_progress_then_generates() {
     run_until(&mut harness, "the download to finish", |app| {
         !app.is_downloading()
     });
-    assert!(
-        app(&harness).messages().is_empty(),
-        "{:?}",
-        app(&harness).messages()
-    );
+    assert_no_messages(&harness);
     let models = app(&harness).settings().models.paths;
     assert!(
         models

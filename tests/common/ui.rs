@@ -186,3 +186,17 @@ pub fn drop_house_and_lawn(harness: &mut Harness<'_, State>) {
     );
     run_until(harness, "two thumbnails", |app| app.pane_counts() == (1, 1));
 }
+
+/// Fails with the messages when the window shows any.
+pub fn assert_no_messages(harness: &Harness<'_, State>) {
+    let messages = app(harness).messages();
+    assert!(messages.is_empty(), "{messages:?}");
+}
+
+/// Opens the Sweep section, presses "Run sweep" and waits for the whole sweep.
+pub fn run_sweep(harness: &mut Harness<'_, State>) {
+    harness.get_by_label("Sweep").click();
+    harness.step();
+    harness.get_by_label("Run sweep").click();
+    run_until(harness, "the sweep", |app| app.sweep_complete());
+}
