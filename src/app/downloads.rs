@@ -59,6 +59,8 @@ pub struct Downloads {
     purpose: Option<Purpose>,
     /// Approximate size of the first-run download, read from the catalogue once.
     defaults_size_mb: u64,
+    /// Approximate size of TAESD, read from the catalogue once (it is offered per frame).
+    pub taesd_size_mb: Option<u64>,
     /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
     found: Vec<LocalModel>,
     found_channel: (Sender<Vec<LocalModel>>, Receiver<Vec<LocalModel>>),
@@ -67,20 +69,21 @@ pub struct Downloads {
 impl Downloads {
     /// No download yet, from `hub`.
     pub fn new(hub: Hub) -> Self {
-        let defaults_size_mb = Catalogue::built_in()
-            .map(|c| {
-                c.entries
-                    .iter()
-                    .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
-                    .map(|e| e.approx_mb)
-                    .sum()
-            })
-            .unwrap_or(0);
+        let catalogue = Catalogue::built_in().ok();
+        let defaults_size_mb = catalogue.as_ref().map_or(0, |c| {
+            c.entries
+                .iter()
+                .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
+                .map(|e| e.approx_mb)
+                .sum()
+        });
+        let taesd_size_mb = catalogue.and_then(|c| c.get(TAESD).ok().map(|e| e.approx_mb));
         Self {
             hub,
             progress: None,
             purpose: None,
             defaults_size_mb,
+            taesd_size_mb,
             found: Vec::new(),
             found_channel: crossbeam_channel::unbounded(),
         }
@@ -121,11 +124,6 @@ impl Downloads {
     /// Asks the engine to download TAESD, the previews' decoder.
     pub fn start_preview(&mut self, engine: &Engine) {
         self.download(engine, vec![TAESD.to_string()], Purpose::Preview);
-    }
-
-    /// Approximate download size of catalogue entry `name`, in MB.
-    pub fn approx_mb(name: &str) -> Option<u64> {
-        Some(Catalogue::built_in().ok()?.get(name).ok()?.approx_mb)
     }
 
     fn download(&mut self, engine: &Engine, names: Vec<String>, purpose: Purpose) {

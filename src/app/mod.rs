@@ -180,7 +180,7 @@ impl MinusApp {
         if !wanted || self.downloads.progress.is_some() {
             return None;
         }
-        Downloads::approx_mb(TAESD)
+        self.downloads.taesd_size_mb
     }
 
     /// The request the current settings and panes describe.
