@@ -158,8 +158,18 @@ mod tests {
     #[test]
     fn bad_head_counts_are_errors_not_panics() -> candle_core::Result<()> {
         let x = Tensor::zeros((1, 3, 8), DType::F32, &Device::Cpu)?;
-        assert!(attention(&x, &x, &x, 0, None).is_err());
-        assert!(attention(&x, &x, &x, 3, None).is_err());
+        for heads in [0, 3] {
+            let message = attention(&x, &x, &x, heads, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                message.contains(&format!(
+                    "8 channels cannot be split into {heads} attention heads"
+                )),
+                "{heads} heads: {message}"
+            );
+        }
         assert_eq!(attention(&x, &x, &x, 2, None)?.dims(), &[1, 3, 8]);
         Ok(())
     }

@@ -272,7 +272,12 @@ mod tests {
             width: 100,
             ..Request::default()
         };
-        assert!(request.validate().is_err());
+        let refused = request.validate();
+        assert!(
+            matches!(&refused, Err(MinusError::InvalidRequest(message))
+                if message == "width must be a multiple of 8 between 8 and 4096, got 100"),
+            "{refused:?}"
+        );
         assert!(Request::default().validate().is_ok());
     }
 

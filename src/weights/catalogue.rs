@@ -177,7 +177,12 @@ mod tests {
         let plus = catalogue.get("ip-adapter-plus")?;
         assert_eq!(plus.repo, "h94/IP-Adapter");
         assert_eq!(plus.files, ["models/ip-adapter-plus_sd15.safetensors"]);
-        assert!(catalogue.get("sdxl").is_err());
+        let unknown = catalogue.get("sdxl");
+        assert!(
+            matches!(&unknown, Err(MinusError::UnknownModel { name, known })
+                if name == "sdxl" && known.contains("ip-adapter-plus")),
+            "{unknown:?}"
+        );
         let labels: Vec<&str> = catalogue
             .adapters()
             .map(CatalogueEntry::display_name)

@@ -312,7 +312,15 @@ mod tests {
             stride: 1,
             padding: 1,
         };
-        assert!(xs.apply_op3_no_bwd(&weight, &bias, &op).is_err());
+        let message = xs
+            .apply_op3_no_bwd(&weight, &bias, &op)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("input [1, 3, 4, 4], weight [2, 5, 3, 3] and bias [2] do not fit"),
+            "{message}"
+        );
         Ok(())
     }
 }

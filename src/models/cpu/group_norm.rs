@@ -147,14 +147,26 @@ mod tests {
                 "silu {silu}"
             );
         }
-        let op = CpuGroupNorm {
-            groups: 4,
-            eps: 1e-5,
-            silu: false,
+        let error = |xs: &Tensor, groups: usize| {
+            let op = CpuGroupNorm {
+                groups,
+                eps: 1e-5,
+                silu: false,
+            };
+            xs.apply_op3_no_bwd(&gamma, &beta, &op)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         };
-        assert!(xs.apply_op3_no_bwd(&gamma, &beta, &op).is_err());
+        let uneven = error(&xs, 4);
+        assert!(
+            uneven.contains("cannot split [2, 6, 5, 3] into 4 groups"),
+            "{uneven}"
+        );
+        // Groups that divide the channels, so that the empty plane is what is refused.
         let empty = Tensor::zeros((1, 6, 0), candle_core::DType::F32, &device)?;
-        assert!(empty.apply_op3_no_bwd(&gamma, &beta, &op).is_err());
+        let message = error(&empty, 3);
+        assert!(message.contains("[1, 6, 0] has empty groups"), "{message}");
         Ok(())
     }
 }

@@ -85,13 +85,27 @@ mod tests {
         assert_eq!(ours.dims(), &[2, 9, 5]);
         assert!(max_relative_difference(&ours, &expected)? < 1e-5);
         let wrong = Tensor::zeros((5, 6), candle_core::DType::F32, &device)?;
-        assert!(xs.apply_op3_no_bwd(&wrong, &bias, &CpuLinear).is_err());
         let no_outputs = Tensor::zeros((0, 7), candle_core::DType::F32, &device)?;
         let no_bias = Tensor::zeros(0, candle_core::DType::F32, &device)?;
-        assert!(
-            xs.apply_op3_no_bwd(&no_outputs, &no_bias, &CpuLinear)
-                .is_err()
-        );
+        for (weight, bias, expected) in [
+            (
+                &wrong,
+                &bias,
+                "input [2, 9, 7] does not fit weight [5, 6] and bias [5]",
+            ),
+            (
+                &no_outputs,
+                &no_bias,
+                "does not fit weight [0, 7] and bias [0]",
+            ),
+        ] {
+            let message = xs
+                .apply_op3_no_bwd(weight, bias, &CpuLinear)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(message.contains(expected), "{message}");
+        }
         Ok(())
     }
 }
