@@ -12,6 +12,10 @@ use crate::{MinusError, Result};
 /// PNG is well below this).
 pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
 
+/// Largest JSON or text file read as a model's configuration or a tokenizer's vocabulary
+/// (CLIP's `vocab.json` is 1.6 MB).
+pub const MAX_CONFIG_FILE_BYTES: u64 = 64 << 20;
+
 /// Opens `path` if it is a regular file (symbolic links are followed) of at most
 /// `limit_bytes`; the checks hold for the open file, whatever the path names later.
 pub fn open_regular_file(path: &Path, limit_bytes: u64) -> Result<(File, u64)> {
@@ -38,6 +42,14 @@ pub fn read_regular_file(path: &Path, limit_bytes: u64) -> Result<Vec<u8>> {
         return Err(too_large(path, limit_bytes));
     }
     Ok(bytes)
+}
+
+/// Reads `path` whole as UTF-8 text, with [`read_regular_file`]'s checks.
+pub fn read_text_file(path: &Path, limit_bytes: u64) -> Result<String> {
+    String::from_utf8(read_regular_file(path, limit_bytes)?).map_err(|e| MinusError::Refused {
+        path: path.to_path_buf(),
+        message: format!("not UTF-8 text ({e})"),
+    })
 }
 
 fn check_regular(path: &Path, metadata: &std::fs::Metadata, limit_bytes: u64) -> Result<()> {

@@ -6,7 +6,7 @@
 //! `app` (the window) → `engine` (the worker thread) → `output` (saved PNGs) →
 //! `pipeline` (one generation) → `weights` (finding and loading files) → `models`
 //! (the networks) → `schedulers` (the samplers), with `rng`, `device`, `files`, `error`,
-//! `allocator` and `version` as leaves any layer may use (and `scratch`, test folders).
+//! `allocator`, `version` and `choices` (option names) as leaves any layer may use (and `scratch`, test folders).
 
 // Anything a user or a file can influence is handled, never unwrapped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -14,6 +14,7 @@
 pub mod allocator;
 #[cfg(feature = "gui")]
 pub mod app;
+mod choices;
 pub mod device;
 pub mod engine;
 pub mod error;

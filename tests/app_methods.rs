@@ -4,10 +4,14 @@
 mod common;
 
 use common::temp_dir;
-use common::ui::{app, harness, run_sweep, run_until, save_sweep_grid, test_settings};
+use common::ui::{
+    app, assert_no_messages, drop_house_and_lawn, harness, run_until, save_sweep_grid,
+    test_settings,
+};
+use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use minus::app::SweepParameter;
-use minus::pipeline::{Combine, EmbedsScaling, ImagePrompt, WeightType};
+use minus::pipeline::{Combine, EmbedsScaling, WeightType};
 
 #[test]
 fn the_presets_set_the_method_controls() {
@@ -37,28 +41,58 @@ fn the_presets_set_the_method_controls() {
     harness.get_by_label("the seed's method").click();
     harness.step();
     let request = app(&harness).settings().request;
-    assert_eq!(request.combine, Combine::Concat);
+    assert_eq!(request.combine, Combine::WeightedAverage);
     assert_eq!(request.method_text(), "");
 }
 
+/// A method sweep driven as a user does: the house and the lawn dropped on the panes,
+/// *method* chosen under *vary* (which puts the method list in the field), Run sweep.
+/// Every method changes the picture: each cell differs from the seed's method.
 #[test]
-fn a_method_sweep_makes_a_labelled_grid() {
+fn a_method_sweep_over_the_panes_images_makes_a_grid_of_different_pictures() {
     let out = temp_dir("ui-method-sweep");
     let mut settings = test_settings(&out);
-    let image = |name: &str| ImagePrompt::new(common::fixtures().join("images").join(name));
-    settings.request.images = vec![image("house.png")];
-    settings.request.negative_images = vec![image("lawn.png")];
     settings.request.steps = 3;
-    settings.sweep.parameter = SweepParameter::Method;
-    settings.sweep.values = "seed, off, noise, subtract, ease-in, k-v".to_string();
     let mut harness = harness(settings);
     harness.step();
-    run_sweep(&mut harness);
+    drop_house_and_lawn(&mut harness);
+    harness.get_by_label("Sweep").click();
+    harness.step();
+    harness
+        .get_by_role_and_label(Role::ComboBox, "vary")
+        .click();
+    harness.run_steps(2);
+    harness
+        .get_by_role_and_label(Role::Button, "method")
+        .click();
+    harness.run_steps(2);
+    let sweep = app(&harness).settings().sweep;
+    assert_eq!(sweep.parameter, SweepParameter::Method);
+    assert_eq!(sweep.values, SweepParameter::Method.default_values());
+    harness.get_by_label("Run sweep").click();
+    run_until(&mut harness, "the sweep", |app| app.sweep_complete());
+    assert_no_messages(&harness);
     let labels = app(&harness).sweep_labels();
     assert_eq!(
         labels,
-        ["seed", "off", "noise 0.35", "subtract", "ease-in", "k-v"]
+        [
+            "seed",
+            "off",
+            "noise 0.35",
+            "subtract",
+            "ease-in",
+            "k-v-c-penalty"
+        ]
     );
+    let images: Vec<_> = app(&harness).sweep_images().into_iter().flatten().collect();
+    assert_eq!(images.len(), labels.len());
+    for (label, image) in labels.iter().zip(&images).skip(1) {
+        // Not assert_ne: it would print both pictures' bytes.
+        assert!(
+            image.as_raw() != images[0].as_raw(),
+            "`{label}` made the seed's picture"
+        );
+    }
     harness.step();
     for label in &labels {
         assert!(

@@ -150,8 +150,6 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
             ],
             "no `.safetensors` weights file",
         ),
-        (vec!["--model", &model, "--width", "100"], "multiple of 8"),
-        (vec!["--model", &model, "--steps", "0"], "steps must be"),
         (
             vec!["--model", &model, "--dtype", "bf16"],
             "bf16 does not run on the CPU",
@@ -202,7 +200,57 @@ fn the_method_flags_reach_the_saved_settings() {
     let (code, message) = failing(&["--model", &model, "--combine", "blend"]);
     assert_eq!(code, Some(2), "{message}");
     assert!(message.contains("norm-average"), "{message}");
-    let (code, message) = failing(&["--model", &model, "--noise", "1.5"]);
-    assert_eq!(code, Some(1), "{message}");
-    assert!(message.contains("noise"), "{message}");
+}
+
+/// A value clap parses but the run cannot use is a usage error, as a bad enum value
+/// is: exit code 2, one error line, then the usage line (README: "a bad value is a
+/// usage error").
+#[test]
+fn out_of_range_flags_are_usage_errors() {
+    let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
+    let model = paths.model.display().to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--width", "100"], "multiple of 8"),
+        (&["--steps", "0"], "steps must be"),
+        (&["--noise", "1.5"], "noise"),
+        (&["--ip-end", "2"], "image prompt end"),
+        (
+            &["--image", "a.png", "--image-weights", "1,2"],
+            "--image-weights has 2 values for 1 images",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["--model", model.as_str()];
+        args.extend_from_slice(flags);
+        let (code, stderr) = failing(&args);
+        let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(error_lines.len(), 1, "{args:?}: {stderr}");
+        assert!(error_lines[0].contains(expected), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Usage: minus generate"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// `--sampler` is the flag's name, as in the window and the settings; `--scheduler`
+/// (diffusers' word) still works.
+#[test]
+fn the_sampler_flag_has_the_windows_name_and_the_old_one_as_alias() {
+    let scratch = temp_dir("cli-sampler");
+    for flag in ["--sampler", "--scheduler"] {
+        let out = scratch.join(format!("{}.png", flag.trim_start_matches('-')));
+        generate_ok(
+            &format!("--steps 1 --width 64 --height 64 --seed 4 {flag} euler-a"),
+            "lawn.png",
+            &out,
+        );
+        let bytes = std::fs::read(&out).expect("output");
+        let request = minus::output::read_request(&bytes).expect("embedded settings");
+        assert_eq!(
+            request.sampler,
+            minus::schedulers::SamplerKind::EulerAncestral
+        );
+    }
 }

@@ -98,22 +98,10 @@ impl Method {
             "off" => return Ok(Self::NegativeOff),
             _ => {}
         }
-        let named = Combine::ALL
-            .into_iter()
-            .find(|m| m.name() == text)
+        let named = Combine::from_name(&text)
             .map(Self::Combine)
-            .or_else(|| {
-                WeightType::ALL
-                    .into_iter()
-                    .find(|k| k.name() == text)
-                    .map(Self::WeightType)
-            })
-            .or_else(|| {
-                EmbedsScaling::ALL
-                    .into_iter()
-                    .find(|s| s.name() == text)
-                    .map(Self::Scaling)
-            });
+            .or_else(|| WeightType::from_name(&text).map(Self::WeightType))
+            .or_else(|| EmbedsScaling::from_name(&text).map(Self::Scaling));
         named.ok_or_else(|| {
             format!("`{text}` is not a method (try seed, off, noise, subtract, ease-in, k-v)")
         })

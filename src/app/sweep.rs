@@ -54,6 +54,21 @@ impl SweepParameter {
         }
     }
 
+    /// The values a sweep over this parameter starts with. Each changes the picture
+    /// at the default settings: the method list leaves out `k-v`, which at weight 1 is
+    /// the seed's method by cubiq's own formula.
+    pub fn default_values(self) -> &'static str {
+        match self {
+            Self::NegativeWeight | Self::Weight => "0, 0.5, 1, 1.5",
+            Self::NegativeStart => "0, 0.25, 0.5, 0.75",
+            Self::NegativeEnd => "0.25, 0.5, 0.75, 1",
+            Self::Cfg => "3, 5, 7.5, 10",
+            Self::Steps => "10, 20, 30",
+            Self::Seed => "1, 2, 3, 4",
+            Self::Method => "seed, off, noise, subtract, ease-in, k-v-c-penalty",
+        }
+    }
+
     /// One request and its grid label per value of `values` (comma separated: numbers,
     /// or method names for a method sweep).
     pub fn requests(self, base: &Request, values: &str) -> Result<Vec<(Request, String)>, String> {
@@ -106,9 +121,21 @@ pub struct SweepSettings {
 
 impl Default for SweepSettings {
     fn default() -> Self {
+        let parameter = SweepParameter::default();
         Self {
-            parameter: SweepParameter::NegativeWeight,
-            values: "0, 0.5, 1, 1.5".to_string(),
+            parameter,
+            values: parameter.default_values().to_string(),
+        }
+    }
+}
+
+impl SweepSettings {
+    /// Switches the sweep to vary `parameter`, with that parameter's starting values
+    /// in the field (a weight's numbers are no methods, and no step counts).
+    pub fn vary(&mut self, parameter: SweepParameter) {
+        if parameter != self.parameter {
+            self.parameter = parameter;
+            self.values = parameter.default_values().to_string();
         }
     }
 }
@@ -223,5 +250,28 @@ mod tests {
                 .end,
             0.6
         );
+    }
+
+    #[test]
+    fn switching_what_varies_puts_that_parameters_values_in_the_field() {
+        let mut sweep = SweepSettings::default();
+        sweep.vary(SweepParameter::Method);
+        assert_eq!(sweep.values, SweepParameter::Method.default_values());
+        let base = Request {
+            images: vec![crate::pipeline::ImagePrompt::new("a.png")],
+            negative_images: vec![crate::pipeline::ImagePrompt::new("b.png")],
+            ..Request::default()
+        };
+        for parameter in SweepParameter::ALL {
+            sweep.vary(parameter);
+            let requests = parameter
+                .requests(&base, &sweep.values)
+                .unwrap_or_else(|e| panic!("{parameter:?}: {e}"));
+            for (i, (a, _)) in requests.iter().enumerate() {
+                for (b, _) in &requests[i + 1..] {
+                    assert_ne!(a, b, "{parameter:?} repeats a setting");
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, select_device};
 use minus::output::format::{SaveFormat, save_result};
@@ -14,6 +14,8 @@ use minus::pipeline::{
     Combine, EmbedsScaling, Flow, ImagePrompt, Models, Phase, Request, WeightType, Window, generate,
 };
 use minus::rng::random_seed;
+
+use super::UsageError;
 use minus::schedulers::SamplerKind;
 use minus::weights::ModelPaths;
 
@@ -58,9 +60,9 @@ pub struct GenerateArgs {
     /// End of the negative image prompt (default: the positive end).
     #[arg(long)]
     negative_ip_end: Option<f64>,
-    /// Sampler.
-    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
-    scheduler: SamplerKind,
+    /// Sampler (`--scheduler`, diffusers' word for it, is accepted too).
+    #[arg(long, alias = "scheduler", value_enum, default_value_t = SamplerKind::Ddim)]
+    sampler: SamplerKind,
     /// Use Karras sigmas (euler-a, dpmpp-2m).
     #[arg(long)]
     karras: bool,
@@ -91,7 +93,7 @@ pub struct GenerateArgs {
     noise: f64,
     /// How several positive images become one (subtract: the first minus the rest,
     /// negative images included).
-    #[arg(long, value_enum, default_value_t = Combine::Concat)]
+    #[arg(long, value_enum, default_value_t = Combine::WeightedAverage)]
     combine: Combine,
     /// Per-layer shape of the positive image scale over the UNet.
     #[arg(long, value_enum, default_value_t = WeightType::Linear)]
@@ -117,11 +119,12 @@ pub struct GenerateArgs {
 
 fn prompts(paths: &[PathBuf], weights: &[f64], flag: &str) -> anyhow::Result<Vec<ImagePrompt>> {
     if !weights.is_empty() && weights.len() != paths.len() {
-        bail!(
+        return Err(UsageError(format!(
             "--{flag}-weights has {} values for {} images",
             weights.len(),
             paths.len()
-        );
+        ))
+        .into());
     }
     Ok(paths
         .iter()
@@ -155,7 +158,7 @@ impl GenerateArgs {
                 start: self.negative_ip_start.unwrap_or(ip_window.start),
                 end: self.negative_ip_end.unwrap_or(ip_window.end),
             },
-            sampler: self.scheduler,
+            sampler: self.sampler,
             karras: self.karras,
             steps: self.steps,
             cfg: self.cfg,
@@ -176,14 +179,16 @@ impl GenerateArgs {
 /// Runs `minus generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
-    request.validate()?;
+    request
+        .validate()
+        .map_err(|error| UsageError(error.to_string()))?;
     // Checked before any work: a run must not end in a file that cannot be written.
     let outputs = numbered_paths(&args.output, request.batch);
     for path in &outputs {
         check_replaceable(path)?;
         SaveFormat::from_path(path)?;
     }
-    let chosen = select_device(args.device)?;
+    let chosen = select_device(args.device, args.dtype)?;
     if let Some(fallback) = &chosen.fallback {
         eprintln!("{fallback}");
     }
@@ -200,7 +205,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let mut on_phase = |phase: Phase| {
         match phase {
             // Steps report themselves on one line.
-            Phase::Denoising => {}
+            Phase::FirstStep => {}
             // The step line ends with a carriage return, not a newline.
             Phase::Decoding => eprintln!("\n{}...", phase.label()),
             _ => eprintln!("{}...", phase.label()),

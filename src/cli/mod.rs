@@ -5,3 +5,9 @@ mod bench_memory;
 mod bench_weights;
 pub mod generate;
 pub mod models;
+
+/// A flag value the command line accepted but the run cannot use (out of range, or not
+/// matching another flag): reported like clap's own usage errors, with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

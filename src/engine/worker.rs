@@ -163,8 +163,7 @@ impl Worker {
         self.emit(Event::ModelsLoading);
         let started = Instant::now();
         self.models = None;
-        self.cache.clear();
-        let loaded = select_device(settings.device).and_then(|chosen| {
+        let loaded = select_device(settings.device, settings.dtype).and_then(|chosen| {
             let dtype = resolve_dtype(&chosen.device, settings.dtype)?;
             Ok((
                 Models::load(&settings.paths, &chosen.device, dtype)?,
@@ -180,6 +179,7 @@ impl Worker {
                     models.taesd.is_some(),
                 );
                 let name = settings.paths.model_name();
+                self.cache.keep_only(Some(&models));
                 self.models = Some((models, name));
                 self.emit(Event::ModelsLoaded {
                     elapsed_secs: started.elapsed().as_secs_f64(),
@@ -187,9 +187,12 @@ impl Worker {
                     fallback,
                 });
             }
-            Err(error) => self.emit(Event::ModelsFailed {
-                error: error.to_string(),
-            }),
+            Err(error) => {
+                self.cache.keep_only(None);
+                self.emit(Event::ModelsFailed {
+                    error: error.to_string(),
+                })
+            }
         }
     }
 
@@ -327,4 +330,74 @@ fn save_all(
                 .map_err(|e| e.to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{DTypeChoice, DeviceChoice};
+    use crate::pipeline::ImagePrompt;
+    use crate::weights::ModelPaths;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    fn settings(taesd: bool, dtype: Option<DTypeChoice>) -> LoadSettings {
+        let models = fixtures().join("models");
+        let ip = models.join("ip-adapter/models");
+        LoadSettings {
+            paths: ModelPaths {
+                model: models.join("sd15"),
+                vae: None,
+                ip_adapter: Some(ip.join("ip-adapter_sd15.safetensors")),
+                image_encoder: Some(ip.join("image_encoder")),
+                taesd: taesd.then(|| models.join("taesd")),
+                configs: None,
+            },
+            device: DeviceChoice::Cpu,
+            dtype,
+        }
+    }
+
+    fn job(id: u64) -> Job {
+        let mut request = Request {
+            images: vec![ImagePrompt::new(fixtures().join("images/house.png"))],
+            steps: 1,
+            width: 64,
+            height: 64,
+            ..Request::default()
+        };
+        request.seed = id;
+        Job {
+            id: JobId(id),
+            request,
+            output_dir: None,
+        }
+    }
+
+    /// README: "only the first run with a new image pays for the image encoder", also
+    /// across a reload that changes no encoder (adding TAESD); a new dtype re-encodes.
+    #[test]
+    fn a_reload_that_keeps_the_encoders_keeps_their_encodings() {
+        let (_commands, commands_in) = crossbeam_channel::unbounded();
+        let (events_out, events) = crossbeam_channel::unbounded();
+        let mut worker = Worker::new(commands_in, events_out, Arc::new(|| {}));
+        let runs = |worker: &mut Worker, load: LoadSettings, id: u64| {
+            worker.load(&load);
+            worker.run_job(job(id));
+            let failed = events
+                .try_iter()
+                .find(|e| matches!(e, Event::Failed { .. } | Event::ModelsFailed { .. }));
+            assert!(failed.is_none(), "{failed:?}");
+            (
+                worker.cache.encoder_runs(),
+                worker.cache.text_encoder_runs(),
+            )
+        };
+        let first = runs(&mut worker, settings(false, None), 1);
+        assert_eq!(runs(&mut worker, settings(true, None), 2), first);
+        let f16 = runs(&mut worker, settings(true, Some(DTypeChoice::F16)), 3);
+        assert!(f16.0 > first.0 && f16.1 > first.1, "{first:?} then {f16:?}");
+    }
 }

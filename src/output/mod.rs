@@ -225,6 +225,7 @@ pub fn read_settings(png_bytes: &[u8]) -> std::result::Result<Option<Request>, S
 }
 
 /// The request embedded in a PNG, if there is one Minus can use.
+#[cfg(any(test, feature = "test-support"))]
 pub fn read_request(png_bytes: &[u8]) -> Option<Request> {
     read_settings(png_bytes).ok().flatten()
 }

@@ -77,11 +77,15 @@ impl EmbeddingCache {
         self.text_encoder_runs
     }
 
-    /// Forgets everything (after the models change).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.noised.clear();
-        self.texts.clear();
+    /// Keeps only what `models` would encode again the same way: a reload that changes
+    /// the UNet, the VAE or TAESD keeps every encoding; one that changes an encoder, the
+    /// device or the dtype drops that encoder's (`None`: no models, drop everything).
+    pub fn keep_only(&mut self, models: Option<&Models>) {
+        let image_id = models.and_then(|m| m.image.as_ref()).map(|image| &image.id);
+        let text_id = models.map(|m| &m.text_id);
+        self.entries.retain(|key| Some(&key.models_id) == image_id);
+        self.noised.retain(|key| Some(&key.models_id) == image_id);
+        self.texts.retain(|(id, _)| Some(id) == text_id);
     }
 
     /// The embeddings of `text`, encoded only the first time.
@@ -267,7 +271,7 @@ fn noised_features(
         .collect())
 }
 
-/// The conditioned side's features: the weighted average (`concat`), or cubiq's
+/// The conditioned side's features: the weighted average, or cubiq's
 /// combine over the images, each times its weight, when there are two or more
 /// (for `subtract`, the negative images count as images to take away).
 fn combined(
@@ -278,7 +282,7 @@ fn combined(
     (fit, cache): (FitMode, &mut EmbeddingCache),
 ) -> Result<Tensor> {
     let images: Vec<&Weighted> = match combine {
-        Combine::Concat => Vec::new(),
+        Combine::WeightedAverage => Vec::new(),
         Combine::Subtract if !positives.is_empty() => positives.iter().chain(negatives).collect(),
         _ => positives.iter().collect(),
     };

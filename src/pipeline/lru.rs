@@ -55,10 +55,10 @@ impl<K: Eq + Hash + Clone, V: Clone, const N: usize> Lru<K, V, N> {
         Ok(value)
     }
 
-    /// Forgets everything.
-    pub fn clear(&mut self) {
-        self.values.clear();
-        self.order.clear();
+    /// Keeps only the entries whose key passes `keep`.
+    pub fn retain(&mut self, keep: impl Fn(&K) -> bool) {
+        self.values.retain(|key, _| keep(key));
+        self.order.retain(|key| keep(key));
     }
 }
 
@@ -85,7 +85,14 @@ mod tests {
         assert_eq!(kept, Ok(5), "a kept value is not made again");
         assert_eq!(lru.get_or_try_insert_with("e", || Err(())), Err(()));
         assert_eq!(lru.get(&"e"), None, "a failure is not kept");
-        lru.clear();
-        assert_eq!(lru.get(&"a"), None);
+        lru.retain(|key| *key != "a");
+        assert_eq!(lru.get(&"a"), None, "a did not pass `retain`");
+        assert_eq!(lru.get(&"d"), Some(5), "d passed `retain`");
+        lru.insert("f", 6);
+        assert_eq!(
+            lru.get(&"d"),
+            Some(5),
+            "a left the order too: f took its place"
+        );
     }
 }

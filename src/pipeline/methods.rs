@@ -4,59 +4,40 @@
 //! `models::unet::EmbedsScaling`; the noised negative in `noise_image`.)
 
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 
+use crate::choices::named_choices;
 use crate::models::unet::UNetPart;
 
-/// How the conditioned side's images become one set of image features
-/// (`IPAdapterPlus.py`, `ipadapter_execute`, "combine the embeddings if needed").
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Combine {
-    /// The weighted average of the features (Minus' own, as before these modes).
-    #[default]
-    Concat,
-    /// The sum of the features.
-    Add,
-    /// The first image minus the mean of the others, negative images included.
-    Subtract,
-    /// The plain mean of the features.
-    Average,
-    /// The mean of each image's features divided, element by element, by their norm
-    /// across the images.
-    NormAverage,
+named_choices! {
+    /// How the conditioned side's images become one set of image features
+    /// (`IPAdapterPlus.py`, `ipadapter_execute`, "combine the embeddings if needed").
+    #[derive(Default)]
+    pub enum Combine {
+        /// The average of the features weighted by the images' weights (Minus' own, as
+        /// before these modes). Saved images made before it had its name say `concat`,
+        /// cubiq's name for the mode it stands in for.
+        #[default]
+        WeightedAverage = "weighted-average" | "concat",
+        /// The sum of the features.
+        Add = "add",
+        /// The first image minus the mean of the others, negative images included.
+        Subtract = "subtract",
+        /// The plain mean of the features.
+        Average = "average",
+        /// The mean of each image's features divided, element by element, by their norm
+        /// across the images.
+        NormAverage = "norm-average",
+    }
 }
 
 impl Combine {
-    /// All modes, in menu order.
-    pub const ALL: [Self; 5] = [
-        Self::Concat,
-        Self::Add,
-        Self::Subtract,
-        Self::Average,
-        Self::NormAverage,
-    ];
-
-    /// The command-line / settings name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Concat => "concat",
-            Self::Add => "add",
-            Self::Subtract => "subtract",
-            Self::Average => "average",
-            Self::NormAverage => "norm-average",
-        }
-    }
-
     /// Combines image features `[1, ...]` (each already multiplied by its image's
     /// weight, in pane order; at least two) as cubiq does over his batch axis.
     pub fn apply(self, features: &[Tensor]) -> candle_core::Result<Tensor> {
         let stacked = Tensor::cat(features, 0)?;
         match self {
-            // `concat` never gets here: it keeps the weighted average.
-            Self::Concat | Self::Average => stacked.mean_keepdim(0),
+            // The weighted average never gets here: the weights were applied already.
+            Self::WeightedAverage | Self::Average => stacked.mean_keepdim(0),
             Self::Add => stacked.sum_keepdim(0),
             Self::Subtract => {
                 let rest = stacked.narrow(0, 1, features.len() - 1)?.mean_keepdim(0)?;
@@ -70,63 +51,34 @@ impl Combine {
     }
 }
 
-/// cubiq's SD 1.5 weight types: a factor on the image scale by attention layer
-/// (`CrossAttentionPatch.py`, `ipadapter_attention`, the `weight_type` branches).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum WeightType {
-    /// The same scale everywhere (IP-Adapter's own).
-    #[default]
-    Linear,
-    /// Strong in the first layers, fading to 0.05 at the last.
-    EaseIn,
-    /// Weak in the first layers, growing to full at the last.
-    EaseOut,
-    /// Strong in the middle of the UNet, weak at both ends.
-    EaseInOut,
-    /// Weak in the middle of the UNet, strong at both ends.
-    ReverseInOut,
-    /// 0.2 in the down blocks.
-    WeakInput,
-    /// 0.2 in the up blocks.
-    WeakOutput,
-    /// 0.2 in the middle block.
-    WeakMiddle,
-    /// 0.2 everywhere but the middle block.
-    StrongMiddle,
+named_choices! {
+    /// cubiq's SD 1.5 weight types: a factor on the image scale by attention layer
+    /// (`CrossAttentionPatch.py`, `ipadapter_attention`, the `weight_type` branches).
+    #[derive(Default)]
+    pub enum WeightType {
+        /// The same scale everywhere (IP-Adapter's own).
+        #[default]
+        Linear = "linear",
+        /// Strong in the first layers, fading to 0.05 at the last.
+        EaseIn = "ease-in",
+        /// Weak in the first layers, growing to full at the last.
+        EaseOut = "ease-out",
+        /// Strong in the middle of the UNet, weak at both ends.
+        EaseInOut = "ease-in-out",
+        /// Weak in the middle of the UNet, strong at both ends.
+        ReverseInOut = "reverse-in-out",
+        /// 0.2 in the down blocks.
+        WeakInput = "weak-input",
+        /// 0.2 in the up blocks.
+        WeakOutput = "weak-output",
+        /// 0.2 in the middle block.
+        WeakMiddle = "weak-middle",
+        /// 0.2 everywhere but the middle block.
+        StrongMiddle = "strong-middle",
+    }
 }
 
 impl WeightType {
-    /// All types, in menu order.
-    pub const ALL: [Self; 9] = [
-        Self::Linear,
-        Self::EaseIn,
-        Self::EaseOut,
-        Self::EaseInOut,
-        Self::ReverseInOut,
-        Self::WeakInput,
-        Self::WeakOutput,
-        Self::WeakMiddle,
-        Self::StrongMiddle,
-    ];
-
-    /// The command-line / settings name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Linear => "linear",
-            Self::EaseIn => "ease-in",
-            Self::EaseOut => "ease-out",
-            Self::EaseInOut => "ease-in-out",
-            Self::ReverseInOut => "reverse-in-out",
-            Self::WeakInput => "weak-input",
-            Self::WeakOutput => "weak-output",
-            Self::WeakMiddle => "weak-middle",
-            Self::StrongMiddle => "strong-middle",
-        }
-    }
-
     /// The factor of the layer that runs `index`-th of `layers` (execution order:
     /// down blocks, middle block, up blocks), in `part` of the UNet.
     pub fn factor(self, index: usize, layers: usize, part: UNetPart) -> f64 {

@@ -124,7 +124,7 @@ impl Models {
         Ok(Self {
             tokenizer: ClipTokenizer::new(),
             text_encoder,
-            text_id: paths.model.display().to_string(),
+            text_id: encoder_identity(&[&paths.model], device, dtype),
             unet,
             vae,
             taesd,
@@ -264,10 +264,17 @@ fn load_image_models(
     Ok(ImagePromptModels {
         encoder,
         adapter,
-        id: format!("{}|{}", adapter_path.display(), encoder_dir.display()),
+        id: encoder_identity(&[adapter_path, encoder_dir], device, dtype),
         device: device.clone(),
         dtype,
     })
+}
+
+/// What an encoder's outputs depend on, for the embedding cache: its files, the device
+/// and the dtype.
+fn encoder_identity(files: &[&Path], device: &Device, dtype: DType) -> String {
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!("{}|{:?}|{dtype:?}", files.join("|"), device.location())
 }
 
 /// Explains in one line why an adapter does not fit the encoder or the UNet.

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use image::{DynamicImage, RgbImage};
-use serde::{Deserialize, Serialize};
 
 use super::resample::{Canvas, Region, resize_region};
+use crate::choices::named_choices;
 use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
 use crate::{MinusError, Result};
 
@@ -15,32 +15,17 @@ pub const CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's per-channel normalisation standard deviation.
 pub const CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-/// How a non-square prompt image is made square for the image encoder.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum FitMode {
-    /// Resize the short side, then cut the middle square (what the reference does).
-    #[default]
-    Crop,
-    /// Pad the short side with white to a square first: nothing is cut off.
-    Pad,
-    /// Stretch to a square: nothing is cut off, proportions change.
-    Squash,
-}
-
-impl FitMode {
-    /// All modes, in menu order.
-    pub const ALL: [Self; 3] = [Self::Crop, Self::Pad, Self::Squash];
-
-    /// A short label for menus and the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Crop => "crop",
-            Self::Pad => "pad",
-            Self::Squash => "squash",
-        }
+named_choices! {
+    /// How a non-square prompt image is made square for the image encoder.
+    #[derive(Default)]
+    pub enum FitMode {
+        /// Resize the short side, then cut the middle square (what the reference does).
+        #[default]
+        Crop = "crop",
+        /// Pad the short side with white to a square first: nothing is cut off.
+        Pad = "pad",
+        /// Stretch to a square: nothing is cut off, proportions change.
+        Squash = "squash",
     }
 }
 
@@ -109,6 +94,7 @@ fn composite_on_white(value: u32, alpha: u32) -> u8 {
 }
 
 /// Preprocesses an RGB image into CLIP `pixel_values`, `[3, size, size]` row-major.
+#[cfg(any(test, feature = "test-support"))]
 pub fn clip_pixel_values(image: &RgbImage, size: usize, fit: FitMode) -> Vec<f32> {
     normalize(&clip_square(image, size, fit))
 }

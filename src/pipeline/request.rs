@@ -138,7 +138,7 @@ impl Default for Request {
             batch: 1,
             fit: FitMode::Crop,
             noise: 0.0,
-            combine: Combine::Concat,
+            combine: Combine::WeightedAverage,
             weight_type: WeightType::Linear,
             negative_weight_type: WeightType::Linear,
             embeds_scaling: EmbedsScaling::VOnly,
@@ -337,7 +337,7 @@ mod tests {
     fn settings_saved_before_the_methods_read_as_the_seeds_method() -> serde_json::Result<()> {
         let old: Request = serde_json::from_str(r#"{"prompt": "a house", "seed": 3}"#)?;
         assert_eq!(old.noise, 0.0);
-        assert_eq!(old.combine, Combine::Concat);
+        assert_eq!(old.combine, Combine::WeightedAverage);
         assert_eq!(old.weight_type, WeightType::Linear);
         assert_eq!(old.negative_weight_type, WeightType::Linear);
         assert_eq!(old.embeds_scaling, EmbedsScaling::VOnly);

@@ -72,13 +72,14 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
-/// The input pixels output pixel `index` reads, and their fixed-point weights.
-struct Window {
+/// The input pixels output pixel `index` reads (its filter window), and their
+/// fixed-point weights.
+struct Taps {
     start: usize,
     weights: Vec<i64>,
 }
 
-impl Window {
+impl Taps {
     /// Pillow's `precompute_coeffs` for one output pixel of an `in_size → out_size` pass.
     fn new(in_size: usize, out_size: usize, index: usize) -> Self {
         let scale = in_size as f64 / out_size as f64;
@@ -131,7 +132,7 @@ enum Columns {
     /// The width does not change: Pillow skips the pass, columns are copied.
     Copy(Range<usize>),
     /// Resampled: per wanted column, its window, the taps on the image and the white weight.
-    Resample(Vec<(Window, Range<usize>, i64)>),
+    Resample(Vec<(Taps, Range<usize>, i64)>),
 }
 
 impl Columns {
@@ -143,7 +144,7 @@ impl Columns {
         Self::Resample(
             wanted
                 .map(|x| {
-                    let window = Window::new(canvas.width, out_width, x);
+                    let window = Taps::new(canvas.width, out_width, x);
                     let (inside, white) = window.split(&span);
                     (window, inside, white)
                 })
@@ -206,8 +207,8 @@ pub fn resize_region(
         }
         return out;
     }
-    let windows: Vec<Window> = (region.y..region.y + region.height)
-        .map(|y| Window::new(canvas.height, out_height, y))
+    let windows: Vec<Taps> = (region.y..region.y + region.height)
+        .map(|y| Taps::new(canvas.height, out_height, y))
         .collect();
     // Rows off the image are all the same white row: they enter each sum once, weighted.
     columns.row(canvas, usize::MAX, &mut row);
@@ -225,7 +226,7 @@ pub fn resize_region(
     // Each image row is made once and added to every output row whose window holds it;
     // windows only move forward, so the first of them is tracked as rows go by.
     let first_needed = windows.first().map_or(0, |w| w.start);
-    let last_needed = windows.last().map_or(0, Window::end);
+    let last_needed = windows.last().map_or(0, Taps::end);
     let mut first = 0;
     let stride = 3 * region.width;
     for r in image_rows.start.max(first_needed)..image_rows.end.min(last_needed) {
@@ -250,6 +251,7 @@ pub fn resize_region(
 }
 
 /// Pillow's `Image.resize(..., BICUBIC)` of a whole 8-bit RGB image.
+#[cfg(any(test, feature = "test-support"))]
 pub fn resize_bicubic(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     let region = Region {
         x: 0,

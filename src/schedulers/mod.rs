@@ -6,51 +6,30 @@ mod dpmpp_2m;
 mod euler_ancestral;
 mod sigmas;
 
-use std::fmt;
-use std::str::FromStr;
-
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 
+use crate::choices::named_choices;
 use crate::rng::TorchRng;
 
 pub use ddim::Ddim;
 pub use dpmpp_2m::DpmPp2M;
 pub use euler_ancestral::EulerAncestral;
 
-/// Which sampler to run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
-)]
-pub enum SamplerKind {
-    /// DDIM, eta 0, "leading" spacing.
-    #[default]
-    #[serde(rename = "ddim")]
-    #[value(name = "ddim")]
-    Ddim,
-    /// Euler ancestral, "linspace" spacing, fractional timesteps.
-    #[serde(rename = "euler-a")]
-    #[value(name = "euler-a", alias = "euler-ancestral")]
-    EulerAncestral,
-    /// DPM-Solver++ 2M (midpoint), "linspace" spacing.
-    #[serde(rename = "dpmpp-2m")]
-    #[value(name = "dpmpp-2m", alias = "dpm++-2m")]
-    DpmPp2M,
+named_choices! {
+    /// Which sampler to run.
+    #[derive(Default)]
+    pub enum SamplerKind {
+        /// DDIM, eta 0, "leading" spacing.
+        #[default]
+        Ddim = "ddim",
+        /// Euler ancestral, "linspace" spacing, fractional timesteps.
+        EulerAncestral = "euler-a" | "euler-ancestral",
+        /// DPM-Solver++ 2M (midpoint), "linspace" spacing.
+        DpmPp2M = "dpmpp-2m" | "dpm++-2m",
+    }
 }
 
 impl SamplerKind {
-    /// All samplers, in the order a menu shows them.
-    pub const ALL: [Self; 3] = [Self::Ddim, Self::EulerAncestral, Self::DpmPp2M];
-
-    /// The command-line / settings name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ddim => "ddim",
-            Self::EulerAncestral => "euler-a",
-            Self::DpmPp2M => "dpmpp-2m",
-        }
-    }
-
     /// The name A1111 uses, for the `parameters` text of saved PNGs.
     pub fn display_name(self) -> &'static str {
         match self {
@@ -63,22 +42,6 @@ impl SamplerKind {
     /// Whether the sampler can use Karras sigmas.
     pub fn supports_karras(self) -> bool {
         !matches!(self, Self::Ddim)
-    }
-}
-
-impl fmt::Display for SamplerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SamplerKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let name = s.replace('_', "-");
-        <Self as clap::ValueEnum>::from_str(&name, true)
-            .map_err(|_| format!("unknown sampler `{s}` (expected ddim, euler-a or dpmpp-2m)"))
     }
 }
 
@@ -199,11 +162,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_sampler_names() {
+    fn sampler_names_and_their_older_spellings_round_trip() {
         for kind in SamplerKind::ALL {
-            assert_eq!(kind.name().parse::<SamplerKind>(), Ok(kind));
+            assert_eq!(SamplerKind::from_name(kind.name()), Some(kind));
         }
-        assert!("plms".parse::<SamplerKind>().is_err());
+        assert_eq!(
+            SamplerKind::from_name("euler-ancestral"),
+            Some(SamplerKind::EulerAncestral)
+        );
+        assert_eq!(SamplerKind::from_name("plms"), None);
     }
 
     #[test]

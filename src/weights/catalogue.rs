@@ -1,6 +1,7 @@
 //! The default models (from `resources/catalogue.json`) and where they are in the hub cache.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::atomic::AtomicBool;
 
 use serde::Deserialize;
@@ -37,7 +38,7 @@ pub struct CatalogueEntry {
     pub approx_mb: u64,
 }
 
-/// All default models.
+/// The models Minus can download: the first-run defaults and the other adapters.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Catalogue {
     pub entries: Vec<CatalogueEntry>,
@@ -64,12 +65,16 @@ pub const FIRST_RUN: [&str; 5] = [
     TAESD,
 ];
 
+/// The built-in catalogue, parsed the first time it is asked for.
+static BUILT_IN: LazyLock<std::result::Result<Catalogue, String>> =
+    LazyLock::new(|| serde_json::from_str(CATALOGUE).map_err(|e| e.to_string()));
+
 impl Catalogue {
-    /// The catalogue shipped with Minus.
-    pub fn built_in() -> Result<Self> {
-        serde_json::from_str(CATALOGUE).map_err(|e| MinusError::BadConfig {
+    /// The catalogue shipped with Minus (parsed once per process).
+    pub fn built_in() -> Result<&'static Self> {
+        BUILT_IN.as_ref().map_err(|message| MinusError::BadConfig {
             path: PathBuf::from("resources/catalogue.json"),
-            message: e.to_string(),
+            message: message.clone(),
         })
     }
 

@@ -1,53 +1,30 @@
 //! How much the image tokens count in each `attn2` layer: a per-layer, per-sample
 //! scale and the way it is applied (cubiq's "embeds scaling").
 
-use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
-
 use super::super::layers::attention;
+use crate::choices::named_choices;
+use candle_core::Tensor;
 
-/// Where the image scale `w` enters the image attention, as cubiq's
-/// ComfyUI_IPAdapter_plus defines it (`CrossAttentionPatch.py`, `ipadapter_attention`,
-/// the `embeds_scaling` branches). `C` is the layer's hidden size.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum EmbedsScaling {
-    /// `w · attn(q, k, v)`: IP-Adapter's own scale (what the reference does).
-    #[default]
-    VOnly,
-    /// `attn(q, w·k, w·v)`.
-    #[value(name = "k-v")]
-    KV,
-    /// `attn(q, w'·k, w'·v)` with `w' = w · C / 1280`.
-    #[value(name = "k-v-c-penalty")]
-    KVCPenalty,
-    /// `attn(q, w'·k, (v − mean(v)) + w'·mean(v))` with `w' = w · C / 1280`, the mean
-    /// taken over each sample's own image tokens.
-    #[value(name = "k-mean-v-c-penalty")]
-    KMeanVCPenalty,
+named_choices! {
+    /// Where the image scale `w` enters the image attention, as cubiq's
+    /// ComfyUI_IPAdapter_plus defines it (`CrossAttentionPatch.py`, `ipadapter_attention`,
+    /// the `embeds_scaling` branches). `C` is the layer's hidden size.
+    #[derive(Default)]
+    pub enum EmbedsScaling {
+        /// `w · attn(q, k, v)`: IP-Adapter's own scale (what the reference does).
+        #[default]
+        VOnly = "v-only",
+        /// `attn(q, w·k, w·v)`.
+        KV = "k-v",
+        /// `attn(q, w'·k, w'·v)` with `w' = w · C / 1280`.
+        KVCPenalty = "k-v-c-penalty",
+        /// `attn(q, w'·k, (v − mean(v)) + w'·mean(v))` with `w' = w · C / 1280`, the mean
+        /// taken over each sample's own image tokens.
+        KMeanVCPenalty = "k-mean-v-c-penalty",
+    }
 }
 
 impl EmbedsScaling {
-    /// All modes, in menu order.
-    pub const ALL: [Self; 4] = [
-        Self::VOnly,
-        Self::KV,
-        Self::KVCPenalty,
-        Self::KMeanVCPenalty,
-    ];
-
-    /// The command-line / settings name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::VOnly => "v-only",
-            Self::KV => "k-v",
-            Self::KVCPenalty => "k-v-c-penalty",
-            Self::KMeanVCPenalty => "k-mean-v-c-penalty",
-        }
-    }
-
     /// The label cubiq's nodes use.
     pub fn display_name(self) -> &'static str {
         match self {

@@ -15,6 +15,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 pub use verify::{BlobCheck, CacheReport, sha256_file, verify_cache};
 
+use crate::files::read_text_file;
 use crate::{MinusError, Result};
 
 /// Progress of one file's download.
@@ -95,7 +96,8 @@ impl Hub {
     fn main_snapshot(&self, repo: &str) -> Option<PathBuf> {
         names::check_repo(repo).ok()?;
         let repo_dir = self.repo_dir(repo);
-        let commit = std::fs::read_to_string(repo_dir.join("refs/main")).ok()?;
+        // A ref holds a 40-character hash; anything much larger is not one.
+        let commit = read_text_file(&repo_dir.join("refs/main"), 4096).ok()?;
         let commit = commit.trim();
         names::check_commit(commit).ok()?;
         Some(repo_dir.join("snapshots").join(commit))
@@ -198,6 +200,29 @@ mod tests {
         assert_eq!(
             cache_dir_from(vars(&[]), home),
             Path::new("/home/u/.cache/huggingface/hub")
+        );
+    }
+
+    /// A `refs/main` that is a FIFO (or `/dev/zero`, or huge) names no snapshot and
+    /// never blocks or fills memory: it is read through the bounded reader.
+    #[cfg(unix)]
+    #[test]
+    fn a_ref_that_is_a_fifo_names_no_snapshot_without_blocking() {
+        let cache = crate::scratch::ScratchDir::new("hub-fifo-ref");
+        let hub = Hub::new("http://127.0.0.1:9", cache.path());
+        let refs = hub.repo_dir("a/b").join("refs");
+        std::fs::create_dir_all(&refs).expect("refs folder");
+        let made = std::process::Command::new("mkfifo")
+            .arg(refs.join("main"))
+            .status()
+            .expect("mkfifo runs (coreutils)");
+        assert!(made.success());
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || sender.send(hub.snapshot_dir("a/b")));
+        let answer = receiver.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(answer, Ok(None)),
+            "reading refs/main blocked or named a snapshot: {answer:?}"
         );
     }
 }
