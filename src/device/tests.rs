@@ -52,14 +52,87 @@ fn auto_keeps_a_gpu_that_passes_and_says_nothing() -> Result<()> {
     Ok(())
 }
 
+/// What `auto` must give on this machine, worked out from the GPU it has (if any)
+/// and that GPU's own first test: holds on a CPU-only machine and on a GPU one.
+#[test]
+fn auto_takes_the_gpu_this_machine_has_or_the_cpu() -> Result<()> {
+    let chosen = select_device(DeviceChoice::Auto)?;
+    match find_gpu() {
+        None => {
+            assert!(chosen.device.is_cpu(), "no GPU, yet auto chose one");
+            assert!(chosen.fallback.is_none(), "{:?}", chosen.fallback);
+        }
+        Some((gpu, name)) if smoke_test(&gpu, DType::F16).is_ok() => {
+            assert_eq!(device_name(&chosen.device), device_name(&gpu), "{name}");
+            assert!(chosen.fallback.is_none(), "{:?}", chosen.fallback);
+        }
+        Some((_, name)) => {
+            assert!(chosen.device.is_cpu());
+            let notice = chosen.fallback.unwrap_or_default();
+            assert!(
+                notice.starts_with(&format!("{name} failed a first test")),
+                "{notice}"
+            );
+        }
+    }
+    // The run's default number format follows the device.
+    let expected = if chosen.device.is_cpu() {
+        DType::F32
+    } else {
+        DType::F16
+    };
+    assert_eq!(resolve_dtype(&chosen.device, None)?, expected);
+    Ok(())
+}
+
+#[test]
+fn a_device_asked_for_by_name_is_that_device_or_an_error_naming_it() -> Result<()> {
+    let cpu = select_device(DeviceChoice::Cpu)?;
+    assert!(cpu.device.is_cpu() && cpu.fallback.is_none());
+    let gpus = [
+        (
+            DeviceChoice::Cuda,
+            "CUDA",
+            candle_core::utils::cuda_is_available(),
+        ),
+        (
+            DeviceChoice::Metal,
+            "Metal",
+            candle_core::utils::metal_is_available(),
+        ),
+    ];
+    for (choice, name, available) in gpus {
+        match select_device(choice) {
+            Ok(chosen) => {
+                assert!(available, "{name} chosen but not available");
+                assert_eq!(device_name(&chosen.device), choice.name());
+                assert!(chosen.fallback.is_none());
+            }
+            Err(MinusError::DeviceUnavailable(message)) => {
+                // Never a silent fall back to the CPU: the error says which device and why.
+                let why = if available {
+                    "failed a first test"
+                } else {
+                    "is not available"
+                };
+                assert!(message.starts_with(&format!("{name} {why}")), "{message}");
+            }
+            Err(other) => panic!("{name}: {other}"),
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn the_real_first_test_passes_on_this_cpu() -> Result<()> {
-    // `auto` on a machine without a GPU, and the real test on the CPU (as a GPU would run it).
-    let chosen = select_device(DeviceChoice::Auto)?;
-    if chosen.device.is_cpu() {
-        assert!(chosen.fallback.is_none());
-    }
+    // The real test on the CPU, as a GPU would run it, against its loop-computed reference.
+    smoke_test(&Device::Cpu, DType::F32)?;
     smoke_test(&Device::Cpu, DType::F16)?;
+    let bf16 = resolve_dtype(&Device::Cpu, Some(DTypeChoice::Bf16));
+    assert!(
+        matches!(&bf16, Err(MinusError::UnsupportedDtype(message)) if message.contains("CPU")),
+        "{bf16:?}"
+    );
     Ok(())
 }
 
