@@ -72,15 +72,18 @@ pub fn scan(dir: &Path) -> Result<Vec<LocalModel>> {
         dir.to_path_buf()
     };
     let mut found = Vec::new();
+    let mut scanned = Vec::new();
     for (sub, kind) in LAYOUT {
         let folder = models_dir.join(sub);
-        // On case-insensitive file systems `vae` and `VAE` are the same folder.
-        if found
-            .iter()
-            .any(|m: &LocalModel| m.path.starts_with(&folder))
-        {
+        // On a case-insensitive file system (macOS's and Windows' usual ones) `vae` and
+        // `VAE` are one folder, and a link may name a folder twice: each is read once.
+        let Some(identity) = folder_identity(&folder) else {
+            continue;
+        };
+        if scanned.contains(&identity) {
             continue;
         }
+        scanned.push(identity);
         collect(&folder, kind, &mut found);
     }
     let own_kind = dir
@@ -97,6 +100,23 @@ pub fn scan(dir: &Path) -> Result<Vec<LocalModel>> {
     found.sort_by(|a, b| a.path.cmp(&b.path));
     found.dedup();
     Ok(found)
+}
+
+/// What a folder is, whatever name reached it: its device and inode on Unix; its
+/// final path elsewhere (Windows gives it with the names' case as stored). `None`
+/// where there is no such folder.
+#[cfg(unix)]
+fn folder_identity(folder: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(folder).ok()?;
+    metadata.is_dir().then(|| (metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn folder_identity(folder: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(folder)
+        .ok()
+        .filter(|path| path.is_dir())
 }
 
 fn collect(folder: &Path, kind: LocalKind, found: &mut Vec<LocalModel>) {
@@ -181,6 +201,27 @@ mod tests {
         // Pointing at one sub-folder works too.
         let one = scan(&root.join("models/ipadapter")).map_err(std::io::Error::other)?;
         assert_eq!(one.len(), 1);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn one_folder_under_two_names_is_listed_once() -> Result<()> {
+        // `VAE` as a link to `vae`: what a case-insensitive file system (macOS, Windows)
+        // shows when a folder `vae` exists and `VAE` is asked for.
+        let root = ScratchDir::new("local-case");
+        let io = |e| MinusError::io(&root, e);
+        std::fs::create_dir_all(root.join("models/vae")).map_err(io)?;
+        std::fs::write(root.join("models/vae/kl-f8.safetensors"), b"1234").map_err(io)?;
+        std::os::unix::fs::symlink(root.join("models/vae"), root.join("models/VAE")).map_err(io)?;
+        let found = scan(&root)?;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, root.join("models/vae/kl-f8.safetensors"));
+        // Two folders that only differ in case (a case-sensitive file system) are both read.
+        std::fs::remove_file(root.join("models/VAE")).map_err(io)?;
+        std::fs::create_dir_all(root.join("models/VAE")).map_err(io)?;
+        std::fs::write(root.join("models/VAE/other.safetensors"), b"12").map_err(io)?;
+        assert_eq!(scan(&root)?.len(), 2);
         Ok(())
     }
 
