@@ -1,6 +1,6 @@
-//! Token ids equal to transformers' slow `CLIPTokenizer` (as diffusers' SD 1.5 pipeline calls
-//! it: truncated and padded to 77) on every prompt of tests/fixtures/tokenizer_corpus.json,
-//! which tests/tools/make_tokenizer_corpus.py writes.
+//! Token ids equal to transformers 5's `CLIPTokenizer` (the `tokenizers`-backed one, as
+//! diffusers' SD 1.5 pipeline calls it: truncated and padded to 77) on every prompt of
+//! tests/fixtures/tokenizer_corpus.json, which tests/tools/make_tokenizer_corpus.py writes.
 
 use minus::models::tokenizer::ClipTokenizer;
 use serde::Deserialize;

@@ -1,20 +1,35 @@
-//! CLIP's text clean-up and word splitting, matching transformers' slow `CLIPTokenizer` when
-//! ftfy is not installed, which is how diffusers' SD 1.5 pipeline usually runs it.
+//! CLIP's text normalisation and word splitting, matching transformers 5's `CLIPTokenizer` (the
+//! `tokenizers`-backed one, which diffusers' SD 1.5 pipeline and ComfyUI run today).
 
 use regex::Regex;
 use unicode_normalization_alignments::UnicodeNormalization;
 
-/// The special tokens; the tokenizer maps a word equal to one of them straight to its id.
+/// The special tokens; written exactly in a prompt, each stands for its own id.
 pub const SPECIAL_TOKENS: [&str; 2] = ["<|startoftext|>", "<|endoftext|>"];
+
+/// Oniguruma's `\s`, which the `tokenizers` patterns use: the ASCII controls 9 to 13, NEL and
+/// the Unicode space, line and paragraph separators (the same set as `regex`'s `\s`, spelt out
+/// so that the match does not hang on two engines agreeing).
+const SPACE: &str = r"\t\n\x0B\x0C\r\x{85}\p{Zs}\p{Zl}\p{Zp}";
+
+/// One unit of a prompt for byte-pair encoding.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Word {
+    /// A special token written exactly in the prompt: its own id, no byte pairs.
+    Special(&'static str),
+    /// A word that byte-pair encoding splits further.
+    Text(String),
+}
 
 /// Turns a prompt into the words that byte-pair encoding then splits further.
 pub struct WordSplitter {
-    /// Control, format, private-use and unassigned characters, and U+FFFD: all dropped.
-    dropped: Regex,
-    /// Characters the clean-up turns into a plain space.
+    /// A run of white space, which the normaliser turns into one space.
     spaces: Regex,
-    /// CLIP's word pattern.
+    /// CLIP's word pattern; what it does not match (white space) is dropped.
     words: Regex,
+    /// GPT-2's pattern, which the byte-level step applies to each word. Its white-space
+    /// branches are left out: no word holds white space.
+    byte_level_words: Regex,
 }
 
 impl WordSplitter {
@@ -28,61 +43,52 @@ impl WordSplitter {
         let compile =
             |pattern: &str| Regex::new(pattern).expect("constant tokenizer pattern compiles");
         Self {
-            dropped: compile(r"[[\p{C}\x{FFFD}]--[\t\n\r]]"),
-            spaces: compile(r"[\t\n\r\p{Zs}]"),
-            // Only the contractions match case-insensitively: lower-casing has already run,
-            // and letting `(?i)` near `\p{L}` would widen it with case-fold partners.
-            words: compile(
-                r"<\|startoftext\|>|<\|endoftext\|>|(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+",
-            ),
+            spaces: compile(&format!("[{SPACE}]+")),
+            words: compile(&format!(
+                r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{{L}}+|\p{{N}}|[^{SPACE}\p{{L}}\p{{N}}]+"
+            )),
+            byte_level_words: compile(&format!(
+                r"'s|'t|'re|'ve|'m|'ll|'d|\p{{L}}+|\p{{N}}+|[^{SPACE}\p{{L}}\p{{N}}]+"
+            )),
         }
     }
 
     /// Splits `text` into words. Special tokens written exactly (case and all) are cut out
-    /// first and kept whole, as transformers' added-token split does before the clean-up.
-    pub fn split(&self, text: &str) -> Vec<String> {
+    /// of the raw text first and kept whole, as `tokenizers` does with added tokens that are
+    /// not normalised; a special token that only normalisation spells out is plain text.
+    pub fn split(&self, text: &str) -> Vec<Word> {
         let mut words = Vec::new();
         let mut rest = text;
         while let Some((start, special)) = next_special_token(rest) {
             self.split_plain(&rest[..start], &mut words);
-            words.push(special.to_string());
+            words.push(Word::Special(special));
             rest = &rest[start + special.len()..];
         }
         self.split_plain(rest, &mut words);
         words
     }
 
-    fn split_plain(&self, text: &str, words: &mut Vec<String>) {
-        let cleaned = self.clean(text);
-        words.extend(
-            self.words
-                .find_iter(&cleaned)
-                .map(|word| word.as_str().to_string()),
-        );
+    fn split_plain(&self, text: &str, words: &mut Vec<Word>) {
+        let normalized = self.normalize(text);
+        for word in self.words.find_iter(&normalized) {
+            words.extend(
+                self.byte_level_words
+                    .find_iter(word.as_str())
+                    .map(|part| Word::Text(part.as_str().to_string())),
+            );
+        }
     }
 
-    /// The clean-up of transformers' `BasicTokenizer` as CLIP configures it: drop control
-    /// characters, map spaces to ' ', set CJK ideographs apart, compose (NFC), split on
-    /// whitespace and lower-case. Accents stay; punctuation is not split off.
-    fn clean(&self, text: &str) -> String {
-        let kept = self.dropped.replace_all(text, "");
-        let spaced = self.spaces.replace_all(&kept, " ");
-        let mut ideographs_apart = String::with_capacity(spaced.len());
-        for c in spaced.chars() {
-            if is_cjk_ideograph(c) {
-                ideographs_apart.push(' ');
-                ideographs_apart.push(c);
-                ideographs_apart.push(' ');
-            } else {
-                ideographs_apart.push(c);
-            }
-        }
-        let composed: String = ideographs_apart.nfc().map(|(c, _)| c).collect();
-        composed
-            .split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-            .join(" ")
+    /// The normaliser: compose (NFC), turn each run of white space into one space, then
+    /// lower-case character by character (so a final Σ becomes σ, not ς). Control characters
+    /// stay, and CJK ideographs are not set apart.
+    fn normalize(&self, text: &str) -> String {
+        let composed: String = text.nfc().map(|(c, _)| c).collect();
+        self.spaces
+            .replace_all(&composed, " ")
+            .chars()
+            .flat_map(char::to_lowercase)
+            .collect()
     }
 }
 
@@ -100,56 +106,53 @@ fn next_special_token(text: &str) -> Option<(usize, &'static str)> {
         .min()
 }
 
-/// The CJK Unified Ideographs blocks (and their extensions A–E and the compatibility
-/// blocks) that `BasicTokenizer` treats as one word each. Kana and Hangul are not among them.
-fn is_cjk_ideograph(c: char) -> bool {
-    matches!(
-        u32::from(c),
-        0x4E00..=0x9FFF
-            | 0x3400..=0x4DBF
-            | 0x2_0000..=0x2_A6DF
-            | 0x2_A700..=0x2_B73F
-            | 0x2_B740..=0x2_B81F
-            | 0x2_B820..=0x2_CEAF
-            | 0xF900..=0xFAFF
-            | 0x2_F800..=0x2_FA1F
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn texts(words: &[&str]) -> Vec<Word> {
+        words.iter().map(|w| Word::Text(w.to_string())).collect()
+    }
 
     #[test]
     fn splits_contractions_digits_and_punctuation() {
         assert_eq!(
             WordSplitter::new().split("It'S 42 cats!!"),
-            vec!["it", "'s", "4", "2", "cats", "!!"]
+            texts(&["it", "'s", "4", "2", "cats", "!!"])
         );
     }
 
     #[test]
-    fn combining_marks_end_a_word_and_ideographs_stand_alone() {
+    fn combining_marks_end_a_word_and_ideographs_run_together() {
         let splitter = WordSplitter::new();
         // The virama (U+094D) and the vowel sign (U+0947) are marks, not letters: each
         // ends the letter run and stands as a word of its own.
         assert_eq!(
             splitter.split("नमस्ते"),
-            vec!["नमस", "\u{94d}", "त", "\u{947}"]
+            texts(&["नमस", "\u{94d}", "त", "\u{947}"])
         );
-        assert_eq!(splitter.split("一只猫cat"), vec!["一", "只", "猫", "cat"]);
+        assert_eq!(splitter.split("一只猫cat"), texts(&["一只猫cat"]));
         // Decomposed accents are composed before splitting.
-        assert_eq!(splitter.split("CAFE\u{301}"), vec!["café"]);
+        assert_eq!(splitter.split("CAFE\u{301}"), texts(&["café"]));
+        // Lower-casing goes character by character: no final sigma.
+        assert_eq!(splitter.split("ΟΔΟΣ"), texts(&["οδοσ"]));
     }
 
     #[test]
-    fn drops_control_characters_and_keeps_exact_special_tokens() {
+    fn keeps_control_characters_and_exact_special_tokens() {
         let splitter = WordSplitter::new();
-        assert_eq!(splitter.split("a\u{200b}b\u{0}\tc"), vec!["ab", "c"]);
-        assert_eq!(splitter.split("!<|endoftext|>"), vec!["!", "<|endoftext|>"]);
         assert_eq!(
-            splitter.split("!<|ENDOFTEXT|>"),
-            vec!["!<|", "endoftext", "|>"]
+            splitter.split("a\u{200b}b\u{0}\tc"),
+            texts(&["a", "\u{200b}", "b", "\u{0}", "c"])
+        );
+        assert_eq!(
+            splitter.split("!<|endoftext|>"),
+            vec![Word::Text("!".into()), Word::Special("<|endoftext|>")]
+        );
+        // Lower-casing spells the token out, but only as text.
+        assert_eq!(
+            splitter.split("<|ENDOFTEXT|>"),
+            texts(&["<|", "endoftext", "|>"])
         );
     }
 }

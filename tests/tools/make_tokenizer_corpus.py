@@ -1,21 +1,20 @@
-"""Makes tests/fixtures/tokenizer_corpus.json: prompts and the 77 token ids that transformers'
-slow CLIPTokenizer (4.x, without ftfy, as diffusers' StableDiffusionPipeline uses it) gives for
-them with the SD 1.5 tokenizer files in tests/fixtures/models/sd15/tokenizer.
+"""Makes tests/fixtures/tokenizer_corpus.json: prompts and the 77 token ids that transformers 5's
+CLIPTokenizer (the `tokenizers`-backed one, which diffusers' StableDiffusionPipeline and ComfyUI
+users get today) gives for them with the SD 1.5 tokenizer files in
+tests/fixtures/models/sd15/tokenizer.
 
-Run with `transformers<5` installed and ftfy absent (transformers 5 only has the fast tokenizer):
-    python -m venv /tmp/v && /tmp/v/bin/pip install "transformers<5"
-    /tmp/v/bin/python tests/tools/make_tokenizer_corpus.py
+Run with transformers 5.x installed (see /work/shared/reference/README.md for the versions):
+    python tests/tools/make_tokenizer_corpus.py
 The prompts come from a seeded generator, so a rerun writes the same file."""
-import importlib.util
 import json
 import os
 import random
 
+import tokenizers
 import transformers
 from transformers import CLIPTokenizer
 
-assert transformers.__version__.startswith("4."), "needs the slow CLIPTokenizer of transformers 4.x"
-assert importlib.util.find_spec("ftfy") is None, "ftfy changes the clean-up; run without it"
+assert transformers.__version__.startswith("5."), "needs transformers 5.x (the fast CLIPTokenizer)"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "fixtures")
@@ -103,7 +102,8 @@ def main():
         cases.append({"prompt": prompt, "ids": ids})
     path = os.path.join(FIXTURES, "tokenizer_corpus.json")
     with open(path, "w", encoding="utf-8") as out:
-        out.write('{"transformers": %s, "cases": [\n' % json.dumps(transformers.__version__))
+        versions = (json.dumps(transformers.__version__), json.dumps(tokenizers.__version__))
+        out.write('{"transformers": %s, "tokenizers": %s, "cases": [\n' % versions)
         out.write(",\n".join(json.dumps(case, separators=(",", ":")) for case in cases))
         out.write("\n]}\n")
     print(f"wrote {len(cases)} prompts to {path}")
