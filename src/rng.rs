@@ -189,6 +189,18 @@ mod tests {
         assert_close(&rng.randn(3), &[0.2669241, 0.0616773, 0.6213173]);
     }
 
+    /// `torch.rand` takes one `u32` a value, so its stream lines up with what follows:
+    /// cubiq's noise draws the flips' `torch.rand(1)` coins between two other draws.
+    #[test]
+    fn matches_torch_rand_one_draw_per_value() {
+        let mut rng = TorchRng::new(0);
+        let values: Vec<f32> = (0..3).map(|_| rng.rand_f32()).collect();
+        assert_close(&values, &[0.496_256_6, 0.768_221_8, 0.088_477_43]);
+        let mut skipped = TorchRng::new(0);
+        skipped.next_u32();
+        assert_eq!(skipped.rand_f32(), values[1]);
+    }
+
     #[test]
     fn matches_mt19937_reference_output() {
         // First output of the reference mt19937 seeded with 5489 (C++ std::mt19937 default).

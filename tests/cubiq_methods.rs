@@ -112,8 +112,11 @@ fn check_adapter(adapter: &str) {
                 "{name}: noised image, {off} of {} values differ",
                 ours.len()
             );
+            // One in 10,000. Far more move without the flips' two draws (nearly all of the
+            // 150,528), without torchvision's fill mask (about 1,200), or when the reference
+            // crops with transformers' torchvision image processor instead of PIL (about 300).
             assert!(
-                off * 1000 <= ours.len(),
+                off * 10_000 <= ours.len(),
                 "{name}: {off} noised values differ"
             );
         }

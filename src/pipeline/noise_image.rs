@@ -9,9 +9,11 @@
 //! the square crop of our own preprocessing. Where cubiq reseeds torch's global
 //! generator with 0, we use a torch-compatible CPU generator seeded with the run's
 //! seed (a generator of its own, not the latents' one), so each seed gives its own
-//! noise and the Python reference (`tests/tools/make_cubiq_cases.py`) draws the same
-//! numbers: the x then y displacement fields (`torch.rand`, one `u32` per value),
-//! then the Gaussian noise of every image in turn. `randn_like` on the permuted
+//! noise and the Python reference (`tests/tools/make_cubiq_cases.py`, which runs
+//! torchvision's transforms) draws the same numbers: the x then y displacement fields
+//! (`torch.rand`, one `u32` per value), one `torch.rand(1)` for each flip (the flips
+//! draw it to compare with p = 1, so both always flip), then the Gaussian noise of
+//! every image in turn. `randn_like` on the permuted
 //! (non-contiguous) view takes torch's serial path: one double-precision Box–Muller
 //! value per element, in memory (channel-major) order.
 
@@ -33,8 +35,13 @@ pub fn noised_pixel_values(squares: &[RgbImage], noise: f64, seed: u64) -> Vec<V
     let (width, height) = (first.width() as usize, first.height() as usize);
     let mut rng = TorchRng::new(seed);
     let sigma = noise * 3.5;
-    let dx = displacement(&mut rng, width, height, sigma, height);
-    let dy = displacement(&mut rng, width, height, sigma, width);
+    // torchvision scales the x field by the width and the y field by the height.
+    let dx = displacement(&mut rng, width, height, sigma, width);
+    let dy = displacement(&mut rng, width, height, sigma, height);
+    // RandomVerticalFlip, then RandomHorizontalFlip: each draws its coin before flipping.
+    for _flip in 0..2 {
+        rng.rand_f32();
+    }
     let grid_x = identity_grid(width);
     let grid_y = identity_grid(height);
     let amount = (0.25 * (1.0 - noise) + 0.05) as f32;
@@ -52,7 +59,8 @@ pub fn noised_pixel_values(squares: &[RgbImage], noise: f64, seed: u64) -> Vec<V
                         let i = sy * width + sx;
                         let gx = grid_x[sx] + dx[i];
                         let gy = grid_y[sy] + dy[i];
-                        out[c * plane + y * width + x] = bilinear(&channel, width, height, gx, gy);
+                        out[c * plane + y * width + x] =
+                            warp_sample(&channel, width, height, gx, gy);
                     }
                 }
             }
@@ -144,24 +152,31 @@ fn identity_grid(n: usize) -> Vec<f32> {
 }
 
 /// `grid_sample(mode="bilinear", padding_mode="zeros", align_corners=False)` at the
-/// normalised point (`gx`, `gy`).
-fn bilinear(plane: &[f32], width: usize, height: usize, gx: f32, gy: f32) -> f32 {
+/// normalised point (`gx`, `gy`), times the same sample of a plane of ones: torchvision's
+/// fill of 0 samples such a mask beside the image and multiplies by it, which darkens
+/// the points that fall partly outside (and moves the others by a rounding at most).
+fn warp_sample(plane: &[f32], width: usize, height: usize, gx: f32, gy: f32) -> f32 {
     let ix = (gx + 1.0) * (width as f32 / 2.0) - 0.5;
     let iy = (gy + 1.0) * (height as f32 / 2.0) - 0.5;
     let (x0, y0) = (ix.floor(), iy.floor());
     let (fx, fy) = (ix - x0, iy - y0);
-    let at = |x: f32, y: f32| -> f32 {
-        if x < 0.0 || y < 0.0 || x >= width as f32 || y >= height as f32 {
-            return 0.0;
-        }
-        plane[y as usize * width + x as usize]
-    };
+    let inside = |x: f32, y: f32| x >= 0.0 && y >= 0.0 && x < width as f32 && y < height as f32;
     let (north, south) = (1.0 - fy, fy);
     let (west, east) = (1.0 - fx, fx);
-    at(x0, y0) * (north * west)
-        + at(x0 + 1.0, y0) * (north * east)
-        + at(x0, y0 + 1.0) * (south * west)
-        + at(x0 + 1.0, y0 + 1.0) * (south * east)
+    let corners = [
+        (x0, y0, north * west),
+        (x0 + 1.0, y0, north * east),
+        (x0, y0 + 1.0, south * west),
+        (x0 + 1.0, y0 + 1.0, south * east),
+    ];
+    let (mut value, mut mask) = (0f32, 0f32);
+    for (x, y, weight) in corners {
+        if inside(x, y) {
+            value += plane[y as usize * width + x as usize] * weight;
+            mask += weight;
+        }
+    }
+    value * mask
 }
 
 #[cfg(test)]
@@ -181,11 +196,36 @@ mod tests {
         assert!(blurred.iter().all(|v| (v - 0.5).abs() < 1e-6));
     }
 
+    fn gradient_square() -> RgbImage {
+        RgbImage::from_fn(16, 16, |x, y| {
+            image::Rgb([(x * 16) as u8, (y * 16) as u8, 7])
+        })
+    }
+
+    /// What torch 2.15 and torchvision 0.29 give for this square (noise 0.5, seed 1),
+    /// through `image_add_noise` and `clip_preprocess` of tests/tools/make_cubiq_cases.py:
+    /// it pins the draws (both fields, the two flips' coins, then the noise) and the warp,
+    /// whose corner pixels fall partly outside. One 8-bit level is 0.014 here.
+    #[test]
+    fn matches_torchvision_on_a_small_square() {
+        let values = noised_pixel_values(&[gradient_square()], 0.5, 1);
+        let expected = [
+            (0, [1.302604, 1.930336, 1.638368, 1.171218]),
+            (
+                2 * 256 + 15 * 16 + 12,
+                [-1.48022, -1.48022, -0.299954, -0.726556],
+            ),
+        ];
+        for (start, want) in expected {
+            let got = &values[0][start..start + 4];
+            let close = got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-4);
+            assert!(close, "at {start}: {got:?} vs {want:?}");
+        }
+    }
+
     #[test]
     fn noise_depends_on_the_seed_and_stays_normalised() {
-        let square = RgbImage::from_fn(16, 16, |x, y| {
-            image::Rgb([(x * 16) as u8, (y * 16) as u8, 7])
-        });
+        let square = gradient_square();
         let a = noised_pixel_values(std::slice::from_ref(&square), 0.5, 1);
         let b = noised_pixel_values(std::slice::from_ref(&square), 0.5, 2);
         assert_eq!(a[0].len(), 3 * 16 * 16);

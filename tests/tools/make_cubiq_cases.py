@@ -1,8 +1,9 @@
 """Makes tests/fixtures/cubiq: the field's other negative-image methods (cubiq's
 ComfyUI_IPAdapter_plus) run with stock diffusers 0.42.1 (CPU, float32) on the tiny reference
 models, plus a small attention processor and conditioning code that follow cubiq's formulas.
-Run with torch 2.15, diffusers 0.42.1 and transformers 5.24 installed (no torchvision needed:
-the three torchvision pieces cubiq's noise uses are written out below, each citing its source).
+Run with torch 2.15, torchvision 0.29, diffusers 0.42.1 and transformers 5.24 installed (the noise
+runs torchvision's own transforms, as cubiq's does). Arguments, if any, pick the cases whose name
+holds one of them (e.g. `noise`); cases.json is always written whole.
 
 What follows cubiq (github.com/cubiq/ComfyUI_IPAdapter_plus), and where:
 - combine modes: IPAdapterPlus.py, ipadapter_execute, "combine the embeddings if needed"
@@ -12,7 +13,8 @@ What follows cubiq (github.com/cubiq/ComfyUI_IPAdapter_plus), and where:
 - embeds scaling: CrossAttentionPatch.py, ipadapter_attention, the `embeds_scaling` branches
   (C penalty = ip_k.shape[2] / 1280);
 - noise: IPAdapterPlus.py before the rewrite (parent of commit 643cb81), image_add_noise:
-  ElasticTransform(alpha=75, sigma=noise*3.5), vertical then horizontal flip, then
+  ElasticTransform(alpha=75, sigma=noise*3.5), RandomVerticalFlip(p=1), RandomHorizontalFlip(p=1)
+  (each flip draws torch.rand(1) first), then
   image + (0.25*(1-noise)+0.05) * randn_like(image) on the permuted (B,H,W,C) view, then
   ComfyUI's clip_preprocess (clip(255*x, 0, 255).round()/255, CLIP mean/std).
 Minus' decisions (docs/DESIGN): the torch global generator is seeded with the run's seed (cubiq:
@@ -26,12 +28,13 @@ projected image tokens (tokens_uncond, tokens_cond) and the UNet's first output,
 [uncond, cond], before guidance (unet_out_step0); cases with noise also write
 <name>/noised_0.png, the first noised image as the encoder saw it (8-bit).
 """
-import json, os
+import json, os, sys
 import numpy as np, torch, torch.nn.functional as F
+import torchvision.transforms as TT
 from PIL import Image
 from safetensors.torch import save_file
 from diffusers import StableDiffusionPipeline, DDIMScheduler
-from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
 FIX = os.path.join(os.path.dirname(__file__), '..', 'fixtures')
 OUT = os.path.join(FIX, 'cubiq')
@@ -61,7 +64,9 @@ CASES = [
 ]
 COMMON = dict(steps=4, cfg=6.0, width=64, height=64, seed=5, prompt='a house')
 
-processor = CLIPImageProcessor()
+# The PIL backend, as the reference data has it: with torchvision installed, CLIPImageProcessor()
+# would pick the torchvision one, whose resize differs by an 8-bit level here and there.
+processor = CLIPImageProcessorPil()
 encoder = CLIPVisionModelWithProjection.from_pretrained(FIX + '/models/ip-adapter/models/image_encoder')
 
 
@@ -110,49 +115,18 @@ def combine(mode, stacked):
     raise ValueError(mode)
 
 
-def gaussian_blur(img, kernel_size, sigma):
-    # torchvision/transforms/_functional_tensor.py: _get_gaussian_kernel1d/2d, gaussian_blur.
-    half = (kernel_size - 1) * 0.5
-    x = torch.linspace(-half, half, steps=kernel_size)
-    pdf = torch.exp(-0.5 * (x / sigma).pow(2))
-    k1 = pdf / pdf.sum()
-    kernel = torch.mm(k1[:, None], k1[None, :]).expand(img.shape[-3], 1, kernel_size, kernel_size)
-    pad = kernel_size // 2
-    img = F.pad(img, [pad, pad, pad, pad], mode='reflect')
-    return F.conv2d(img, kernel, groups=img.shape[-3])
-
-
-def elastic_displacement(alpha, sigma, size):
-    # torchvision/transforms/transforms.py: ElasticTransform.get_params (global generator).
-    fields = []
-    for axis in range(2):
-        d = torch.rand([1, 1] + size) * 2 - 1
-        if sigma > 0.0:
-            k = int(8 * sigma + 1)
-            if k % 2 == 0:
-                k += 1
-            d = gaussian_blur(d, k, sigma)
-        fields.append(d * alpha / size[axis])
-    return torch.concat(fields, 1).permute([0, 2, 3, 1])
-
-
-def elastic_transform(img, displacement):
-    # torchvision/transforms/_functional_tensor.py: elastic_transform, _create_identity_grid,
-    # _apply_grid_transform (bilinear, zeros, align_corners=False).
-    h, w = img.shape[-2:]
-    hw_space = [torch.linspace((-s + 1) / s, (s - 1) / s, s) for s in (h, w)]
-    grid_y, grid_x = torch.meshgrid(hw_space, indexing='ij')
-    grid = torch.stack([grid_x, grid_y], -1).unsqueeze(0) + displacement
-    grid = grid.expand(img.shape[0], -1, -1, -1)
-    return F.grid_sample(img, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
-
-
 def image_add_noise(image, noise):
-    """cubiq's image_add_noise on (B, 3, 224, 224) images in 0..1; returns (B, H, W, C)."""
-    image = elastic_transform(image, elastic_displacement(75.0, noise * 3.5, list(image.shape[-2:])))
-    image = torch.flip(image, [-2])  # RandomVerticalFlip(p=1.0)
-    image = torch.flip(image, [-1])  # RandomHorizontalFlip(p=1.0)
-    image = image.permute([0, 2, 3, 1])
+    """cubiq's image_add_noise on (B, 3, 224, 224) images in 0..1; returns (B, H, W, C). His
+    CenterCrop and Resize are left out: the images are already the 224 crop. torchvision's own
+    transforms run here, so the global generator is drawn as in cubiq's: the x then y
+    displacement fields (ElasticTransform.get_params), one torch.rand(1) for each flip
+    (RandomVerticalFlip, RandomHorizontalFlip), then randn_like."""
+    warp_and_flip = TT.Compose([
+        TT.ElasticTransform(alpha=75.0, sigma=noise * 3.5),
+        TT.RandomVerticalFlip(p=1.0),
+        TT.RandomHorizontalFlip(p=1.0),
+    ])
+    image = warp_and_flip(image).permute([0, 2, 3, 1])
     return image + ((0.25 * (1 - noise) + 0.05) * torch.randn_like(image))
 
 
@@ -305,6 +279,8 @@ if __name__ == '__main__':
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, 'cases.json'), 'w') as f:
         json.dump({'common': COMMON, 'adapters': ['base', 'plus'], 'cases': CASES}, f, indent=1)
+    picks = sys.argv[1:]
     for adapter in ('base', 'plus'):
         for case in CASES:
-            run(adapter, case)
+            if not picks or any(pick in case['name'] for pick in picks):
+                run(adapter, case)
