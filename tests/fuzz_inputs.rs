@@ -9,10 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixtures, temp_dir};
+use common::{capped_command, fixtures, temp_dir};
 use minus::output::{encode_png, read_settings};
 use minus::pipeline::Request;
 use minus::pipeline::preprocess::{FitMode, clip_pixel_values, decode_rgb};
@@ -211,6 +210,10 @@ fn fuzz_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn every_hostile_input_ends_cleanly() {
     let exe = std::env::current_exe().expect("test binary");
     let args = [
@@ -220,19 +223,11 @@ fn every_hostile_input_ends_cleanly() {
         "--nocapture",
         "--test-threads=1",
     ];
-    // Under `prlimit` where it exists (Linux), so an abort or runaway memory shows.
-    let capped = Command::new("prlimit")
-        .arg(format!("--as={MEMORY_CAP_BYTES}"))
-        .arg(&exe)
+    // Under an address-space cap, so an abort or runaway memory shows.
+    let output = capped_command(MEMORY_CAP_BYTES, &exe)
         .args(args)
-        .output();
-    let output = match capped {
-        Ok(output) => output,
-        Err(_) => Command::new(&exe)
-            .args(args)
-            .output()
-            .expect("run the fuzz"),
-    };
+        .output()
+        .expect("run the fuzz");
     let text = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the fuzz run failed:\n{text}");

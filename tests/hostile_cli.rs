@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixtures, temp_dir};
+use common::{capped_command, fixtures, temp_dir};
 
 /// Address space the binary may use: the tiny models need well under a gigabyte;
 /// the failures this guards against asked for 9 GB and more.
@@ -22,15 +22,7 @@ fn generate(args: &[&str], output: &Path) -> Output {
     let models = fixtures().join("models");
     let ip = models.join("ip-adapter/models");
     let binary = env!("CARGO_BIN_EXE_minus");
-    let mut command = if Path::new("/usr/bin/prlimit").exists() {
-        let mut command = Command::new("/usr/bin/prlimit");
-        command
-            .arg(format!("--as={ADDRESS_SPACE_CAP_BYTES}"))
-            .arg(binary);
-        command
-    } else {
-        Command::new(binary)
-    };
+    let mut command = capped_command(ADDRESS_SPACE_CAP_BYTES, binary);
     command
         .args(["generate", "--device", "cpu", "--steps", "1"])
         .args(["--seed", "1"])
@@ -102,6 +94,10 @@ fn mkfifo(path: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn extreme_aspect_ratios_are_fitted_in_little_memory() {
     let dir = temp_dir("hostile-aspect");
     let tall = write_png(&dir.join("tall.png"), 1, 60_000);
@@ -116,6 +112,10 @@ fn extreme_aspect_ratios_are_fitted_in_little_memory() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn images_larger_than_the_decode_limits_are_refused_naming_the_file() {
     let dir = temp_dir("hostile-huge");
     // 70000 pixels wide: over the 65536 a side Minus decodes (a tiny file).
@@ -125,6 +125,10 @@ fn images_larger_than_the_decode_limits_are_refused_naming_the_file() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn image_paths_that_are_not_regular_files_are_refused() {
     let dir = temp_dir("hostile-kinds");
     let fifo = dir.join("fifo.png");
@@ -142,6 +146,10 @@ fn image_paths_that_are_not_regular_files_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn numbers_that_are_not_finite_or_in_range_are_refused() {
     let dir = temp_dir("hostile-numbers");
     let house = fixtures().join("images/house.png").display().to_string();
@@ -165,6 +173,10 @@ fn numbers_that_are_not_finite_or_in_range_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn a_run_too_large_for_memory_is_refused_before_it_starts() {
     let dir = temp_dir("hostile-memory");
     let output = generate(
@@ -175,6 +187,10 @@ fn a_run_too_large_for_memory_is_refused_before_it_starts() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn outputs_are_written_in_the_format_their_extension_names() {
     let dir = temp_dir("hostile-formats");
     for (name, format) in [
@@ -195,6 +211,10 @@ fn outputs_are_written_in_the_format_their_extension_names() {
 
 #[cfg(unix)]
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "the memory cap needs prlimit (util-linux, Linux)"
+)]
 fn an_output_path_that_is_not_a_regular_file_is_left_alone() {
     use std::os::unix::fs::FileTypeExt;
     let dir = temp_dir("hostile-output");
