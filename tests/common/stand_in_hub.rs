@@ -54,6 +54,8 @@ pub struct StandInHub {
     pub cdn_endpoint: String,
     /// Range headers of every GET that was answered with a body, in order.
     pub ranges: Arc<Mutex<Vec<Option<String>>>>,
+    /// Body bytes written for each of those GETs, in the same order.
+    pub sent_bytes: Arc<Mutex<Vec<usize>>>,
     /// `METHOD path` of every request to the hub and the CDN, in order.
     pub requests: Arc<Mutex<Vec<String>>>,
 }
@@ -68,6 +70,7 @@ struct State {
     behaviour: Behaviour,
     cdn_endpoint: String,
     ranges: Arc<Mutex<Vec<Option<String>>>>,
+    sent_bytes: Arc<Mutex<Vec<usize>>>,
     requests: Arc<Mutex<Vec<String>>>,
     cuts: AtomicUsize,
 }
@@ -112,6 +115,7 @@ impl StandInHub {
             behaviour,
             cdn_endpoint: cdn_endpoint.clone(),
             ranges: Arc::new(Mutex::new(Vec::new())),
+            sent_bytes: Arc::new(Mutex::new(Vec::new())),
             requests: Arc::new(Mutex::new(Vec::new())),
         });
         listen(hub, state.clone(), serve_hub);
@@ -120,6 +124,7 @@ impl StandInHub {
             endpoint,
             cdn_endpoint,
             ranges: state.ranges.clone(),
+            sent_bytes: state.sent_bytes.clone(),
             requests: state.requests.clone(),
         }
     }
@@ -309,13 +314,17 @@ fn serve_body(
         .cuts
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    if cut || state.behaviour.stall_body {
-        let _ = stream.write_all(&body[..body.len() / 2]);
-        if state.behaviour.stall_body {
-            let _ = stream.flush();
-            std::thread::sleep(HOLD);
-        }
+    let shortened = cut || state.behaviour.stall_body;
+    let sent = if shortened {
+        &body[..body.len() / 2]
     } else {
-        let _ = stream.write_all(body);
+        body
+    };
+    if stream.write_all(sent).is_ok() {
+        state.sent_bytes.lock().expect("lock").push(sent.len());
+    }
+    if state.behaviour.stall_body {
+        let _ = stream.flush();
+        std::thread::sleep(HOLD);
     }
 }
