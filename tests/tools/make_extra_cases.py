@@ -10,7 +10,9 @@ F=os.path.join(os.path.dirname(__file__), '..', 'fixtures')
 torch.set_num_threads(2)
 enc=CLIPVisionModelWithProjection.from_pretrained(F+'/models/ip-adapter/models/image_encoder')
 pipe=StableDiffusionPipeline.from_pretrained(F+'/models/sd15', image_encoder=enc, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-from transformers import CLIPImageProcessor
+# The PIL backend, as the reference data has it: with torchvision installed, CLIPImageProcessor()
+# switches to its torchvision version, whose resize differs slightly.
+from transformers import CLIPImageProcessorPil as CLIPImageProcessor
 pipe.feature_extractor=CLIPImageProcessor()
 def run(name, adapter, sched, karras, steps, w, h, seed, n, scale, prompt):
     global pipe
