@@ -83,7 +83,7 @@ pub fn generate(
     let mut request = request.clone();
     let conditioning = prepare(models, &mut request, cache, on_phase)?;
     let started = Instant::now();
-    on_phase(Phase::Denoising);
+    on_phase(Phase::FirstStep);
     let latents = denoise(models, &request, &conditioning, on_step)?;
     let denoise_secs = started.elapsed().as_secs_f64();
     on_phase(Phase::Decoding);

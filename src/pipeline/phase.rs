@@ -8,7 +8,7 @@ pub enum Phase {
     /// Prompt images are read, hashed and run through the image encoder.
     EncodingImages,
     /// The denoising loop runs its first step (later steps report themselves).
-    Denoising,
+    FirstStep,
     /// The VAE turns the final latents into pictures.
     Decoding,
 }
@@ -19,7 +19,7 @@ impl Phase {
         match self {
             Self::EncodingPrompts => "Encoding prompts",
             Self::EncodingImages => "Encoding images",
-            Self::Denoising => "First step",
+            Self::FirstStep => "First step",
             Self::Decoding => "Decoding",
         }
     }
