@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::ui::{
-    app, assert_no_messages, drop_on, harness, harness_without_autosave, run_until,
-    saved_settings_png, test_settings,
+    app, assert_no_messages, drop_fixture_image, drop_on, harness, harness_without_autosave,
+    run_until, saved_settings_png, test_settings,
 };
 use common::{fixtures, temp_dir};
 
@@ -77,17 +77,10 @@ fn a_png_with_unusable_settings_says_so_and_keeps_the_panes() {
     };
     let saved = saved_settings_png(&out, "bad-settings.png", &request);
     let mut harness = harness_without_autosave(&out);
-    drop_on(
-        &mut harness,
-        "Negative image prompt",
-        fixtures().join("images/gray.jpg"),
-    );
-    run_until(&mut harness, "the negative image", |app| {
-        app.pane_counts() == (0, 1)
-    });
+    drop_fixture_image(&mut harness, "Negative image prompt", "gray.jpg", (0, 1));
     drop_on(&mut harness, "Generate", saved);
     run_until(&mut harness, "a note", |app| !app.messages().is_empty());
-    let message = &app(&harness).messages()[0];
+    let message = app(&harness).messages()[0].text.clone();
     assert!(message.contains("bad-settings.png"), "{message}");
     assert!(
         message.contains("image prompt weight must be a number"),
@@ -120,13 +113,13 @@ fn restored_image_paths_that_are_not_regular_files_are_refused() {
     run_until(&mut harness, "the refusal", |app| {
         app.messages()
             .iter()
-            .any(|m| m.contains("not a regular file"))
+            .any(|m| m.text.contains("not a regular file"))
     });
     assert!(
         app(&harness)
             .messages()
             .iter()
-            .any(|m| m.contains(&fifo.display().to_string()))
+            .any(|m| m.text.contains(&fifo.display().to_string()))
     );
     assert_eq!(app(&harness).pane_counts(), (0, 0));
 }
@@ -149,7 +142,7 @@ fn a_gallery_png_whose_settings_inflate_too_far_is_shown_with_a_note() {
     run_until(&mut harness, "the bomb in the gallery with a note", |app| {
         app.gallery_len() == 1 && !app.messages().is_empty()
     });
-    let message = &app(&harness).messages()[0];
+    let message = app(&harness).messages()[0].text.clone();
     assert!(message.contains("bomb.png"), "{message}");
     assert!(message.contains("settings ignored"), "{message}");
 }

@@ -9,12 +9,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use common::stand_in_hub::{StandInHub, served_files};
-use common::ui::{State, app, app_mut, drop_house_and_lawn, harness, run_until, test_settings};
+use common::ui::{
+    State, app, app_mut, assert_no_messages, drop_house_and_lawn, harness, run_until, test_settings,
+};
 use common::{fixtures, temp_dir};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use minus::app::{MinusApp, PathField, PathPicker, PickKind};
+use minus::app::{MessageKind, MessageSource, MinusApp, PathField, PathPicker, PickKind};
 use minus::weights::hub::Hub;
 
 /// The adapter label the window lists as loaded.
@@ -165,6 +167,28 @@ fn browse_fills_a_field_and_a_browsed_model_loads() {
         *picker.asked.lock().expect("lock"),
         [(PathField::Model, PickKind::Folder)]
     );
+}
+
+#[test]
+fn a_failed_model_load_says_so_until_models_load() {
+    let out = temp_dir("ui-models-failed");
+    let mut settings = test_settings(&out);
+    settings.models.paths.model = out.join("no-such-model");
+    let mut harness = harness(settings);
+    run_until(&mut harness, "the failed load", |app| {
+        app.messages().iter().any(|m| {
+            (m.kind, m.source) == (MessageKind::Error, MessageSource::Models)
+                && m.text.contains("no-such-model")
+        })
+    });
+    app_mut(&mut harness).settings_mut().models.paths.model = fixtures().join("models/sd15");
+    harness.get_by_label("Models").click();
+    harness.step();
+    harness.get_by_label("Reload models").click();
+    run_until(&mut harness, "the models", |app| {
+        app.loaded_models().is_some()
+    });
+    assert_no_messages(&harness);
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::ui::{
-    app, assert_no_messages, drop_house_and_lawn, drop_on, harness, harness_without_autosave,
-    run_sweep, run_until, save_sweep_grid, saved_pngs, saved_settings_png, test_settings,
+    app, assert_no_messages, drop_fixture_image, drop_house_and_lawn, drop_on, harness,
+    harness_without_autosave, run_sweep, run_until, save_sweep_grid, saved_pngs,
+    saved_settings_png, test_settings,
 };
 use common::{fixtures, temp_dir};
 use egui_kittest::kittest::Queryable;
-use minus::app::ModelSettings;
+use minus::app::{MessageKind, MessageSource, ModelSettings};
 
 #[test]
 fn drop_images_generate_and_see_previews_and_a_saved_result() {
@@ -113,8 +114,16 @@ fn a_corrupt_dropped_file_shows_an_error_and_the_app_keeps_working() {
     run_until(&mut harness, "an error message", |app| {
         !app.messages().is_empty()
     });
-    assert!(app(&harness).messages()[0].contains("broken.png"));
+    let error = app(&harness).messages()[0].clone();
+    assert!(error.text.contains("broken.png"), "{error:?}");
+    assert_eq!(
+        (error.kind, error.source),
+        (MessageKind::Error, MessageSource::Files)
+    );
     assert_eq!(app(&harness).pane_counts(), (0, 0));
+    // The next image that loads takes the failed one's message away.
+    drop_fixture_image(&mut harness, "Image prompt", "house.png", (1, 0));
+    assert_no_messages(&harness);
     harness.get_by_label("Generate").click();
     run_until(&mut harness, "a result after the error", |app| {
         app.gallery_len() == 1

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use super::tasks::{Notices, spawn};
+use super::messages::MessageSource;
+use super::tasks::{Done, Notices, spawn};
 
 /// A path field that has a Browse… button.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +102,14 @@ impl Browser {
         let picker = self.picker.clone();
         let answers = self.answers.0.clone();
         let wake = notices.waker();
-        spawn(notices, "file-dialog", move || {
+        spawn(notices, MessageSource::Browse, "file-dialog", move || {
             if let Some(path) = picker.pick(field, kind) {
                 // The window owns the receiver for as long as it lives.
                 let _ = answers.send((field, path));
                 wake();
             }
-            Ok(None)
+            // The field shows the answer.
+            Ok(Done::Nothing)
         });
     }
 

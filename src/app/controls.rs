@@ -1,12 +1,14 @@
 //! The settings column: prompts, adapter weights and windows, sampler, size, seed.
 
+use std::path::PathBuf;
+
 use egui::RichText;
 
 use super::browse::{PathField, PickKind};
 use super::fields::{choice_field, path_field, text_field};
 use super::method::Method;
 use super::settings::Settings;
-use super::sweep::SweepParameter;
+use super::sweep::{SweepParameter, SweepSettings};
 use crate::pipeline::preprocess::FitMode;
 use crate::pipeline::{Combine, EmbedsScaling, PreviewKind, Request, WeightType, Window};
 use crate::rng::random_seed;
@@ -33,8 +35,31 @@ pub fn settings_ui(
     settings: &mut Settings,
     taesd_offer_mb: Option<u64>,
 ) -> ControlAction {
-    let mut action = ControlAction::None;
+    prompts_ui(ui, &mut settings.request);
+    ui.separator();
+    image_weights_ui(ui, &mut settings.request);
+    ui.separator();
+    sampling_ui(ui, &mut settings.request);
+    seed_ui(ui, &mut settings.request.seed, &mut settings.random_seed);
     let request = &mut settings.request;
+    ui.add(egui::Slider::new(&mut request.batch, 1..=8).text("Images per run"))
+        .on_hover_text("How many images each run makes");
+    choice_field(ui, "Fit", &mut request.fit, FitMode::ALL, FitMode::name).on_hover_text(
+        "How non-square prompt images are made square: crop the middle, pad, or squash",
+    );
+    ui.separator();
+    [
+        output_ui(ui, &mut settings.output_dir),
+        preview_ui(ui, &mut settings.preview, taesd_offer_mb),
+        sweep_ui(ui, &mut settings.sweep),
+    ]
+    .into_iter()
+    .find(|action| *action != ControlAction::None)
+    .unwrap_or(ControlAction::None)
+}
+
+/// The text prompts of the two halves of guidance.
+fn prompts_ui(ui: &mut egui::Ui, request: &mut Request) {
     ui.label("Prompt");
     ui.add(
         egui::TextEdit::multiline(&mut request.prompt)
@@ -50,8 +75,10 @@ pub fn settings_ui(
             .desired_rows(2),
     )
     .on_hover_text("Text for the unconditioned half: what to steer away from");
-    ui.separator();
+}
 
+/// How strongly, and over which part of the run, each pane's images act.
+fn image_weights_ui(ui: &mut egui::Ui, request: &mut Request) {
     ui.add(egui::Slider::new(&mut request.ip_weight, 0.0..=2.0).text("Image prompt weight"))
         .on_hover_text("IP-Adapter scale of the positive images (conditioned half)");
     ui.add(
@@ -61,8 +88,10 @@ pub fn settings_ui(
     window_ui(ui, "image", &mut request.ip_window);
     window_ui(ui, "negative", &mut request.negative_ip_window);
     methods_ui(ui, request);
-    ui.separator();
+}
 
+/// Guidance, steps, the sampler and the picture size.
+fn sampling_ui(ui: &mut egui::Ui, request: &mut Request) {
     ui.add(egui::Slider::new(&mut request.cfg, 1.0..=20.0).text("CFG scale"))
         .on_hover_text("How strongly to follow the prompts (classifier-free guidance)");
     ui.add(egui::Slider::new(&mut request.steps, 1..=150).text("Steps"))
@@ -83,10 +112,14 @@ pub fn settings_ui(
         .on_hover_text("Karras noise schedule (Euler a, DPM++ 2M)");
     });
     size_ui(ui, &mut request.width, &mut request.height);
+}
+
+/// The seed, a button for a new one, and whether each run draws its own.
+fn seed_ui(ui: &mut egui::Ui, seed: &mut u64, random_each_run: &mut bool) {
     ui.horizontal(|ui| {
         ui.add_enabled(
-            !settings.random_seed,
-            egui::DragValue::new(&mut request.seed).prefix("Seed "),
+            !*random_each_run,
+            egui::DragValue::new(seed).prefix("Seed "),
         )
         .on_hover_text("Same seed + same settings = same image");
         if ui
@@ -94,20 +127,16 @@ pub fn settings_ui(
             .on_hover_text("Draw a new random seed now")
             .clicked()
         {
-            request.seed = random_seed();
+            *seed = random_seed();
         }
-        ui.checkbox(&mut settings.random_seed, "random each run")
+        ui.checkbox(random_each_run, "random each run")
             .on_hover_text("Unticked: reuse the seed shown (lock)");
     });
-    ui.add(egui::Slider::new(&mut request.batch, 1..=8).text("Images per run"))
-        .on_hover_text("How many images each run makes");
-    choice_field(ui, "Fit", &mut request.fit, FitMode::ALL, FitMode::name).on_hover_text(
-        "How non-square prompt images are made square: crop the middle, pad, or squash",
-    );
-    ui.separator();
+}
 
-    let mut output = settings
-        .output_dir
+/// The folder every result is saved into (empty: none).
+fn output_ui(ui: &mut egui::Ui, output_dir: &mut Option<PathBuf>) -> ControlAction {
+    let mut output = output_dir
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
@@ -119,11 +148,20 @@ pub fn settings_ui(
         PathField::OutputDir,
     );
     if edit.response.changed() {
-        settings.output_dir = (!output.trim().is_empty()).then(|| output.trim().into());
+        *output_dir = (!output.trim().is_empty()).then(|| output.trim().into());
     }
-    if let Some(kind) = edit.browse {
-        action = ControlAction::Browse(PathField::OutputDir, kind);
+    match edit.browse {
+        Some(kind) => ControlAction::Browse(PathField::OutputDir, kind),
+        None => ControlAction::None,
     }
+}
+
+/// How the picture is shown while it is denoised, and the offer to download TAESD.
+fn preview_ui(
+    ui: &mut egui::Ui,
+    preview: &mut PreviewKind,
+    taesd_offer_mb: Option<u64>,
+) -> ControlAction {
     ui.horizontal(|ui| {
         ui.label("Preview").on_hover_text("How the picture is shown while it is denoised");
         for kind in PreviewKind::ALL {
@@ -135,37 +173,46 @@ pub fn settings_ui(
                     "A colour map of the latents: blurry, but nearly free"
                 }
             };
-            ui.radio_value(&mut settings.preview, kind, kind.name())
+            ui.radio_value(preview, kind, kind.name())
                 .on_hover_text(tooltip);
         }
     });
-    if let Some(approx_mb) = taesd_offer_mb {
-        ui.horizontal_wrapped(|ui| {
-            ui.label(
-                RichText::new(format!(
-                    "TAESD is not downloaded (about {approx_mb} MB): previews use latent colours."
-                ))
-                .small(),
-            );
-            if ui
-                .small_button("Download TAESD")
-                .on_hover_text("Download it into the Hugging Face cache, then use it")
-                .clicked()
-            {
-                action = ControlAction::DownloadTaesd;
-            }
-        });
+    let Some(approx_mb) = taesd_offer_mb else {
+        return ControlAction::None;
+    };
+    let offer = ui.horizontal_wrapped(|ui| {
+        ui.label(
+            RichText::new(format!(
+                "TAESD is not downloaded (about {approx_mb} MB): previews use latent colours."
+            ))
+            .small(),
+        );
+        ui.small_button("Download TAESD")
+            .on_hover_text("Download it into the Hugging Face cache, then use it")
+            .clicked()
+    });
+    if offer.inner {
+        ControlAction::DownloadTaesd
+    } else {
+        ControlAction::None
     }
+}
+
+/// The Sweep section: one setting varied over a list of values.
+fn sweep_ui(ui: &mut egui::Ui, sweep: &mut SweepSettings) -> ControlAction {
+    let mut action = ControlAction::None;
     egui::CollapsingHeader::new("Sweep").show(ui, |ui| {
-        let sweep = &mut settings.sweep;
+        let mut parameter = sweep.parameter;
         choice_field(
             ui,
             "vary",
-            &mut sweep.parameter,
+            &mut parameter,
             SweepParameter::ALL,
             SweepParameter::label,
         )
         .on_hover_text("The setting that changes from run to run");
+        // A new parameter brings its own starting values (a weight's are no methods).
+        sweep.vary(parameter);
         text_field(
             ui,
             "values",

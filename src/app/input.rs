@@ -1,10 +1,14 @@
 //! Images coming in: files dropped on the window, pasted, or read by the loader,
 //! and settings restored from a dropped PNG.
 
+use std::path::PathBuf;
+
 use egui::Key;
+use image::RgbImage;
 
 use super::MinusApp;
 use super::loader::{Loaded, Target};
+use super::messages::{Message, MessageSource};
 use super::panes::PaneImage;
 use super::results::GalleryEntry;
 use super::{tasks, texture};
@@ -13,86 +17,110 @@ use crate::pipeline::Request;
 impl MinusApp {
     /// Puts images the loader has read into their pane or the gallery.
     pub(super) fn handle_loaded_files(&mut self, ctx: &egui::Context) {
-        for Loaded {
+        for loaded in self.loader.poll() {
+            self.take_loaded(loaded, ctx);
+        }
+    }
+
+    /// Places one read file, or says why it could not be read.
+    fn take_loaded(&mut self, loaded: Loaded, ctx: &egui::Context) {
+        let Loaded {
             target,
             path,
             result,
             note,
-        } in self.loader.poll()
-        {
-            self.messages.extend(note);
-            let (image, request) = match result {
-                Ok(loaded) => loaded,
-                Err(error) => {
-                    // A remembered image that is gone or broken leaves its pane.
-                    for pane in [&mut self.positive, &mut self.negative] {
-                        pane.images
-                            .retain(|i| i.path != path || i.thumbnail.is_some());
-                    }
-                    if target != Target::Gallery {
-                        self.messages.push(error);
-                    }
-                    continue;
+            requested,
+        } = loaded;
+        let (image, request) = match result {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // A remembered image that is gone or broken leaves its pane.
+                for pane in [&mut self.positive, &mut self.negative] {
+                    pane.images
+                        .retain(|i| i.path != path || i.thumbnail.is_some());
                 }
-            };
-            let target = match (target, request) {
-                (Target::Window, Some(request)) => {
-                    if self.restore(request) {
-                        self.messages
-                            .push(format!("Settings restored from {}", path.display()));
-                    }
-                    continue;
+                if target != Target::Gallery {
+                    self.messages
+                        .push(Message::error(MessageSource::Files, error));
                 }
-                (Target::Gallery, request) => {
-                    let thumb = texture::thumbnail(&image, 512);
-                    self.results.gallery.insert(
-                        0,
-                        GalleryEntry {
-                            texture: texture::upload(ctx, &path.display().to_string(), &thumb),
-                            image: None,
-                            request,
-                            path: Some(path),
-                            compare: false,
-                        },
-                    );
-                    continue;
-                }
-                (Target::Window, None) => Target::Positive,
-                (other, _) => other,
-            };
-            let pane = if target == Target::Negative {
-                &mut self.negative
-            } else {
-                &mut self.positive
-            };
-            let thumbnail = texture::upload(
-                ctx,
-                &path.display().to_string(),
-                &texture::thumbnail(&image, 200),
-            );
-            // Images remembered from the last session wait in the pane for their thumbnail.
-            let waiting = pane
-                .images
-                .iter_mut()
-                .find(|i| i.path == path && i.thumbnail.is_none());
-            let entry = match waiting {
-                Some(entry) => entry,
-                None => {
-                    pane.images.push(PaneImage::new(path));
-                    let last = pane.images.len() - 1;
-                    &mut pane.images[last]
-                }
-            };
-            entry.thumbnail = Some(thumbnail);
+                return;
+            }
+        };
+        self.messages.succeeded(MessageSource::Files, requested);
+        if let Some(note) = note {
+            self.messages
+                .push(Message::warning(MessageSource::Files, note));
         }
+        match (target, request) {
+            (Target::Window, Some(request)) => {
+                if self.restore(request) {
+                    self.messages.succeeded(MessageSource::Restore, requested);
+                    let text = format!("Settings restored from {}", path.display());
+                    self.messages
+                        .push(Message::info(MessageSource::Restore, text));
+                }
+            }
+            (Target::Gallery, request) => {
+                let thumb = texture::thumbnail(&image, 512);
+                self.results.gallery.insert(
+                    0,
+                    GalleryEntry {
+                        texture: texture::upload(ctx, &path.display().to_string(), &thumb),
+                        image: None,
+                        request,
+                        path: Some(path),
+                        compare: false,
+                    },
+                );
+            }
+            (Target::Negative, _) => self.show_in_pane(Target::Negative, path, &image, ctx),
+            (Target::Positive | Target::Window, _) => {
+                self.show_in_pane(Target::Positive, path, &image, ctx);
+            }
+        }
+    }
+
+    /// Gives the image its pane's thumbnail: the waiting entry's (an image remembered
+    /// from the last session), or a new entry's.
+    fn show_in_pane(
+        &mut self,
+        target: Target,
+        path: PathBuf,
+        image: &RgbImage,
+        ctx: &egui::Context,
+    ) {
+        let pane = if target == Target::Negative {
+            &mut self.negative
+        } else {
+            &mut self.positive
+        };
+        let thumbnail = texture::upload(
+            ctx,
+            &path.display().to_string(),
+            &texture::thumbnail(image, 200),
+        );
+        let waiting = pane
+            .images
+            .iter_mut()
+            .find(|i| i.path == path && i.thumbnail.is_none());
+        let entry = match waiting {
+            Some(entry) => entry,
+            None => {
+                pane.images.push(PaneImage::new(path));
+                let last = pane.images.len() - 1;
+                &mut pane.images[last]
+            }
+        };
+        entry.thumbnail = Some(thumbnail);
     }
 
     /// Applies a saved request (the panes take its images with their weights); returns
     /// false, with a message and nothing changed, when the request is invalid.
     pub(super) fn restore(&mut self, request: Request) -> bool {
         if let Err(error) = request.validate() {
+            let text = format!("Settings not restored: {error}");
             self.messages
-                .push(format!("Settings not restored: {error}"));
+                .push(Message::error(MessageSource::Restore, text));
             return false;
         }
         let positive = self.positive.restore(&request.images);
@@ -162,7 +190,7 @@ impl MinusApp {
 }
 
 /// Where pasted images are stored (prompts refer to files).
-pub(super) fn pasted_dir() -> std::path::PathBuf {
+pub(super) fn pasted_dir() -> PathBuf {
     directories::ProjectDirs::from("", "", "Minus")
         .map(|dirs| dirs.data_dir().join("pasted"))
         .unwrap_or_else(|| std::env::temp_dir().join("minus-pasted"))

@@ -2,6 +2,7 @@
 //! saved results that make up the gallery.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use image::RgbImage;
@@ -33,6 +34,9 @@ pub struct Loaded {
     pub result: LoadResult,
     /// Why embedded settings were not used (too large, corrupt, invalid), for the user.
     pub note: Option<String>,
+    /// When the load was asked for: problems reported before then were about
+    /// earlier attempts.
+    pub requested: Instant,
 }
 
 /// Background file loading; results are polled every frame.
@@ -78,6 +82,7 @@ impl Loader {
     pub fn load(&self, paths: Vec<PathBuf>, target: Target) {
         let sender = self.sender.clone();
         let ctx = self.repaint.clone();
+        let requested = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("minus-file-loader".to_string())
             .spawn(move || {
@@ -89,6 +94,7 @@ impl Loader {
                             path,
                             result,
                             note,
+                            requested,
                         })
                         .is_err()
                     {

@@ -2,9 +2,12 @@
 //! Everything slow happens on the engine thread or the file loader.
 
 mod browse;
+mod compare;
 mod controls;
 mod downloads;
+mod events;
 mod fields;
+mod frame;
 mod input;
 mod loader;
 mod messages;
@@ -23,23 +26,23 @@ mod texture;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
-use egui::{Key, KeyboardShortcut, Modifiers, RichText};
+use egui::{Key, KeyboardShortcut, Modifiers};
 
-use crate::engine::{Command, Engine, Event, JobId};
+use crate::engine::{Command, Engine, JobId};
 use crate::pipeline::{PreviewKind, Request};
 use crate::weights::catalogue::{IMAGE_ENCODER, TAESD};
 use crate::weights::hub::Hub;
 use browse::Browser;
 pub use browse::{PathField, PathPicker, PickKind};
-use controls::ControlAction;
-use downloads::{DownloadOutcome, Downloads, use_found_model};
-use input::pasted_dir;
+use downloads::Downloads;
 use loader::{Loader, Target};
 use messages::Messages;
+pub use messages::{Message, MessageKind, MessageSource};
 use models_panel::{ModelsAction, ModelsPanel};
-use panes::{Pane, PaneAction, PaneImage};
-use results::{ResultAction, Results};
+use panes::{Pane, PaneImage};
+use results::Results;
 pub use settings::{ModelSettings, Settings};
 use status::ModelStatus;
 use sweep::Sweep;
@@ -194,10 +197,12 @@ impl MinusApp {
     /// Sends `request` to the engine; returns its job id, or `None` (with a message) if invalid.
     fn queue(&mut self, request: Request) -> Option<JobId> {
         if let Err(error) = request.validate() {
-            self.messages.push(error.to_string());
+            let error = Message::error(MessageSource::Generation, error.to_string());
+            self.messages.push(error);
             return None;
         }
         let job = self.engine.next_job_id();
+        self.results.attempts.insert(job, Instant::now());
         self.engine.send(Command::Generate {
             job,
             request,
@@ -222,10 +227,13 @@ impl MinusApp {
         let requests = match parameter.requests(&base, &self.settings.sweep.values) {
             Ok(requests) => requests,
             Err(error) => {
-                self.messages.push(error);
+                self.messages
+                    .push(Message::error(MessageSource::Sweep, error));
                 return;
             }
         };
+        self.messages
+            .succeeded(MessageSource::Sweep, Instant::now());
         let mut cells = Vec::with_capacity(requests.len());
         for (request, label) in requests {
             let Some(job) = self.queue(request) else {
@@ -284,211 +292,15 @@ impl MinusApp {
         }
     }
 
-    fn handle_engine_events(&mut self, ctx: &egui::Context) {
-        if !self.engine_lost && !self.engine.is_running() {
-            // Should never happen; if it does, say so instead of waiting forever.
-            self.engine_lost = true;
-            self.results.clear_jobs();
-            self.messages.push(
-                "The engine stopped unexpectedly: restart Minus (results already shown are saved)",
-            );
-        }
-        for event in self.engine.drain_events() {
-            match event {
-                Event::ModelsLoading | Event::ModelsLoaded { .. } | Event::ModelsFailed { .. } => {
-                    if matches!(event, Event::ModelsLoaded { .. }) {
-                        // An earlier setup's error no longer applies.
-                        self.messages
-                            .dismiss_starting_with(status::LOAD_ERROR_PREFIX);
-                    }
-                    self.messages.extend(self.model_status.apply(&event));
-                }
-                Event::ModelProgress { .. }
-                | Event::Downloaded { .. }
-                | Event::DownloadFailed { .. } => match self.downloads.apply(event) {
-                    DownloadOutcome::Pending => {}
-                    DownloadOutcome::Ready(paths) => {
-                        self.settings.models.paths = paths;
-                        self.load_models();
-                    }
-                    DownloadOutcome::AdapterReady {
-                        adapter,
-                        image_encoder,
-                    } => self.use_adapter(adapter, image_encoder),
-                    DownloadOutcome::PreviewReady => self.load_models(),
-                    DownloadOutcome::Failed(error) => self.messages.push(error),
-                },
-                Event::Queued { .. }
-                | Event::Started { .. }
-                | Event::Phase { .. }
-                | Event::Step { .. }
-                | Event::Finished { .. }
-                | Event::Failed { .. }
-                | Event::Cancelled { .. } => {
-                    self.preview_to_acknowledge |= matches!(
-                        event,
-                        Event::Step {
-                            preview: Some(_),
-                            ..
-                        }
-                    );
-                    self.model_status.apply(&event);
-                    let messages = self.results.apply(event, ctx);
-                    self.messages.extend(messages);
-                }
-            }
-        }
-    }
-
-    /// Draws one frame (eframe's `App::ui` and the UI tests call this).
-    pub fn show(&mut self, ui: &mut egui::Ui) {
-        self.frames += 1;
-        let ctx = ui.ctx().clone();
-        self.handle_engine_events(&ctx);
-        self.handle_loaded_files(&ctx);
-        self.handle_dropped_files(&ctx);
-        self.handle_browsed_paths();
-        if ctx.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
-            self.generate();
-        }
-        self.messages.extend(self.notices.poll());
-        self.handle_paste(&ctx);
-        if ctx.input(|i| i.key_pressed(Key::Escape))
-            && let Some(job) = &self.results.running
-        {
-            self.engine.send(Command::Cancel(job.id));
-        }
-        let hovering_files = ctx.input(|i| !i.raw.hovered_files.is_empty());
-        let pointer = ctx.input(|i| i.pointer.latest_pos());
-
-        egui::Panel::left("settings")
-            .resizable(true)
-            .default_size(330.0)
-            .show(ui, |ui| {
-                // A solid bar takes its own width: egui's floating one would cover the
-                // right edge of the Browse... buttons whenever the column scrolls.
-                ui.spacing_mut().scroll = egui::style::ScrollStyle::solid();
-                egui::ScrollArea::vertical().show(ui, |ui| {
-                    let generate = ui.add_sized(
-                        [ui.available_width(), 36.0],
-                        egui::Button::new(RichText::new("Generate").heading()),
-                    );
-                    if generate
-                        .on_hover_text("Queue a run with these settings (Ctrl+Enter)")
-                        .clicked()
-                    {
-                        self.generate();
-                    }
-                    ui.label(RichText::new(self.model_status.text()).small());
-                    models_panel::loaded_ui(ui, self.model_status.loaded.as_ref());
-                    // The first-run offer stays while the first path is typed, so the
-                    // fields do not jump up under the pointer; it goes once that loads.
-                    let offer_defaults = !self.settings.models.paths.is_set()
-                        || (self.models_panel.is_editing() && self.model_status.loaded.is_none());
-                    self.downloads.ui(ui, &self.engine, offer_defaults);
-                    let action = self.models_panel.ui(ui, &mut self.settings.models);
-                    self.models_action(action);
-                    if let Some(model) = self.downloads.found_ui(ui) {
-                        use_found_model(&mut self.settings.models.paths, model);
-                        self.load_models();
-                    }
-                    ui.separator();
-                    let preview = self.settings.preview;
-                    let taesd_offer = self.taesd_offer_mb();
-                    let action = controls::settings_ui(ui, &mut self.settings, taesd_offer);
-                    if self.settings.preview != preview {
-                        self.engine.send(Command::SetPreview(self.settings.preview));
-                    }
-                    match action {
-                        ControlAction::None => {}
-                        ControlAction::RunSweep => self.run_sweep(),
-                        ControlAction::DownloadTaesd => self.downloads.start_preview(&self.engine),
-                        ControlAction::Browse(field, kind) => {
-                            self.browser.open(&self.notices, field, kind);
-                        }
-                    }
-                    if ui
-                        .button("Reset to defaults")
-                        .on_hover_text("Restore every generation setting's default")
-                        .clicked()
-                    {
-                        self.settings.request = Request::default();
-                    }
-                    ui.label(RichText::new(crate::version::VERSION_LINE).small().weak())
-                        .on_hover_text("The version and the git commit it was built from");
-                });
-            });
-        egui::Panel::bottom("gallery")
-            .resizable(true)
-            .default_size(150.0)
-            .show(ui, |ui| {
-                self.results.gallery_ui(ui);
-            });
-        egui::CentralPanel::default().show(ui, |ui| {
-            self.messages.ui(ui);
-            if self.model_status.loading
-                && self.results.running.is_none()
-                && !self.results.queued.is_empty()
-            {
-                ui.horizontal(|ui| {
-                    ui.spinner();
-                    ui.label("Loading models: queued runs start when they are ready");
-                });
-            }
-            ui.columns(2, |columns| {
-                let hovered =
-                    |rect: egui::Rect| hovering_files && pointer.is_some_and(|p| rect.contains(p));
-                let fit = self.settings.request.fit;
-                let (rect, positive_action) =
-                    self.positive
-                        .ui(&mut columns[0], hovered(self.pane_rects[0]), fit);
-                self.pane_rects[0] = rect;
-                let (rect, negative_action) =
-                    self.negative
-                        .ui(&mut columns[1], hovered(self.pane_rects[1]), fit);
-                self.pane_rects[1] = rect;
-                for (action, target) in [
-                    (positive_action, Target::Positive),
-                    (negative_action, Target::Negative),
-                ] {
-                    match action {
-                        PaneAction::None => {}
-                        PaneAction::Add => tasks::pick_images(&self.notices, &self.loader, target),
-                        PaneAction::Paste => {
-                            tasks::paste_image(&self.notices, &self.loader, target, pasted_dir());
-                        }
-                    }
-                }
-            });
-            ui.separator();
-            match self.results.main_ui(ui) {
-                ResultAction::None => {}
-                ResultAction::Cancel(job) => self.engine.send(Command::Cancel(job)),
-                ResultAction::UseSettings(request) => {
-                    self.restore(request);
-                }
-                ResultAction::UseAsImage(path) => self.loader.load(vec![path], Target::Positive),
-                ResultAction::UseAsNegative(path) => self.loader.load(vec![path], Target::Negative),
-                ResultAction::SaveAs(source) => tasks::save_as(&self.notices, source),
-                ResultAction::Copy(source) => tasks::copy_image(&self.notices, source),
-                ResultAction::OpenFolder(dir) => tasks::open_folder(&self.notices, &dir),
-                ResultAction::SaveGrid => self.save_sweep_grid(),
-                ResultAction::CloseSweep => self.results.sweep = None,
-            }
-        });
-        // The engine takes the next preview only once this one is on screen.
-        if std::mem::take(&mut self.preview_to_acknowledge) {
-            self.engine.send(Command::PreviewShown);
-        }
-    }
-
     fn save_sweep_grid(&mut self) {
         let Some(sweep) = &self.results.sweep else {
             return;
         };
         let Some(dir) = self.settings.output_dir.clone() else {
-            self.messages
-                .push("Set a folder under \"Save results to\" to save grids".to_string());
+            self.messages.push(Message::error(
+                MessageSource::Grid,
+                "Set a folder under \"Save results to\" to save grids",
+            ));
             return;
         };
         let cells = sweep

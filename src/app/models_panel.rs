@@ -10,6 +10,7 @@ use super::fields::{choice_field, optional_path_field, path_field};
 use super::settings::ModelSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadedModels;
+use crate::weights::ModelPaths;
 use crate::weights::catalogue::{Catalogue, CatalogueEntry};
 
 /// What the Models section asks the app to do.
@@ -36,7 +37,7 @@ pub struct ModelsPanel {
     pub offer: Option<String>,
     /// The built-in catalogue, whose adapters the kind list offers (`None` only if
     /// the built-in file were broken: then the list is empty).
-    catalogue: Option<Catalogue>,
+    catalogue: Option<&'static Catalogue>,
 }
 
 impl ModelsPanel {
@@ -55,7 +56,7 @@ impl ModelsPanel {
 
     /// The catalogue's adapters, in order.
     fn adapters(&self) -> impl Iterator<Item = &CatalogueEntry> {
-        self.catalogue.iter().flat_map(Catalogue::adapters)
+        self.catalogue.into_iter().flat_map(|c| c.adapters())
     }
 
     /// The label of the adapter `path` is, "Other file", or "None".
@@ -80,13 +81,41 @@ impl ModelsPanel {
     }
 
     fn fields_ui(&mut self, ui: &mut egui::Ui, models: &mut ModelSettings) -> ModelsAction {
+        let paths = self.paths_ui(ui, &mut models.paths);
+        if self.edited {
+            ui.label(RichText::new("The models reload when you leave the field").small());
+        }
+        let device = choice_field(
+            ui,
+            "Device",
+            &mut models.device,
+            DeviceChoice::ALL,
+            DeviceChoice::name,
+        )
+        .on_hover_text(
+            "auto: CUDA, then Metal on Apple silicon, then the CPU (a GPU failing a \
+                 first test falls back to the CPU)",
+        );
+        let device = if device.changed() {
+            ModelsAction::Reload
+        } else {
+            ModelsAction::None
+        };
+        let folder = folder_ui(ui, &mut models.models_dir);
+        [paths, device, folder]
+            .into_iter()
+            .find(|action| *action != ModelsAction::None)
+            .unwrap_or(ModelsAction::None)
+    }
+
+    /// The model, VAE, adapter and image encoder rows.
+    fn paths_ui(&mut self, ui: &mut egui::Ui, paths: &mut ModelPaths) -> ModelsAction {
         let mut action = ModelsAction::None;
         let mut take = |candidate: ModelsAction| {
             if candidate != ModelsAction::None {
                 action = candidate;
             }
         };
-        let paths = &mut models.paths;
         let mut model = paths.model.display().to_string();
         let edit = path_field(
             ui,
@@ -124,51 +153,6 @@ impl ModelsPanel {
             PathField::ImageEncoder,
         );
         take(self.after_edit(&edit.response, edit.browse, PathField::ImageEncoder));
-        if self.edited {
-            ui.label(RichText::new("The models reload when you leave the field").small());
-        }
-        let device = choice_field(
-            ui,
-            "Device",
-            &mut models.device,
-            DeviceChoice::ALL,
-            DeviceChoice::name,
-        )
-        .on_hover_text(
-            "auto: CUDA, then Metal on Apple silicon, then the CPU (a GPU failing a \
-                 first test falls back to the CPU)",
-        );
-        if device.changed() {
-            take(ModelsAction::Reload);
-        }
-        let edit = path_field(
-            ui,
-            "ComfyUI/A1111 folder",
-            &mut models.models_dir,
-            "An existing ComfyUI or A1111 install (or its models folder) to pick files from",
-            PathField::ModelsDir,
-        );
-        if let Some(kind) = edit.browse {
-            take(ModelsAction::Browse(PathField::ModelsDir, kind));
-        }
-        ui.horizontal(|ui| {
-            if ui
-                .button("Find models there")
-                .on_hover_text(
-                    "List checkpoints, IP-Adapters, image encoders and VAEs in that folder",
-                )
-                .clicked()
-            {
-                take(ModelsAction::ScanModelsDir);
-            }
-            if ui
-                .button("Reload models")
-                .on_hover_text("Load these models again (after changing files on disk)")
-                .clicked()
-            {
-                take(ModelsAction::Reload);
-            }
-        });
         action
     }
 
@@ -236,6 +220,34 @@ impl ModelsPanel {
             });
         }
         action
+    }
+}
+
+/// The ComfyUI/A1111 folder with its Find and Reload buttons.
+fn folder_ui(ui: &mut egui::Ui, models_dir: &mut String) -> ModelsAction {
+    let edit = path_field(
+        ui,
+        "ComfyUI/A1111 folder",
+        models_dir,
+        "An existing ComfyUI or A1111 install (or its models folder) to pick files from",
+        PathField::ModelsDir,
+    );
+    let (scan, reload) = ui
+        .horizontal(|ui| {
+            let scan = ui.button("Find models there").on_hover_text(
+                "List checkpoints, IP-Adapters, image encoders and VAEs in that folder",
+            );
+            let reload = ui
+                .button("Reload models")
+                .on_hover_text("Load these models again (after changing files on disk)");
+            (scan.clicked(), reload.clicked())
+        })
+        .inner;
+    match (edit.browse, scan, reload) {
+        (Some(kind), _, _) => ModelsAction::Browse(PathField::ModelsDir, kind),
+        (None, true, _) => ModelsAction::ScanModelsDir,
+        (None, false, true) => ModelsAction::Reload,
+        (None, false, false) => ModelsAction::None,
     }
 }
 

@@ -116,36 +116,7 @@ impl Pane {
                 ui.set_min_width(ui.available_width());
                 ui.set_min_height(150.0);
                 let card_width = (ui.available_width() - 8.0).clamp(MIN_CARD_WIDTH, CARD_WIDTH);
-                ui.horizontal(|ui| {
-                    ui.label(RichText::new(self.title).strong())
-                        .on_hover_text(self.tooltip);
-                    let add = ui
-                        .small_button("Add...")
-                        .on_hover_text("Choose image files");
-                    add.widget_info(|| {
-                        egui::WidgetInfo::labeled(
-                            egui::Role::Button,
-                            true,
-                            format!("add to {}", self.title),
-                        )
-                    });
-                    if add.clicked() {
-                        action = PaneAction::Add;
-                    }
-                    let paste = ui.small_button("Paste").on_hover_text(
-                        "Paste an image from the clipboard (Ctrl+V pastes into the image prompt)",
-                    );
-                    paste.widget_info(|| {
-                        egui::WidgetInfo::labeled(
-                            egui::Role::Button,
-                            true,
-                            format!("paste into {}", self.title),
-                        )
-                    });
-                    if paste.clicked() {
-                        action = PaneAction::Paste;
-                    }
-                });
+                action = self.header_ui(ui);
                 if self.images.is_empty() {
                     ui.label(RichText::new("Drop images here").weak());
                 }
@@ -169,6 +140,26 @@ impl Pane {
             .response
             .rect;
         (rect, action)
+    }
+
+    /// The title with the Add... and Paste buttons.
+    fn header_ui(&self, ui: &mut egui::Ui) -> PaneAction {
+        let mut action = PaneAction::None;
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(self.title).strong())
+                .on_hover_text(self.tooltip);
+            let add_name = format!("add to {}", self.title);
+            if named_button(ui, "Add...", "Choose image files", add_name).clicked() {
+                action = PaneAction::Add;
+            }
+            let paste_tip =
+                "Paste an image from the clipboard (Ctrl+V pastes into the image prompt)";
+            let paste_name = format!("paste into {}", self.title);
+            if named_button(ui, "Paste", paste_tip, paste_name).clicked() {
+                action = PaneAction::Paste;
+            }
+        });
+        action
     }
 }
 
@@ -220,22 +211,20 @@ fn image_card(
         ui.horizontal(|ui| {
             ui.checkbox(&mut image.enabled, "on")
                 .on_hover_text("Use this image in the next run");
-            let remove = ui
-                .small_button("Remove")
-                .on_hover_text("Remove this image from the pane");
-            if remove.clicked() {
-                removed = true;
-            }
-            remove.widget_info(|| {
-                egui::WidgetInfo::labeled(
-                    egui::Role::Button,
-                    true,
-                    format!("remove {pane} {index}"),
-                )
-            });
+            let tip = "Remove this image from the pane";
+            let name = format!("remove {pane} {index}");
+            removed = named_button(ui, "Remove", tip, name).clicked();
         });
     });
     removed
+}
+
+/// A small button with a tooltip, known to screen readers (and the tests) as `name`:
+/// each pane has its own Add..., Paste and Remove buttons.
+fn named_button(ui: &mut egui::Ui, text: &str, tip: &str, name: String) -> egui::Response {
+    let button = ui.small_button(text).on_hover_text(tip);
+    button.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, name.clone()));
+    button
 }
 
 /// Shows how a non-square image becomes square: the kept square for crop, the

@@ -1,12 +1,16 @@
 //! The results side: live preview of the running job, the queue, the gallery
 //! and the side-by-side / split comparison.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use egui::{RichText, TextureHandle};
 use image::RgbImage;
 
+use super::compare::compare_ui;
+use super::messages::{Message, MessageSource, Messages};
 use super::running::RunningJob;
 use super::sweep::Sweep;
 use super::tasks::ImageSource;
@@ -51,6 +55,9 @@ pub struct Results {
     pub split: f32,
     /// The last sweep, shown as a grid until closed.
     pub sweep: Option<Sweep>,
+    /// When each unfinished job was queued: a run that succeeds takes away the
+    /// failures reported before it was asked for, not those of its own sweep.
+    pub attempts: HashMap<JobId, Instant>,
 }
 
 impl GalleryEntry {
@@ -65,21 +72,13 @@ impl GalleryEntry {
 }
 
 impl Results {
-    /// Takes a job event from the engine; returns messages for the message list.
-    pub fn apply(&mut self, event: Event, ctx: &egui::Context) -> Vec<String> {
+    /// Takes a job event from the engine; what went wrong goes to `messages`.
+    pub fn apply(&mut self, event: Event, ctx: &egui::Context, messages: &mut Messages) {
         match event {
             Event::Queued { job } => self.queued.push(job),
             Event::Started { job } => {
                 self.queued.retain(|q| *q != job);
-                self.running = Some(RunningJob {
-                    id: job,
-                    step: 0,
-                    total: 0,
-                    elapsed_secs: 0.0,
-                    preview: None,
-                    phase: None,
-                    preview_kind: None,
-                });
+                self.running = Some(RunningJob::new(job));
             }
             Event::Phase { job, phase } => {
                 if let Some(running) = self.running.as_mut().filter(|r| r.id == job) {
@@ -94,24 +93,9 @@ impl Results {
                 elapsed_secs,
             } => {
                 if let Some(running) = self.running.as_mut().filter(|r| r.id == job) {
-                    running.step = step;
-                    running.total = total;
-                    running.phase = None;
-                    running.elapsed_secs = elapsed_secs;
-                    let Some((preview, preview_kind)) = preview else {
-                        return Vec::new();
-                    };
-                    running.preview_kind = Some(preview_kind);
-                    let color = egui::ColorImage::from_rgb(
-                        [preview.width() as usize, preview.height() as usize],
-                        preview.as_raw(),
-                    );
-                    match &mut running.preview {
-                        Some(texture) => texture.set(color, texture::SMOOTH),
-                        None => {
-                            running.preview =
-                                Some(ctx.load_texture("preview", color, texture::SMOOTH));
-                        }
+                    running.record_step(step, total, elapsed_secs);
+                    if let Some((image, kind)) = preview {
+                        running.show_preview(&image, kind, ctx);
                     }
                 }
             }
@@ -122,57 +106,68 @@ impl Results {
                 saved,
                 ..
             } => {
-                self.finish(job);
-                for (i, image) in images.iter().enumerate() {
-                    let path = saved.get(i).and_then(|s| s.as_ref().ok()).cloned();
-                    let texture = texture::upload(ctx, &format!("result {} {i}", job.0), image);
-                    if i == 0
-                        && let Some(sweep) = &mut self.sweep
-                    {
-                        sweep.record(job, image.clone(), texture.clone());
-                    }
-                    self.gallery.insert(
-                        0,
-                        GalleryEntry {
-                            texture,
-                            image: Some(image.clone()),
-                            request: Some((*request).clone()),
-                            path,
-                            compare: false,
-                        },
-                    );
-                }
-                self.selected = Some(0);
-                return saved
-                    .iter()
-                    .filter_map(|s| s.as_ref().err())
-                    .map(|error| {
-                        format!("Could not save a result (it is still in the gallery): {error}")
-                    })
-                    .collect();
+                let started = self.finish(job);
+                self.add_results(job, &images, &request, &saved, ctx);
+                report_saved(&saved, started, messages);
             }
             Event::Failed { job, error } => {
                 self.finish(job);
-                return vec![format!("Run {} failed: {error}", job.0)];
+                let text = format!("Run {} failed: {error}", job.0);
+                messages.push(Message::error(MessageSource::Generation, text));
             }
-            Event::Cancelled { job } => self.finish(job),
+            Event::Cancelled { job } => {
+                self.finish(job);
+            }
             _ => {}
         }
-        Vec::new()
     }
 
-    /// Forgets a job that ended, queued or running.
-    fn finish(&mut self, job: JobId) {
+    /// Puts a finished job's images at the front of the gallery (and its first into
+    /// the sweep grid) and selects the newest.
+    fn add_results(
+        &mut self,
+        job: JobId,
+        images: &[Arc<RgbImage>],
+        request: &Request,
+        saved: &[Result<PathBuf, String>],
+        ctx: &egui::Context,
+    ) {
+        for (i, image) in images.iter().enumerate() {
+            let path = saved.get(i).and_then(|s| s.as_ref().ok()).cloned();
+            let texture = texture::upload(ctx, &format!("result {} {i}", job.0), image);
+            if i == 0
+                && let Some(sweep) = &mut self.sweep
+            {
+                sweep.record(job, image.clone(), texture.clone());
+            }
+            self.gallery.insert(
+                0,
+                GalleryEntry {
+                    texture,
+                    image: Some(image.clone()),
+                    request: Some(request.clone()),
+                    path,
+                    compare: false,
+                },
+            );
+        }
+        self.selected = Some(0);
+    }
+
+    /// Forgets a job that ended, queued or running; returns when it was queued.
+    fn finish(&mut self, job: JobId) -> Option<Instant> {
         self.queued.retain(|q| *q != job);
         if self.running.as_ref().is_some_and(|r| r.id == job) {
             self.running = None;
         }
+        self.attempts.remove(&job)
     }
 
     /// Drops every job (the engine is gone).
     pub fn clear_jobs(&mut self) {
         self.running = None;
         self.queued.clear();
+        self.attempts.clear();
     }
 
     /// The two entries ticked for comparison, if exactly two are.
@@ -188,6 +183,17 @@ impl Results {
 
     /// The large view: running preview, comparison, or the selected result.
     pub fn main_ui(&mut self, ui: &mut egui::Ui) -> ResultAction {
+        let progress = self.progress_ui(ui);
+        let view = self.view_ui(ui);
+        if view == ResultAction::None {
+            progress
+        } else {
+            view
+        }
+    }
+
+    /// The running job's progress with its Cancel button, and the queue.
+    fn progress_ui(&self, ui: &mut egui::Ui) -> ResultAction {
         let mut action = ResultAction::None;
         if let Some(job) = &self.running {
             ui.horizontal(|ui| {
@@ -215,6 +221,12 @@ impl Results {
                 }
             });
         }
+        action
+    }
+
+    /// The one picture area: the live preview, else the sweep, the comparison, or the
+    /// selected result.
+    fn view_ui(&mut self, ui: &mut egui::Ui) -> ResultAction {
         let available = ui.available_size();
         let side = available.x.min(available.y - 40.0).max(64.0);
         if let Some(job) = &self.running
@@ -226,114 +238,17 @@ impl Results {
             };
             ui.add(texture::fitted(preview, side)).on_hover_text(note);
         } else if let Some(sweep) = &self.sweep {
-            action = sweep_ui(ui, sweep, available.x);
+            return sweep_ui(ui, sweep, available.x);
         } else if let Some((a, b)) = self.comparison() {
-            self.compare_ui(ui, a, b, side);
+            let [a, b] = [&self.gallery[a], &self.gallery[b]]
+                .map(|entry| (&entry.texture, entry.request.as_ref()));
+            compare_ui(ui, [a, b], &mut self.split, side);
         } else if let Some(entry) = self.selected.and_then(|i| self.gallery.get(i)) {
-            ui.add(texture::fitted(&entry.texture, side));
-            ui.horizontal(|ui| {
-                if let Some(request) = &entry.request {
-                    if ui.button("Use these settings").clicked() {
-                        action = ResultAction::UseSettings(request.clone());
-                    }
-                    ui.label(
-                        RichText::new(format!(
-                            "seed {}, {} steps, {}",
-                            request.seed,
-                            request.steps,
-                            request.sampler.display_name()
-                        ))
-                        .weak(),
-                    );
-                }
-                if let Some(source) = entry.source() {
-                    if ui
-                        .button("Save as...")
-                        .on_hover_text("Save a copy elsewhere")
-                        .clicked()
-                    {
-                        action = ResultAction::SaveAs(source.clone());
-                    }
-                    if ui
-                        .button("Copy")
-                        .on_hover_text("Copy the image to the clipboard")
-                        .clicked()
-                    {
-                        action = ResultAction::Copy(source);
-                    }
-                }
-                if let Some(path) = &entry.path {
-                    if let Some(dir) = path.parent()
-                        && ui
-                            .button("Open folder")
-                            .on_hover_text("Show the output folder")
-                            .clicked()
-                    {
-                        action = ResultAction::OpenFolder(dir.to_path_buf());
-                    }
-                    if ui.button("Use as image prompt").clicked() {
-                        action = ResultAction::UseAsImage(path.clone());
-                    }
-                    if ui.button("Use as negative").clicked() {
-                        action = ResultAction::UseAsNegative(path.clone());
-                    }
-                    ui.label(RichText::new(path.display().to_string()).small().weak());
-                }
-            });
-            if let Some(request) = &entry.request {
-                egui::CollapsingHeader::new("Settings of this result").show(ui, |ui| {
-                    ui.label(RichText::new(crate::output::parameters_text(request, "")).small());
-                });
-            }
+            return entry_ui(ui, entry, side);
         } else {
             ui.label(RichText::new("Drop an image you want and an image you don't want, then press Generate (Ctrl+Enter).").weak());
         }
-        action
-    }
-
-    /// Two results over the same area with a draggable split line, and their differing settings.
-    fn compare_ui(&mut self, ui: &mut egui::Ui, a: usize, b: usize, side: f32) {
-        ui.add(egui::Slider::new(&mut self.split, 0.0..=1.0).text("split"));
-        let (left, right) = (&self.gallery[a], &self.gallery[b]);
-        let size = texture::fitted(&left.texture, side)
-            .size()
-            .unwrap_or(egui::vec2(side, side));
-        let (rect, response) = ui.allocate_exact_size(size, egui::Sense::drag());
-        if let Some(pos) = response.interact_pointer_pos() {
-            self.split = ((pos.x - rect.left()) / rect.width()).clamp(0.0, 1.0);
-        }
-        let split_x = rect.left() + rect.width() * self.split;
-        let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
-        let painter = ui.painter_at(rect);
-        painter.image(left.texture.id(), rect, uv, egui::Color32::WHITE);
-        let right_rect = egui::Rect::from_min_max(egui::pos2(split_x, rect.top()), rect.max);
-        let right_uv = egui::Rect::from_min_max(egui::pos2(self.split, 0.0), egui::pos2(1.0, 1.0));
-        painter.image(
-            right.texture.id(),
-            right_rect,
-            right_uv,
-            egui::Color32::WHITE,
-        );
-        painter.vline(
-            split_x,
-            rect.y_range(),
-            egui::Stroke::new(2.0, egui::Color32::WHITE),
-        );
-        let differences = match (&left.request, &right.request) {
-            (Some(l), Some(r)) => settings_differences(l, r),
-            _ => vec!["(settings unknown)".to_string()],
-        };
-        ui.label(
-            RichText::new(format!(
-                "Differences: {}",
-                if differences.is_empty() {
-                    "none".to_string()
-                } else {
-                    differences.join(", ")
-                }
-            ))
-            .small(),
-        );
+        ResultAction::None
     }
 
     /// The gallery strip, newest first.
@@ -357,20 +272,89 @@ impl Results {
     }
 }
 
-/// Names and values of the settings in which two requests differ.
-pub fn settings_differences(a: &Request, b: &Request) -> Vec<String> {
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
-        (serde_json::to_value(a), serde_json::to_value(b))
-    else {
-        return Vec::new();
-    };
-    a.iter()
-        .filter(|(key, value)| b.get(*key) != Some(*value))
-        .map(|(key, value)| {
-            let other = b.get(key).map(|v| v.to_string()).unwrap_or_default();
-            format!("{key}: {value} vs {other}")
-        })
-        .collect()
+/// Autosave's outcome: its failures, or, when every image was saved, the end of
+/// the failures reported before this run was queued (with them, the run's own).
+fn report_saved(
+    saved: &[Result<PathBuf, String>],
+    started: Option<Instant>,
+    messages: &mut Messages,
+) {
+    if let Some(started) = started {
+        messages.succeeded(MessageSource::Generation, started);
+        if saved.iter().all(Result::is_ok) {
+            messages.succeeded(MessageSource::Autosave, started);
+        }
+    }
+    for error in saved.iter().filter_map(|s| s.as_ref().err()) {
+        let text = format!("Could not save a result (it is still in the gallery): {error}");
+        messages.push(Message::error(MessageSource::Autosave, text));
+    }
+}
+
+/// A result at full size, its buttons, and its settings.
+fn entry_ui(ui: &mut egui::Ui, entry: &GalleryEntry, side: f32) -> ResultAction {
+    ui.add(texture::fitted(&entry.texture, side));
+    let action = ui.horizontal(|ui| entry_buttons_ui(ui, entry)).inner;
+    if let Some(request) = &entry.request {
+        egui::CollapsingHeader::new("Settings of this result").show(ui, |ui| {
+            ui.label(RichText::new(crate::output::parameters_text(request, "")).small());
+        });
+    }
+    action
+}
+
+/// What can be done with a result: reuse its settings, save, copy, show its folder,
+/// use it as a prompt image.
+fn entry_buttons_ui(ui: &mut egui::Ui, entry: &GalleryEntry) -> ResultAction {
+    let mut action = ResultAction::None;
+    if let Some(request) = &entry.request {
+        if ui.button("Use these settings").clicked() {
+            action = ResultAction::UseSettings(request.clone());
+        }
+        ui.label(
+            RichText::new(format!(
+                "seed {}, {} steps, {}",
+                request.seed,
+                request.steps,
+                request.sampler.display_name()
+            ))
+            .weak(),
+        );
+    }
+    if let Some(source) = entry.source() {
+        if ui
+            .button("Save as...")
+            .on_hover_text("Save a copy elsewhere")
+            .clicked()
+        {
+            action = ResultAction::SaveAs(source.clone());
+        }
+        if ui
+            .button("Copy")
+            .on_hover_text("Copy the image to the clipboard")
+            .clicked()
+        {
+            action = ResultAction::Copy(source);
+        }
+    }
+    if let Some(path) = &entry.path {
+        if let Some(dir) = path.parent()
+            && ui
+                .button("Open folder")
+                .on_hover_text("Show the output folder")
+                .clicked()
+        {
+            action = ResultAction::OpenFolder(dir.to_path_buf());
+        }
+        if ui.button("Use as image prompt").clicked() {
+            action = ResultAction::UseAsImage(path.clone());
+        }
+        if ui.button("Use as negative").clicked() {
+            action = ResultAction::UseAsNegative(path.clone());
+        }
+        ui.label(RichText::new(path.display().to_string()).small().weak());
+    }
+    action
 }
 
 /// The sweep's results in one labelled row, with buttons to save it as one image or close it.
@@ -416,6 +400,7 @@ fn sweep_ui(ui: &mut egui::Ui, sweep: &Sweep, width: f32) -> ResultAction {
 
 #[cfg(test)]
 mod tests {
+    use super::super::compare::settings_differences;
     use super::*;
 
     fn image() -> Arc<RgbImage> {
@@ -434,18 +419,36 @@ mod tests {
         differences.sort();
         assert_eq!(
             differences,
-            ["combine: \"concat\" vs \"subtract\"", "noise: 0.0 vs 0.35"]
+            [
+                "combine: \"weighted-average\" vs \"subtract\"",
+                "noise: 0.0 vs 0.35"
+            ]
         );
+    }
+
+    fn texts(messages: &Messages) -> Vec<&str> {
+        messages.shown().map(|m| m.text.as_str()).collect()
+    }
+
+    fn finished(job: JobId, saved: Vec<Result<PathBuf, String>>) -> Event {
+        Event::Finished {
+            job,
+            images: vec![image(); saved.len().max(1)],
+            request: Box::default(),
+            saved,
+            elapsed_secs: 2.0,
+        }
     }
 
     #[test]
     fn a_job_runs_from_queue_to_gallery() {
         let ctx = egui::Context::default();
         let mut results = Results::default();
+        let mut messages = Messages::default();
         let job = JobId(7);
-        results.apply(Event::Queued { job }, &ctx);
+        results.apply(Event::Queued { job }, &ctx, &mut messages);
         assert_eq!(results.queued, [job]);
-        results.apply(Event::Started { job }, &ctx);
+        results.apply(Event::Started { job }, &ctx, &mut messages);
         assert!(results.queued.is_empty());
         let step = Event::Step {
             job,
@@ -454,22 +457,16 @@ mod tests {
             preview: Some((image(), PreviewKind::Taesd)),
             elapsed_secs: 1.0,
         };
-        assert!(results.apply(step, &ctx).is_empty());
+        results.apply(step, &ctx, &mut messages);
         let running = results
             .running
             .as_ref()
             .map(|r| (r.step, r.rate(), r.eta_secs(), r.preview_kind));
         assert_eq!(running, Some((2, 2.0, 1.0, Some(PreviewKind::Taesd))));
-        let finished = Event::Finished {
-            job,
-            images: vec![image(), image()],
-            request: Box::default(),
-            saved: vec![Ok("/out/a.png".into()), Err("disk full".to_string())],
-            elapsed_secs: 2.0,
-        };
-        let messages = results.apply(finished, &ctx);
+        let saved = vec![Ok("/out/a.png".into()), Err("disk full".to_string())];
+        results.apply(finished(job, saved), &ctx, &mut messages);
         assert_eq!(
-            messages,
+            texts(&messages),
             ["Could not save a result (it is still in the gallery): disk full"]
         );
         assert!(results.running.is_none());
@@ -482,8 +479,9 @@ mod tests {
     fn steps_of_another_job_and_failures_are_kept_apart() {
         let ctx = egui::Context::default();
         let mut results = Results::default();
-        results.apply(Event::Queued { job: JobId(2) }, &ctx);
-        results.apply(Event::Started { job: JobId(1) }, &ctx);
+        let mut messages = Messages::default();
+        results.apply(Event::Queued { job: JobId(2) }, &ctx, &mut messages);
+        results.apply(Event::Started { job: JobId(1) }, &ctx, &mut messages);
         let other = Event::Step {
             job: JobId(2),
             step: 1,
@@ -491,15 +489,39 @@ mod tests {
             preview: Some((image(), PreviewKind::Taesd)),
             elapsed_secs: 1.0,
         };
-        results.apply(other, &ctx);
+        results.apply(other, &ctx, &mut messages);
         assert_eq!(results.running.as_ref().map(|r| r.step), Some(0));
         let failed = Event::Failed {
             job: JobId(1),
             error: "out of memory".to_string(),
         };
-        assert_eq!(results.apply(failed, &ctx), ["Run 1 failed: out of memory"]);
+        results.apply(failed, &ctx, &mut messages);
+        assert_eq!(texts(&messages), ["Run 1 failed: out of memory"]);
         assert!(results.running.is_none());
-        results.apply(Event::Cancelled { job: JobId(2) }, &ctx);
+        results.apply(Event::Cancelled { job: JobId(2) }, &ctx, &mut messages);
         assert!(results.queued.is_empty());
+    }
+
+    #[test]
+    fn a_failed_run_goes_when_a_run_queued_after_it_succeeds() {
+        let ctx = egui::Context::default();
+        let mut results = Results::default();
+        let mut messages = Messages::default();
+        // Two runs of one sweep: the second succeeding says nothing of the first.
+        for job in [JobId(1), JobId(2)] {
+            results.attempts.insert(job, Instant::now());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let failed = Event::Failed {
+            job: JobId(1),
+            error: "out of memory".to_string(),
+        };
+        results.apply(failed, &ctx, &mut messages);
+        results.apply(finished(JobId(2), Vec::new()), &ctx, &mut messages);
+        assert_eq!(texts(&messages), ["Run 1 failed: out of memory"]);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        results.attempts.insert(JobId(3), Instant::now());
+        results.apply(finished(JobId(3), Vec::new()), &ctx, &mut messages);
+        assert!(texts(&messages).is_empty(), "{messages:?}");
     }
 }

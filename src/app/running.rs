@@ -1,8 +1,12 @@
 //! The running job's progress line: what it is doing until the first step, then
 //! step, speed and time left.
 
-use egui::TextureHandle;
+use std::sync::Arc;
 
+use egui::TextureHandle;
+use image::RgbImage;
+
+use super::texture;
 use crate::engine::JobId;
 use crate::pipeline::{Phase, PreviewKind};
 
@@ -21,6 +25,45 @@ pub struct RunningJob {
 }
 
 impl RunningJob {
+    /// Job `id`, just started.
+    pub fn new(id: JobId) -> Self {
+        Self {
+            id,
+            step: 0,
+            total: 0,
+            elapsed_secs: 0.0,
+            preview: None,
+            preview_kind: None,
+            phase: None,
+        }
+    }
+
+    /// Takes the engine's word that `step` of `total` is done.
+    pub fn record_step(&mut self, step: usize, total: usize, elapsed_secs: f64) {
+        self.step = step;
+        self.total = total;
+        self.phase = None;
+        self.elapsed_secs = elapsed_secs;
+    }
+
+    /// Shows the step's preview, drawn the `kind` way, in place of the last one.
+    pub fn show_preview(
+        &mut self,
+        preview: &Arc<RgbImage>,
+        kind: PreviewKind,
+        ctx: &egui::Context,
+    ) {
+        self.preview_kind = Some(kind);
+        let color = egui::ColorImage::from_rgb(
+            [preview.width() as usize, preview.height() as usize],
+            preview.as_raw(),
+        );
+        match &mut self.preview {
+            Some(texture) => texture.set(color, texture::SMOOTH),
+            None => self.preview = Some(ctx.load_texture("preview", color, texture::SMOOTH)),
+        }
+    }
+
     /// Steps per second so far.
     pub fn rate(&self) -> f64 {
         if self.elapsed_secs > 0.0 {

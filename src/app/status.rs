@@ -1,5 +1,6 @@
 //! The one-line model status under the Generate button.
 
+use super::messages::{Message, MessageSource};
 use crate::engine::{Event, LoadedModels};
 
 /// What is loaded, being loaded, or failed, and how long the last run took.
@@ -11,9 +12,6 @@ pub struct ModelStatus {
     /// Models are being loaded: queued runs wait for them.
     pub loading: bool,
 }
-
-/// How a loading error begins in the message list (dropped once models load).
-pub const LOAD_ERROR_PREFIX: &str = "Models: ";
 
 /// Shown until a model is chosen.
 const NO_MODELS: &str = "No models loaded: set a model under Models";
@@ -36,7 +34,7 @@ impl ModelStatus {
     }
 
     /// Takes a model-loading event; returns a message for the message list, if any.
-    pub fn apply(&mut self, event: &Event) -> Option<String> {
+    pub fn apply(&mut self, event: &Event) -> Option<Message> {
         match event {
             Event::ModelsLoading => {
                 self.text = "Loading models...".to_string();
@@ -54,12 +52,17 @@ impl ModelStatus {
                 );
                 self.loading = false;
                 self.loaded = Some(loaded.clone());
-                return fallback.clone();
+                return fallback
+                    .as_ref()
+                    .map(|text| Message::warning(MessageSource::Models, text));
             }
             Event::ModelsFailed { error } => {
                 self.text = "Models failed to load".to_string();
                 self.loading = false;
-                return Some(format!("{LOAD_ERROR_PREFIX}{error}"));
+                return Some(Message::error(
+                    MessageSource::Models,
+                    format!("Models: {error}"),
+                ));
             }
             Event::Finished { elapsed_secs, .. } => self.last_run_secs = Some(*elapsed_secs),
             _ => {}
@@ -89,7 +92,13 @@ mod tests {
         let message = status.apply(&Event::ModelsFailed {
             error: "x: missing tensor".to_string(),
         });
-        assert_eq!(message.as_deref(), Some("Models: x: missing tensor"));
+        assert_eq!(
+            message,
+            Some(Message::error(
+                MessageSource::Models,
+                "Models: x: missing tensor"
+            ))
+        );
         assert_eq!(status.text(), "Models failed to load");
     }
 
@@ -127,8 +136,11 @@ mod tests {
             fallback: Some("Metal failed a first test (x), so this runs on the CPU".to_string()),
         });
         assert_eq!(
-            message.as_deref(),
-            Some("Metal failed a first test (x), so this runs on the CPU")
+            message,
+            Some(Message::warning(
+                MessageSource::Models,
+                "Metal failed a first test (x), so this runs on the CPU"
+            ))
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::sweep::Sweep;
-use super::{MinusApp, PathPicker, Settings};
+use super::{Message, MinusApp, PathPicker, Settings};
 use crate::engine::LoadedModels;
 use crate::pipeline::PreviewKind;
 use crate::weights::hub::Hub;
@@ -30,9 +30,9 @@ impl MinusApp {
         self.results.gallery.len()
     }
 
-    /// Errors and notices currently shown.
-    pub fn messages(&self) -> &[String] {
-        self.messages.as_slice()
+    /// Notices, warnings and errors currently shown, oldest first.
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.shown().cloned().collect()
     }
 
     /// Number of frames drawn so far.
@@ -79,6 +79,14 @@ impl MinusApp {
     pub fn sweep_labels(&self) -> Vec<String> {
         let cells = self.results.sweep.iter().flat_map(|sweep| &sweep.cells);
         cells.map(|cell| cell.label.clone()).collect()
+    }
+
+    /// The sweep grid's pictures, in order (`None` while a cell's run is not done).
+    pub fn sweep_images(&self) -> Vec<Option<std::sync::Arc<image::RgbImage>>> {
+        let cells = self.results.sweep.iter().flat_map(|sweep| &sweep.cells);
+        cells
+            .map(|cell| cell.image.as_ref().map(|(image, _)| image.clone()))
+            .collect()
     }
 
     /// Whether the sweep grid is complete (every run finished).

@@ -163,7 +163,9 @@ pub fn harness_without_autosave(out: &Path) -> Harness<'static, State> {
 pub fn save_sweep_grid(harness: &mut Harness<'_, State>, out: &Path) -> image::RgbImage {
     harness.get_by_label("Save grid").click();
     run_until(harness, "the grid file", |app| {
-        app.messages().iter().any(|m| m.starts_with("Grid saved"))
+        app.messages()
+            .iter()
+            .any(|m| m.text.starts_with("Grid saved"))
     });
     let grid = saved_pngs(out)
         .into_iter()
@@ -175,16 +177,23 @@ pub fn save_sweep_grid(harness: &mut Harness<'_, State>, out: &Path) -> image::R
     image::open(grid).expect("grid image").to_rgb8()
 }
 
+/// Drops the fixture image `name` on the pane titled `pane` and waits until the panes
+/// hold `counts` images (positive, negative).
+pub fn drop_fixture_image(
+    harness: &mut Harness<'_, State>,
+    pane: &str,
+    name: &str,
+    counts: (usize, usize),
+) {
+    drop_on(harness, pane, fixtures().join("images").join(name));
+    run_until(harness, name, |app| app.pane_counts() == counts);
+}
+
 /// Drops the house on the image prompt and the lawn on the negative pane, and waits
 /// until both panes hold them.
 pub fn drop_house_and_lawn(harness: &mut Harness<'_, State>) {
     drop_on(harness, "Image prompt", fixtures().join("images/house.png"));
-    drop_on(
-        harness,
-        "Negative image prompt",
-        fixtures().join("images/lawn.png"),
-    );
-    run_until(harness, "two thumbnails", |app| app.pane_counts() == (1, 1));
+    drop_fixture_image(harness, "Negative image prompt", "lawn.png", (1, 1));
 }
 
 /// Fails with the messages when the window shows any.
