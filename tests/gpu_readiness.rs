@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use common::{fixtures, temp_dir};
 use minus::pipeline::models::load_vae;
+use minus::rng::TorchRng;
 use minus::weights::TensorFile;
 use minus::weights::diffusers::find_weights_file;
 
@@ -55,7 +56,7 @@ fn per_image_decoding_equals_batched_decoding_in_f16_too() -> candle_core::Resul
 }
 
 #[test]
-fn very_large_latents_decode_in_tiles_to_the_whole_picture() -> candle_core::Result<()> {
+fn very_large_latents_decode_in_tiles_close_to_the_whole_picture() -> candle_core::Result<()> {
     let vae = load_vae(
         &fixtures().join("models/sd15/vae"),
         &Device::Cpu,
@@ -63,11 +64,22 @@ fn very_large_latents_decode_in_tiles_to_the_whole_picture() -> candle_core::Res
     )
     .map_err(candle_core::Error::wrap)?;
     // 136 latents a side: above the tiling threshold of 128², three tiles per axis.
-    let latents = Tensor::randn(0f32, 1f32, (1, 4, 136, 136), &Device::Cpu)?;
-    let image = vae.decode(&latents)?;
-    assert_eq!(image.dims(), [1, 3, 1088, 1088]);
-    let values = image.flatten_all()?.to_vec1::<f32>()?;
-    assert!(values.iter().all(|v| v.is_finite()));
+    let latents = TorchRng::new(7).randn_tensor(&[1, 4, 136, 136], &Device::Cpu)?;
+    let tiled = vae.decode(&latents)?;
+    assert_eq!(tiled.dims(), [1, 3, 1088, 1088]);
+    // The same latents in one pass: what tiling approximates.
+    let whole = vae.decode_batched(&latents)?;
+    let range = whole.max_all()?.to_scalar::<f32>()? - whole.min_all()?.to_scalar::<f32>()?;
+    let difference = (tiled - whole)?.abs()?;
+    let max = difference.max_all()?.to_scalar::<f32>()?;
+    let mean = difference.mean_all()?.to_scalar::<f32>()?;
+    println!("tiled vs whole decode: max |Δ| {max:.4}, mean |Δ| {mean:.5}, range {range:.3}");
+    // Measured (CPU f32, these latents): max |Δ| 0.3131 and mean |Δ| 0.01419 over a range
+    // of 6.32 (5% and 0.22% of it). Tiles see their own GroupNorm statistics and
+    // attention, so they differ most next to the seams; the limits sit just above.
+    assert!(max > 0.0, "the decode was not tiled");
+    assert!(max <= 0.32, "tiled vs whole: max |Δ| {max}");
+    assert!(mean <= 0.015, "tiled vs whole: mean |Δ| {mean}");
     Ok(())
 }
 
