@@ -1,6 +1,9 @@
 //! `minus`: with no subcommand, opens the window; `minus generate` runs from the command line.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// On Windows the window opens without a console window behind it; subcommands print to
+// the terminal they were started from (`attach_to_terminal`).
+#![cfg_attr(all(windows, feature = "gui"), windows_subsystem = "windows")]
 
 mod cli;
 
@@ -26,6 +29,10 @@ enum Command {
 
 fn main() {
     minus::allocator::keep_freed_memory_for_reuse();
+    // Arguments mean a terminal (or a script) started Minus: `--help` and subcommands print there.
+    if std::env::args_os().len() > 1 {
+        attach_to_terminal();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Generate(args)) => cli::generate::run(&args),
@@ -38,6 +45,26 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// Gives a windowed Windows program the console of the terminal that started it (it
+/// has none of its own); without one (started from Explorer) nothing happens.
+#[cfg(all(windows, feature = "gui"))]
+fn attach_to_terminal() {
+    /// `AttachConsole`'s "the parent process" (`(DWORD)-1`).
+    const ATTACH_PARENT_PROCESS: u32 = u32::MAX;
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn AttachConsole(process_id: u32) -> i32;
+    }
+    // SAFETY: takes no pointers; failing (no parent console) leaves the process as it was.
+    unsafe {
+        AttachConsole(ATTACH_PARENT_PROCESS);
+    }
+}
+
+/// Elsewhere a program started from a terminal already writes to it.
+#[cfg(not(all(windows, feature = "gui")))]
+fn attach_to_terminal() {}
 
 #[cfg(feature = "gui")]
 fn open_window() -> anyhow::Result<()> {

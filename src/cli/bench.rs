@@ -140,7 +140,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .context("no cache folder; pass --weights-dir")?,
     };
     let weights = bench_weights::ensure(&dir)?;
-    let chosen = select_device(args.device)?;
+    let chosen = select_device(args.device, args.dtype)?;
     if let Some(fallback) = &chosen.fallback {
         eprintln!("{fallback}");
     }

@@ -1,53 +1,48 @@
 //! Which compute device and number format a run uses.
 //!
 //! Rules: `auto` takes CUDA where it is built in and present, else Metal on Apple
-//! silicon, else the CPU; a GPU `auto` picks must pass a first test ([`smoke_test`])
-//! or the run falls back to the CPU with a one-line notice. bf16 runs only on a GPU
+//! silicon, else the CPU; a GPU `auto` picks must open and pass a first test
+//! ([`smoke_test`]) in the run's number format, or the run falls back to the CPU with
+//! a one-line notice saying why (a panic in candle included). bf16 runs only on a GPU
 //! that passes the same test in bf16.
 
+mod gpu;
 mod smoke;
 
 use candle_core::{DType, Device};
-use serde::{Deserialize, Serialize};
 
+use crate::choices::named_choices;
 use crate::{MinusError, Result};
 
+pub use gpu::Gpu;
 pub use smoke::smoke_test;
 
-/// The device asked for on the command line or in the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    /// CUDA if present, then Metal on Apple silicon, then the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-    Metal,
-}
-
-impl DeviceChoice {
-    /// All choices, in menu order.
-    pub const ALL: [Self; 4] = [Self::Auto, Self::Cpu, Self::Cuda, Self::Metal];
-
-    /// The command-line / settings name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Cpu => "cpu",
-            Self::Cuda => "cuda",
-            Self::Metal => "metal",
-        }
+named_choices! {
+    /// The device asked for on the command line or in the window.
+    #[derive(Default)]
+    pub enum DeviceChoice {
+        /// CUDA if present, then Metal on Apple silicon, then the CPU.
+        #[default]
+        Auto = "auto",
+        /// The CPU, always available.
+        Cpu = "cpu",
+        /// The first CUDA GPU (builds with the `cuda` feature).
+        Cuda = "cuda",
+        /// The Metal GPU (Apple silicon builds, or the `metal` feature).
+        Metal = "metal",
     }
 }
 
-/// The number format asked for; `None` where it is taken means the device's default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DTypeChoice {
-    F32,
-    F16,
-    Bf16,
+named_choices! {
+    /// The number format asked for; `None` where it is taken means the device's default.
+    pub enum DTypeChoice {
+        /// 32-bit floats.
+        F32 = "f32",
+        /// 16-bit floats.
+        F16 = "f16",
+        /// bfloat16, on GPUs only.
+        Bf16 = "bf16",
+    }
 }
 
 impl From<DTypeChoice> for DType {
@@ -67,99 +62,99 @@ pub struct ChosenDevice {
     pub fallback: Option<String>,
 }
 
-/// How [`select_device_with`] finds and checks a GPU: the real ones open candle's
-/// devices and run [`smoke_test`]; tests put in failing ones.
+/// How [`select_device_with`] finds, opens and checks a GPU: the real probe uses
+/// candle's devices and [`smoke_test`]; tests put in failing and panicking ones.
 pub struct DeviceProbe<'a> {
-    /// The GPU `auto` would use and its name, or `None` when there is none.
-    pub find_gpu: &'a dyn Fn() -> Option<(Device, &'static str)>,
-    /// The first test a GPU must pass.
+    /// The GPU `auto` would use, without opening it, or `None` when there is none.
+    pub find_gpu: &'a dyn Fn() -> Option<Gpu>,
+    /// Why a GPU must not be tried on this system, if so (Metal below macOS 15).
+    pub refusal: &'a dyn Fn(Gpu) -> Option<String>,
+    /// Opens a GPU; may panic, as candle's Metal does where it cannot run.
+    pub open: &'a dyn Fn(Gpu) -> candle_core::Result<Device>,
+    /// The first test a GPU must pass, in the run's number format.
     pub smoke_test: &'a dyn Fn(&Device, DType) -> candle_core::Result<()>,
 }
 
-/// Whether this build runs `auto` on Metal: only Apple silicon has the
-/// `simdgroup_matrix` instructions candle's Metal matrix multiply needs.
-const METAL_BY_DEFAULT: bool = cfg!(all(target_os = "macos", target_arch = "aarch64"));
-
-/// The GPU `auto` prefers on this machine, opened.
-fn find_gpu() -> Option<(Device, &'static str)> {
-    if candle_core::utils::cuda_is_available() {
-        return Device::new_cuda(0).ok().map(|d| (d, "CUDA"));
-    }
-    if METAL_BY_DEFAULT && candle_core::utils::metal_is_available() {
-        return Device::new_metal(0).ok().map(|d| (d, "Metal"));
-    }
-    None
-}
-
-/// Opens the compute device (see the module's rules).
-pub fn select_device(choice: DeviceChoice) -> Result<ChosenDevice> {
-    select_device_with(
-        choice,
-        &DeviceProbe {
-            find_gpu: &find_gpu,
+impl DeviceProbe<'static> {
+    /// The probe of this machine's real devices.
+    pub fn real() -> Self {
+        Self {
+            find_gpu: &gpu::find,
+            refusal: &gpu::refusal,
+            open: &gpu::open,
             smoke_test: &smoke_test,
-        },
-    )
-}
-
-/// [`select_device`] with the GPU search and the first test given.
-pub fn select_device_with(choice: DeviceChoice, probe: &DeviceProbe) -> Result<ChosenDevice> {
-    let unavailable = |what: &str, e: candle_core::Error| {
-        MinusError::DeviceUnavailable(format!("{what} is not available: {e}"))
-    };
-    // A GPU asked for by name that fails its first test is an error, not a fallback.
-    let tested = |device: Device, what: &str| {
-        (probe.smoke_test)(&device, DType::F16).map_err(|e| {
-            MinusError::DeviceUnavailable(format!("{what} failed a first test: {e}"))
-        })?;
-        Ok(ChosenDevice {
-            device,
-            fallback: None,
-        })
-    };
-    match choice {
-        DeviceChoice::Cpu => Ok(ChosenDevice {
-            device: Device::Cpu,
-            fallback: None,
-        }),
-        DeviceChoice::Cuda => tested(
-            Device::new_cuda(0).map_err(|e| unavailable("CUDA", e))?,
-            "CUDA",
-        ),
-        DeviceChoice::Metal => tested(
-            Device::new_metal(0).map_err(|e| unavailable("Metal", e))?,
-            "Metal",
-        ),
-        DeviceChoice::Auto => Ok(match (probe.find_gpu)() {
-            None => ChosenDevice {
-                device: Device::Cpu,
-                fallback: None,
-            },
-            Some((device, what)) => match (probe.smoke_test)(&device, DType::F16) {
-                Ok(()) => ChosenDevice {
-                    device,
-                    fallback: None,
-                },
-                Err(e) => ChosenDevice {
-                    device: Device::Cpu,
-                    fallback: Some(format!(
-                        "{what} failed a first test ({}), so this runs on the CPU",
-                        first_line(&e)
-                    )),
-                },
-            },
-        }),
+        }
     }
 }
 
-/// The first line of candle's error (it appends backtraces on new lines).
-fn first_line(error: &candle_core::Error) -> String {
-    error
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+/// Opens the compute device (see the module's rules) for a run in `dtype` (`None`:
+/// the device's default).
+pub fn select_device(choice: DeviceChoice, dtype: Option<DTypeChoice>) -> Result<ChosenDevice> {
+    select_device_with(choice, dtype, &DeviceProbe::real())
+}
+
+/// [`select_device`] with the GPU search, opening and first test given.
+pub fn select_device_with(
+    choice: DeviceChoice,
+    dtype: Option<DTypeChoice>,
+    probe: &DeviceProbe,
+) -> Result<ChosenDevice> {
+    let test_dtype = first_test_dtype(dtype);
+    let gpu = match choice {
+        DeviceChoice::Cpu => return Ok(on_cpu(None)),
+        DeviceChoice::Cuda => Gpu::Cuda,
+        DeviceChoice::Metal => Gpu::Metal,
+        DeviceChoice::Auto => {
+            return Ok(match (probe.find_gpu)() {
+                None => on_cpu(None),
+                Some(gpu) => match try_gpu(gpu, test_dtype, probe) {
+                    Ok(device) => ChosenDevice {
+                        device,
+                        fallback: None,
+                    },
+                    Err(reason) => on_cpu(Some(format!("{reason}, so this runs on the CPU"))),
+                },
+            });
+        }
+    };
+    // A GPU asked for by name that cannot run is an error, not a fallback.
+    let device = try_gpu(gpu, test_dtype, probe).map_err(MinusError::DeviceUnavailable)?;
+    Ok(ChosenDevice {
+        device,
+        fallback: None,
+    })
+}
+
+/// The CPU, with the reason it replaced a GPU, if it did.
+fn on_cpu(fallback: Option<String>) -> ChosenDevice {
+    ChosenDevice {
+        device: Device::Cpu,
+        fallback,
+    }
+}
+
+/// The number format of a GPU's first test: the run's, so that an f32 run is not
+/// refused for f16 kernels it never uses. A bf16 run tests f16 here and bf16 in
+/// [`resolve_dtype`], whose refusal says what bf16 needs.
+fn first_test_dtype(dtype: Option<DTypeChoice>) -> DType {
+    match dtype {
+        Some(DTypeChoice::F32) => DType::F32,
+        Some(DTypeChoice::F16 | DTypeChoice::Bf16) | None => DType::F16,
+    }
+}
+
+/// Opens `gpu` and runs its first test; an error or a panic on the way becomes the
+/// line that says why the GPU cannot be used.
+fn try_gpu(gpu: Gpu, dtype: DType, probe: &DeviceProbe) -> std::result::Result<Device, String> {
+    if let Some(reason) = (probe.refusal)(gpu) {
+        return Err(reason);
+    }
+    let name = gpu.name();
+    let device = gpu::without_panics(|| (probe.open)(gpu))
+        .map_err(|e| format!("{name} could not be opened ({e})"))?;
+    gpu::without_panics(|| (probe.smoke_test)(&device, dtype))
+        .map_err(|e| format!("{name} failed a first test ({e})"))?;
+    Ok(device)
 }
 
 /// What the dtype rules need to know of a device.
@@ -178,7 +173,7 @@ impl Capabilities {
         let is_gpu = !device.is_cpu();
         Self {
             is_gpu,
-            bf16: is_gpu && smoke_test(device, DType::BF16).is_ok(),
+            bf16: is_gpu && gpu::without_panics(|| smoke_test(device, DType::BF16)).is_ok(),
         }
     }
 }
@@ -230,5 +225,7 @@ pub fn device_name(device: &Device) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod fallback_tests;
 #[cfg(test)]
 mod tests;

@@ -1,26 +1,17 @@
+use super::fallback_tests::{no_refusal, opens_the_cpu, passing_test, select};
 use super::*;
 
 fn failing_test(_: &Device, _: DType) -> candle_core::Result<()> {
     candle_core::bail!("no simdgroup_matrix\nbacktrace line")
 }
 
-fn passing_test(_: &Device, _: DType) -> candle_core::Result<()> {
-    Ok(())
-}
-
-/// The CPU stands in for a GPU: what is checked is what `auto` does with the test's outcome.
-fn stand_in_gpu() -> Option<(Device, &'static str)> {
-    Some((Device::Cpu, "Metal"))
-}
-
 #[test]
 fn auto_falls_back_to_the_cpu_with_one_line_when_the_first_test_fails() -> Result<()> {
-    let chosen = select_device_with(
+    let chosen = select(
         DeviceChoice::Auto,
-        &DeviceProbe {
-            find_gpu: &stand_in_gpu,
-            smoke_test: &failing_test,
-        },
+        Gpu::Metal,
+        &opens_the_cpu,
+        &failing_test,
     )?;
     assert!(chosen.device.is_cpu());
     let notice = chosen.fallback.unwrap_or_default();
@@ -33,18 +24,20 @@ fn auto_falls_back_to_the_cpu_with_one_line_when_the_first_test_fails() -> Resul
 
 #[test]
 fn auto_keeps_a_gpu_that_passes_and_says_nothing() -> Result<()> {
-    let chosen = select_device_with(
+    let chosen = select(
         DeviceChoice::Auto,
-        &DeviceProbe {
-            find_gpu: &stand_in_gpu,
-            smoke_test: &passing_test,
-        },
+        Gpu::Metal,
+        &opens_the_cpu,
+        &passing_test,
     )?;
     assert!(chosen.fallback.is_none());
     let none = select_device_with(
         DeviceChoice::Auto,
+        None,
         &DeviceProbe {
             find_gpu: &|| None,
+            refusal: &no_refusal,
+            open: &opens_the_cpu,
             smoke_test: &failing_test,
         },
     )?;
@@ -56,23 +49,29 @@ fn auto_keeps_a_gpu_that_passes_and_says_nothing() -> Result<()> {
 /// and that GPU's own first test: holds on a CPU-only machine and on a GPU one.
 #[test]
 fn auto_takes_the_gpu_this_machine_has_or_the_cpu() -> Result<()> {
-    let chosen = select_device(DeviceChoice::Auto)?;
-    match find_gpu() {
+    let chosen = select_device(DeviceChoice::Auto, None)?;
+    let usable = gpu::find().map(|gpu| match gpu::refusal(gpu) {
+        Some(reason) => (gpu, Err(reason)),
+        None => (gpu, gpu::without_panics(|| gpu::open(gpu))),
+    });
+    match usable {
         None => {
             assert!(chosen.device.is_cpu(), "no GPU, yet auto chose one");
             assert!(chosen.fallback.is_none(), "{:?}", chosen.fallback);
         }
-        Some((gpu, name)) if smoke_test(&gpu, DType::F16).is_ok() => {
-            assert_eq!(device_name(&chosen.device), device_name(&gpu), "{name}");
+        Some((gpu, Ok(device))) if smoke_test(&device, DType::F16).is_ok() => {
+            assert_eq!(device_name(&chosen.device), device_name(&device), "{gpu:?}");
             assert!(chosen.fallback.is_none(), "{:?}", chosen.fallback);
         }
-        Some((_, name)) => {
+        Some((gpu, usable)) => {
             assert!(chosen.device.is_cpu());
             let notice = chosen.fallback.unwrap_or_default();
-            assert!(
-                notice.starts_with(&format!("{name} failed a first test")),
-                "{notice}"
-            );
+            let why = match usable {
+                Ok(_) => format!("{} failed a first test", gpu.name()),
+                Err(reason) if gpu::refusal(gpu).is_some() => reason,
+                Err(_) => format!("{} could not be opened", gpu.name()),
+            };
+            assert!(notice.starts_with(&why), "{notice}");
         }
     }
     // The run's default number format follows the device.
@@ -87,7 +86,7 @@ fn auto_takes_the_gpu_this_machine_has_or_the_cpu() -> Result<()> {
 
 #[test]
 fn a_device_asked_for_by_name_is_that_device_or_an_error_naming_it() -> Result<()> {
-    let cpu = select_device(DeviceChoice::Cpu)?;
+    let cpu = select_device(DeviceChoice::Cpu, None)?;
     assert!(cpu.device.is_cpu() && cpu.fallback.is_none());
     let gpus = [
         (
@@ -102,7 +101,7 @@ fn a_device_asked_for_by_name_is_that_device_or_an_error_naming_it() -> Result<(
         ),
     ];
     for (choice, name, available) in gpus {
-        match select_device(choice) {
+        match select_device(choice, None) {
             Ok(chosen) => {
                 assert!(available, "{name} chosen but not available");
                 assert_eq!(device_name(&chosen.device), choice.name());
@@ -113,7 +112,7 @@ fn a_device_asked_for_by_name_is_that_device_or_an_error_naming_it() -> Result<(
                 let why = if available {
                     "failed a first test"
                 } else {
-                    "is not available"
+                    "could not be opened"
                 };
                 assert!(message.starts_with(&format!("{name} {why}")), "{message}");
             }
