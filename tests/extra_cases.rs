@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{adapter_file, assert_image_matches, fixtures, generate_images, load_models};
+use common::{adapter_file, assert_image_within, fixtures, generate_images, load_models};
 use minus::pipeline::conditioning::{EmbeddingCache, prepare};
 use minus::pipeline::{Flow, ImagePrompt, Request, generate};
 use minus::schedulers::SamplerKind;
@@ -15,7 +15,9 @@ fn check(name: &str, adapter: &str, request: Request) {
     assert_eq!(images.len(), request.batch);
     for (i, image) in images.iter().enumerate() {
         let expected = fixtures().join(format!("extra/{name}_{i}.png"));
-        assert_image_matches(&format!("{name} item {i}"), image, &expected);
+        // Measured: mean |Δ| 0.0002/255 at worst, largest |Δ| one level (a value on a
+        // rounding boundary), as in the reference cases.
+        assert_image_within(&format!("{name} item {i}"), image, &expected, 0.003, 1.0);
     }
 }
 

@@ -13,8 +13,15 @@ use minus::rng::TorchRng;
 use minus::schedulers::SamplerKind;
 use serde_json::Value;
 
-/// Intermediate tensors must agree to this relative error.
-const TENSOR_TOLERANCE: f64 = 1e-4;
+/// Intermediate tensors must agree to this relative error. Measured on the CPU in f32
+/// over the six cases: text embeddings 3.2e-7, image features 4.7e-7, IP tokens 5.8e-7,
+/// every step's UNet input, output and latents 2.95e-6, the decoded images 3.20e-6.
+const TENSOR_TOLERANCE: f64 = 5e-6;
+/// The 8-bit pictures' mean |Δ| limit, in 1/255: measured 0.0009 at worst (every case's
+/// largest |Δ| is one level, the limit [`IMAGE_MAX_LIMIT`]).
+const IMAGE_MEAN_LIMIT: f64 = 0.003;
+/// The 8-bit pictures' largest |Δ|, in 1/255: a value on a rounding boundary.
+const IMAGE_MAX_LIMIT: f64 = 1.0;
 
 fn request_from_case(case: &Value) -> Request {
     let images_dir = fixtures().join("images");
@@ -172,7 +179,8 @@ fn run_case(name: &str) {
                 if file.ends_with(".jpg") {
                     let own = relative_error(tokens, &expected_tokens);
                     println!("{name}: {token_key} from our JPEG decode: relative error {own:.2e}");
-                    assert!(own < 1e-3, "{token_key} from our JPEG decode: {own:.2e}");
+                    // Measured 2.0e-4 (`gray.jpg`): a JPEG decoder's rounding, not ours.
+                    assert!(own < 3e-4, "{token_key} from our JPEG decode: {own:.2e}");
                     *tokens = image_models.adapter.project(&features).unwrap();
                 }
             }
@@ -192,7 +200,8 @@ fn run_case(name: &str) {
     let ours = TorchRng::new(request.seed)
         .randn_tensor(noise.dims(), &Device::Cpu)
         .unwrap();
-    errors.push(("noise", assert_close("noise", &ours, noise, 1e-6)));
+    // Measured 3.7e-8: torch's generator in f64, rounded to f32 on both sides.
+    errors.push(("noise", assert_close("noise", &ours, noise, 1e-7)));
 
     // The denoising loop, step by step.
     let (unet_in, unet_out, latents) = (
@@ -246,7 +255,8 @@ fn run_case(name: &str) {
         println!("{name}: {what}: relative error {error:.2e}");
     }
     let expected = case_dir(name).join("out.png");
-    assert_image_matches(name, &to_images(&decoded).unwrap()[0], &expected);
+    let image = &to_images(&decoded).unwrap()[0];
+    assert_image_within(name, image, &expected, IMAGE_MEAN_LIMIT, IMAGE_MAX_LIMIT);
 
     // The whole pipeline as users run it, from the image files.
     let generation = generate(
@@ -257,10 +267,12 @@ fn run_case(name: &str) {
         &mut |_| Flow::Continue,
     )
     .unwrap();
-    assert_image_matches(
+    assert_image_within(
         &format!("{name} end to end"),
         &generation.images[0],
         &expected,
+        IMAGE_MEAN_LIMIT,
+        IMAGE_MAX_LIMIT,
     );
 }
 
@@ -307,5 +319,6 @@ fn plus_window_weights_ddim_in_f16() {
     let image = generate_images(&models, &request_from_case(case)).remove(0);
     let mean = mean_abs_difference(name, &image, &case_dir(name).join("out.png"));
     println!("{name} in f16: mean |Δ| {mean:.3}/255");
-    assert!(mean <= 1.0, "f16: mean |Δ| {mean}/255");
+    // Measured 0.101/255.
+    assert!(mean <= 0.12, "f16: mean |Δ| {mean}/255");
 }

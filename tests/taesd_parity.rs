@@ -33,16 +33,20 @@ fn load_taesd(dtype: DType) -> TaesdDecoder {
         .expect("TAESD loads")
 }
 
+/// Relative error allowed in f32, overall and at the worst value: measured 1.37e-6 and
+/// 1.73e-6 (CPU); the limit sits just above.
+const F32_TOLERANCE: f64 = 3e-6;
+
 #[test]
-fn decode_matches_diffusers_within_1e_4_relative() {
+fn decode_matches_diffusers_within_3e_6_relative() {
     let (latents, expected) = reference();
     let decoded = load_taesd(DType::F32).decode(&latents).expect("decode");
-    let error = assert_close("TAESD decode", &decoded, &expected, 1e-4);
+    let error = assert_close("TAESD decode", &decoded, &expected, F32_TOLERANCE);
     // Relative to the largest value too, so that no pixel is far off.
     let peak = expected.abs().unwrap().max_all().unwrap();
     let worst = max_abs_diff(&decoded, &expected) / f64::from(peak.to_scalar::<f32>().unwrap());
     println!("TAESD decode: relative error {error:.2e}, max |Δ| / max |x| {worst:.2e}");
-    assert!(worst <= 1e-4, "max |Δ| / max |x| = {worst:.2e}");
+    assert!(worst <= F32_TOLERANCE, "max |Δ| / max |x| = {worst:.2e}");
 }
 
 #[test]
@@ -59,6 +63,8 @@ fn the_preview_is_diffusers_picture_of_the_first_image() {
         .zip(expected[0].as_raw())
         .map(|(a, b)| a.abs_diff(*b))
         .max();
+    println!("TAESD preview: 8-bit max |Δ| {worst:?}/255");
+    // Measured 0; one level allows a value that lands on a rounding boundary.
     assert!(worst <= Some(1), "8-bit preview off by {worst:?}/255");
     // Both kinds through the pipeline's entry point: TAESD when loaded, else the colour map.
     let (drawn, kind) = render(&latents, PreviewKind::Taesd, Some(&taesd)).expect("render");
@@ -86,7 +92,9 @@ fn half_precision_stays_close_to_diffusers() {
     let decoded = load_taesd(DType::F16)
         .decode(&latents.to_dtype(DType::F16).unwrap())
         .expect("f16 decode");
-    assert_close("TAESD f16 decode", &decoded, &expected, 5e-3);
+    // Measured 3.23e-3 (f16 keeps 11 bits).
+    let error = assert_close("TAESD f16 decode", &decoded, &expected, 4e-3);
+    println!("TAESD f16 decode: relative error {error:.2e}");
 }
 
 #[test]
