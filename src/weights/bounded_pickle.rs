@@ -150,6 +150,32 @@ pub fn read(bytes: &[u8], limits: Limits) -> Result<Value, String> {
     ))
 }
 
+/// The integer of BININT1 (`K`), BININT2 (`M`), BININT (`J`) or LONG1 (0x8a, at most
+/// 64 bits here).
+fn read_int(op: u8, input: &mut Input) -> Result<i64, String> {
+    Ok(match op {
+        b'K' => input.u8()?.into(),
+        b'M' => u16::from_le_bytes(input.array()?).into(),
+        b'J' => i32::from_le_bytes(input.array()?).into(),
+        // LONG1, the last one `step` sends here.
+        _ => {
+            let len = usize::from(input.u8()?);
+            let bytes = input.take(len)?;
+            if len > 8 {
+                return Err("an integer wider than 64 bits".to_string());
+            }
+            let fill = if bytes.last().is_some_and(|b| b & 0x80 != 0) {
+                0xff
+            } else {
+                0
+            };
+            let mut wide = [fill; 8];
+            wide[..len].copy_from_slice(bytes);
+            i64::from_le_bytes(wide)
+        }
+    })
+}
+
 struct Input<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -277,7 +303,8 @@ impl Machine {
         self.charge(copied_bytes + added_bytes)
     }
 
-    /// Runs one opcode; true at STOP.
+    /// Runs one opcode; true at STOP. Opcodes of a few lines are here; the others go
+    /// to a helper for their kind.
     fn step(&mut self, op: u8, input: &mut Input) -> Result<bool, String> {
         match op {
             0x80 => {
@@ -297,70 +324,66 @@ impl Machine {
             b'N' => self.push(Value::None)?,
             0x88 => self.push(Value::Bool(true))?,
             0x89 => self.push(Value::Bool(false))?,
-            b'K' => {
-                let value = input.u8()?;
-                self.push(Value::Int(value.into()))?;
+            b'K' | b'M' | b'J' | 0x8a => self.push(Value::Int(read_int(op, input)?))?,
+            b'G' => self.push(Value::Float(f64::from_be_bytes(input.array()?)))?,
+            b'X' | 0x8c => self.push_str(op, input)?,
+            b'c' | 0x93 => self.push_global(op, input)?,
+            b')' | b't' | 0x85..=0x87 | b']' | b'l' | b'}' | b'd' => self.new_container(op)?,
+            b'a' | b'e' | b's' | b'u' => self.add_items(op)?,
+            b'Q' => {
+                let id = self.pop()?;
+                self.push_node(NodeKind::PersistentId, vec![id])?;
             }
-            b'M' => {
-                let value = u16::from_le_bytes(input.array()?);
-                self.push(Value::Int(value.into()))?;
+            b'R' | 0x81 => self.reduce()?,
+            b'b' => self.build()?,
+            b'q' => self.memo_put(input.u8()?.into())?,
+            b'r' => self.memo_put(input.u32()?)?,
+            0x94 => {
+                let id = u32::try_from(self.memo.len()).map_err(|_| "memo too large")?;
+                self.memo_put(id)?;
             }
-            b'J' => {
-                let value = i32::from_le_bytes(input.array()?);
-                self.push(Value::Int(value.into()))?;
-            }
-            0x8a => {
-                let len = usize::from(input.u8()?);
-                let bytes = input.take(len)?;
-                if len > 8 {
-                    return Err("an integer wider than 64 bits".to_string());
-                }
-                let fill = if bytes.last().is_some_and(|b| b & 0x80 != 0) {
-                    0xff
-                } else {
-                    0
-                };
-                let mut wide = [fill; 8];
-                wide[..len].copy_from_slice(bytes);
-                self.push(Value::Int(i64::from_le_bytes(wide)))?;
-            }
-            b'G' => {
-                let value = f64::from_be_bytes(input.array()?);
-                self.push(Value::Float(value))?;
-            }
-            b'X' => {
-                let len = input.u32()? as usize;
-                let text = input.text(len)?;
-                self.charge(len)?;
-                self.push(Value::Str(text))?;
-            }
-            0x8c => {
-                let len = usize::from(input.u8()?);
-                let text = input.text(len)?;
-                self.charge(len)?;
-                self.push(Value::Str(text))?;
-            }
-            b'c' => {
-                let module = input.line()?;
-                let name = input.line()?;
-                self.charge(module.len() + name.len())?;
-                self.push(Value::Global(Rc::new((module, name))))?;
-            }
-            0x93 => {
-                let name = self.pop()?;
-                let module = self.pop()?;
-                let (Some(module), Some(name)) = (module.as_str(), name.as_str()) else {
-                    return Err("STACK_GLOBAL of something not a string".to_string());
-                };
-                let global = Rc::new((module.to_string(), name.to_string()));
-                self.charge(global.0.len() + global.1.len())?;
-                self.push(Value::Global(global))?;
-            }
-            b')' => self.push_node(NodeKind::Tuple, Vec::new())?,
-            b't' => {
-                let items = self.pop_mark()?;
-                self.push_node(NodeKind::Tuple, items)?;
-            }
+            b'h' => self.memo_get(input.u8()?.into())?,
+            b'j' => self.memo_get(input.u32()?)?,
+            other => return Err(format!("unsupported opcode {other:#04x}")),
+        }
+        Ok(false)
+    }
+
+    /// BINUNICODE (`X`, a 4-byte length) or SHORT_BINUNICODE (0x8c, a 1-byte length).
+    fn push_str(&mut self, op: u8, input: &mut Input) -> Result<(), String> {
+        let len = if op == b'X' {
+            input.u32()? as usize
+        } else {
+            usize::from(input.u8()?)
+        };
+        let text = input.text(len)?;
+        self.charge(len)?;
+        self.push(Value::Str(text))
+    }
+
+    /// GLOBAL (`c`: module and name on lines of their own) or STACK_GLOBAL (0x93: both
+    /// popped), named and never looked up.
+    fn push_global(&mut self, op: u8, input: &mut Input) -> Result<(), String> {
+        let (module, name) = if op == b'c' {
+            (input.line()?, input.line()?)
+        } else {
+            let name = self.pop()?;
+            let module = self.pop()?;
+            let (Some(module), Some(name)) = (module.as_str(), name.as_str()) else {
+                return Err("STACK_GLOBAL of something not a string".to_string());
+            };
+            (module.to_string(), name.to_string())
+        };
+        self.charge(module.len() + name.len())?;
+        self.push(Value::Global(Rc::new((module, name))))
+    }
+
+    /// A new tuple, list or dict: empty, of the items above the mark, or (TUPLE1 to
+    /// TUPLE3) of the top one to three items.
+    fn new_container(&mut self, op: u8) -> Result<(), String> {
+        let (kind, items) = match op {
+            b')' => (NodeKind::Tuple, Vec::new()),
+            b't' => (NodeKind::Tuple, self.pop_mark()?),
             0x85..=0x87 => {
                 let count = usize::from(op - 0x84);
                 let mut items = Vec::with_capacity(count);
@@ -368,97 +391,82 @@ impl Machine {
                     items.push(self.pop()?);
                 }
                 items.reverse();
-                self.push_node(NodeKind::Tuple, items)?;
+                (NodeKind::Tuple, items)
             }
-            b']' => self.push_node(NodeKind::List, Vec::new())?,
-            b'l' => {
-                let items = self.pop_mark()?;
-                self.push_node(NodeKind::List, items)?;
-            }
+            b']' => (NodeKind::List, Vec::new()),
+            b'l' => (NodeKind::List, self.pop_mark()?),
+            b'}' => (NodeKind::Dict, Vec::new()),
+            // DICT (`d`), the last one `step` sends here.
+            _ => (NodeKind::Dict, self.pop_mark_pairs()?),
+        };
+        self.push_node(kind, items)
+    }
+
+    /// APPEND (`a`), APPENDS (`e`), SETITEM (`s`) or SETITEMS (`u`): items added to the
+    /// list or dict on top of the stack.
+    fn add_items(&mut self, op: u8) -> Result<(), String> {
+        match op {
             b'a' => {
                 let value = self.pop()?;
-                self.extend_top(NodeKind::List, vec![value])?;
+                self.extend_top(NodeKind::List, vec![value])
             }
             b'e' => {
                 let items = self.pop_mark()?;
-                self.extend_top(NodeKind::List, items)?;
-            }
-            b'}' => self.push_node(NodeKind::Dict, Vec::new())?,
-            b'd' => {
-                let items = self.pop_mark()?;
-                if items.len() % 2 != 0 {
-                    return Err("a dict with a key and no value".to_string());
-                }
-                self.push_node(NodeKind::Dict, items)?;
+                self.extend_top(NodeKind::List, items)
             }
             b's' => {
                 let value = self.pop()?;
                 let key = self.pop()?;
-                self.extend_top(NodeKind::Dict, vec![key, value])?;
+                self.extend_top(NodeKind::Dict, vec![key, value])
             }
-            b'u' => {
-                let items = self.pop_mark()?;
-                if items.len() % 2 != 0 {
-                    return Err("a dict with a key and no value".to_string());
-                }
-                self.extend_top(NodeKind::Dict, items)?;
+            // SETITEMS (`u`), the last one `step` sends here.
+            _ => {
+                let items = self.pop_mark_pairs()?;
+                self.extend_top(NodeKind::Dict, items)
             }
-            b'Q' => {
-                let id = self.pop()?;
-                self.push_node(NodeKind::PersistentId, vec![id])?;
-            }
-            b'R' | 0x81 => {
-                let args = self.pop()?;
-                let callable = self.pop()?;
-                // torch saves state dicts as OrderedDicts, whose items follow as
-                // SETITEMS: they become plain dicts, the one call interpreted here.
-                let is_dict = matches!(
-                    callable.as_global(),
-                    Some(("collections", "OrderedDict" | "defaultdict"))
-                );
-                if is_dict {
-                    self.push_node(NodeKind::Dict, Vec::new())?;
-                } else {
-                    self.push_node(NodeKind::Call, vec![callable, args])?;
-                }
-            }
-            b'b' => {
-                let state = self.pop()?;
-                let object = self.pop()?;
-                match (&object, state.node(NodeKind::Dict)) {
-                    // An OrderedDict's attributes (`_metadata`) join its items, as
-                    // other readers do; they are no tensors and are skipped later.
-                    (Value::Node(node), Some(items)) if node.kind == NodeKind::Dict => {
-                        let items = items.to_vec();
-                        self.push(object)?;
-                        self.extend_top(NodeKind::Dict, items)?;
-                    }
-                    _ => self.push_node(NodeKind::Build, vec![object, state])?,
-                }
-            }
-            b'q' => {
-                let id = input.u8()?;
-                self.memo_put(id.into())?;
-            }
-            b'r' => {
-                let id = input.u32()?;
-                self.memo_put(id)?;
-            }
-            0x94 => {
-                let id = u32::try_from(self.memo.len()).map_err(|_| "memo too large")?;
-                self.memo_put(id)?;
-            }
-            b'h' => {
-                let id = input.u8()?;
-                self.memo_get(id.into())?;
-            }
-            b'j' => {
-                let id = input.u32()?;
-                self.memo_get(id)?;
-            }
-            other => return Err(format!("unsupported opcode {other:#04x}")),
         }
-        Ok(false)
+    }
+
+    /// The items above the mark, which must be keys and values.
+    fn pop_mark_pairs(&mut self) -> Result<Vec<Value>, String> {
+        let items = self.pop_mark()?;
+        if items.len() % 2 != 0 {
+            return Err("a dict with a key and no value".to_string());
+        }
+        Ok(items)
+    }
+
+    /// REDUCE or NEWOBJ: the call is recorded, not made.
+    fn reduce(&mut self) -> Result<(), String> {
+        let args = self.pop()?;
+        let callable = self.pop()?;
+        // torch saves state dicts as OrderedDicts, whose items follow as
+        // SETITEMS: they become plain dicts, the one call interpreted here.
+        let is_dict = matches!(
+            callable.as_global(),
+            Some(("collections", "OrderedDict" | "defaultdict"))
+        );
+        if is_dict {
+            self.push_node(NodeKind::Dict, Vec::new())
+        } else {
+            self.push_node(NodeKind::Call, vec![callable, args])
+        }
+    }
+
+    /// BUILD: the state is recorded with the object, not applied.
+    fn build(&mut self) -> Result<(), String> {
+        let state = self.pop()?;
+        let object = self.pop()?;
+        match (&object, state.node(NodeKind::Dict)) {
+            // An OrderedDict's attributes (`_metadata`) join its items, as
+            // other readers do; they are no tensors and are skipped later.
+            (Value::Node(node), Some(items)) if node.kind == NodeKind::Dict => {
+                let items = items.to_vec();
+                self.push(object)?;
+                self.extend_top(NodeKind::Dict, items)
+            }
+            _ => self.push_node(NodeKind::Build, vec![object, state]),
+        }
     }
 
     fn memo_put(&mut self, id: u32) -> Result<(), String> {
