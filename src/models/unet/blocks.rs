@@ -74,19 +74,34 @@ pub struct DownBlock {
     downsampler: Option<Conv2d>,
 }
 
+/// The shape of one down block, as diffusers derives it from the UNet's config.
+#[derive(Debug, Clone, Copy)]
+pub struct DownBlockLayout {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// Resnets (and transformers, with attention) in the block.
+    pub layers: usize,
+    /// Attention heads; `None` for a block without attention.
+    pub heads: Option<usize>,
+    /// Whether a strided convolution halves the size at the end.
+    pub downsample: bool,
+}
+
 impl DownBlock {
-    /// Loads one down block; `heads` is `None` for a block without attention.
-    #[allow(clippy::too_many_arguments)]
+    /// Loads one down block.
     pub fn load(
         vb: VarBuilder,
         ctx: &BlockContext,
-        in_channels: usize,
-        out_channels: usize,
-        layers: usize,
-        heads: Option<usize>,
-        downsample: bool,
+        layout: DownBlockLayout,
         ip_layers: &mut Vec<usize>,
     ) -> candle_core::Result<Self> {
+        let DownBlockLayout {
+            in_channels,
+            out_channels,
+            layers,
+            heads,
+            downsample,
+        } = layout;
         let resnets = (0..layers)
             .map(|i| {
                 let cin = if i == 0 { in_channels } else { out_channels };
@@ -182,17 +197,32 @@ pub struct UpBlock {
     upsampler: Option<Upsample2D>,
 }
 
+/// The shape of one up block, as diffusers derives it from the UNet's config.
+#[derive(Debug, Clone, Copy)]
+pub struct UpBlockLayout {
+    pub channels: UpBlockChannels,
+    /// Resnets (and transformers, with attention) in the block: layers_per_block + 1.
+    pub layers: usize,
+    /// Attention heads; `None` for a block without attention.
+    pub heads: Option<usize>,
+    /// Whether an upsampler doubles the size at the end.
+    pub upsample: bool,
+}
+
 impl UpBlock {
-    /// Loads one up block with `layers` resnets (layers_per_block + 1).
+    /// Loads one up block.
     pub fn load(
         vb: VarBuilder,
         ctx: &BlockContext,
-        channels: UpBlockChannels,
-        layers: usize,
-        heads: Option<usize>,
-        upsample: bool,
+        layout: UpBlockLayout,
         ip_layers: &mut Vec<usize>,
     ) -> candle_core::Result<Self> {
+        let UpBlockLayout {
+            channels,
+            layers,
+            heads,
+            upsample,
+        } = layout;
         let resnets = (0..layers)
             .map(|i| {
                 let skip = if i + 1 == layers {

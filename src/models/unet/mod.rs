@@ -4,10 +4,12 @@
 mod blocks;
 mod context;
 mod ip_scaling;
+mod regions;
 mod transformer;
 
 pub use context::{CrossContext, ImageTokens};
 pub use ip_scaling::{EmbedsScaling, IpScales};
+pub use regions::{Coverage, RegionMask, Regions, downsample};
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -21,7 +23,10 @@ use super::conv::Conv2d;
 use super::group_norm::GroupNorm;
 use super::linear::{Linear, linear};
 use super::resnet::conv3x3;
-use blocks::{BlockContext, DownBlock, MidBlock, StepInputs, UpBlock, UpBlockChannels};
+use blocks::{
+    BlockContext, DownBlock, DownBlockLayout, MidBlock, StepInputs, UpBlock, UpBlockChannels,
+    UpBlockLayout,
+};
 use transformer::CrossInputs;
 
 /// An integer or one value per block, as diffusers configs allow.
@@ -102,6 +107,42 @@ impl UNetConfig {
             .as_ref()
             .unwrap_or(&self.attention_head_dim)
             .get(block)
+    }
+
+    /// Each down block's shape, as diffusers derives it from the config.
+    fn down_block_layouts(&self) -> Vec<DownBlockLayout> {
+        let channels = &self.block_out_channels;
+        let layout = |(i, kind): (usize, &String)| DownBlockLayout {
+            in_channels: if i == 0 { channels[0] } else { channels[i - 1] },
+            out_channels: channels[i],
+            layers: self.layers_per_block,
+            heads: kind.contains("CrossAttn").then(|| self.heads(i)),
+            downsample: i + 1 < channels.len(),
+        };
+        self.down_block_types
+            .iter()
+            .enumerate()
+            .map(layout)
+            .collect()
+    }
+
+    /// Each up block's shape, as diffusers derives it from the config.
+    fn up_block_layouts(&self) -> Vec<UpBlockLayout> {
+        let blocks = self.block_out_channels.len();
+        let reversed: Vec<usize> = self.block_out_channels.iter().rev().copied().collect();
+        let layout = |(i, kind): (usize, &String)| UpBlockLayout {
+            channels: UpBlockChannels {
+                prev_out: if i == 0 { reversed[0] } else { reversed[i - 1] },
+                out: reversed[i],
+                skip_in: reversed[(i + 1).min(reversed.len() - 1)],
+            },
+            layers: self.layers_per_block + 1,
+            heads: kind
+                .contains("CrossAttn")
+                .then(|| self.heads(blocks - 1 - i)),
+            upsample: i + 1 < blocks,
+        };
+        self.up_block_types.iter().enumerate().map(layout).collect()
     }
 }
 
@@ -195,40 +236,16 @@ impl UNet {
         };
         // IP-Adapter numbers attn2 layers: down blocks, then up blocks, then the mid block.
         let mut ip_layers = Vec::new();
-        let mut down_blocks = Vec::with_capacity(channels.len());
-        for (i, kind) in config.down_block_types.iter().enumerate() {
-            let cin = if i == 0 { first } else { channels[i - 1] };
-            let has_attention = kind.contains("CrossAttn");
-            down_blocks.push(DownBlock::load(
-                vb.pp(format!("down_blocks.{i}")),
-                &ctx,
-                cin,
-                channels[i],
-                config.layers_per_block,
-                has_attention.then(|| config.heads(i)),
-                i + 1 < channels.len(),
-                &mut ip_layers,
-            )?);
+        let mut down_blocks = Vec::new();
+        for (i, layout) in config.down_block_layouts().into_iter().enumerate() {
+            let vb = vb.pp(format!("down_blocks.{i}"));
+            down_blocks.push(DownBlock::load(vb, &ctx, layout, &mut ip_layers)?);
         }
         let down_layers = ip_layers.len();
-        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
-        let mut up_blocks = Vec::with_capacity(channels.len());
-        for (i, kind) in config.up_block_types.iter().enumerate() {
-            let has_attention = kind.contains("CrossAttn");
-            let block_channels = UpBlockChannels {
-                prev_out: if i == 0 { last } else { reversed[i - 1] },
-                out: reversed[i],
-                skip_in: reversed[(i + 1).min(reversed.len() - 1)],
-            };
-            up_blocks.push(UpBlock::load(
-                vb.pp(format!("up_blocks.{i}")),
-                &ctx,
-                block_channels,
-                config.layers_per_block + 1,
-                has_attention.then(|| config.heads(channels.len() - 1 - i)),
-                i + 1 < channels.len(),
-                &mut ip_layers,
-            )?);
+        let mut up_blocks = Vec::new();
+        for (i, layout) in config.up_block_layouts().into_iter().enumerate() {
+            let vb = vb.pp(format!("up_blocks.{i}"));
+            up_blocks.push(UpBlock::load(vb, &ctx, layout, &mut ip_layers)?);
         }
         let up_layers = ip_layers.len() - down_layers;
         let mid_block = MidBlock::load(
