@@ -40,6 +40,48 @@ impl CustomOp3 for CpuAttention {
         v_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let name = self.name();
+        let sizes = self.sizes(q_layout, k_layout, v_layout)?;
+        let (q, k, v) = (
+            contiguous_f32(q, q_layout, name)?,
+            contiguous_f32(k, k_layout, name)?,
+            contiguous_f32(v, v_layout, name)?,
+        );
+        let mut out = vec![0f32; q.len()];
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        (0..sizes.batch * self.heads * sizes.blocks)
+            .into_par_iter()
+            .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+                // SAFETY: every task writes its own block of rows of one head.
+                unsafe { self.attend_block(&sizes, (q, k, v), out_ptr, task, scores) }
+            });
+        Ok((CpuStorage::F32(out), q_layout.shape().clone()))
+    }
+}
+
+/// The sizes of one attention call and how its queries are cut into blocks.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    batch: usize,
+    q_len: usize,
+    kv_len: usize,
+    /// `heads · head_dim`.
+    width: usize,
+    head_dim: usize,
+    /// Query rows per block (the last block may have fewer).
+    block_rows: usize,
+    /// Blocks per (sample, head).
+    blocks: usize,
+}
+
+impl CpuAttention {
+    /// The sizes of attending with `q`, `k` and `v`, or why their shapes do not fit.
+    fn sizes(
+        &self,
+        q_layout: &Layout,
+        k_layout: &Layout,
+        v_layout: &Layout,
+    ) -> candle_core::Result<Sizes> {
+        let name = self.name();
         let (batch, q_len, width) = q_layout.shape().dims3()?;
         let (k_batch, kv_len, k_width) = k_layout.shape().dims3()?;
         if k_layout.shape() != v_layout.shape()
@@ -57,76 +99,95 @@ impl CustomOp3 for CpuAttention {
                 self.heads
             );
         }
-        let (q, k, v) = (
-            contiguous_f32(q, q_layout, name)?,
-            contiguous_f32(k, k_layout, name)?,
-            contiguous_f32(v, v_layout, name)?,
-        );
-        let head_dim = width / self.heads;
         let block_rows = (BLOCK_SCORES / kv_len).clamp(1, q_len.max(1));
-        let blocks = q_len.div_ceil(block_rows);
-        let mut out = vec![0f32; q.len()];
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        (0..batch * self.heads * blocks)
-            .into_par_iter()
-            .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
-                let (sample_head, block) = (task / blocks, task % blocks);
-                let (sample, head) = (sample_head / self.heads, sample_head % self.heads);
-                let first_row = block * block_rows;
-                let rows = block_rows.min(q_len - first_row);
-                let column = head * head_dim;
-                let q_block = &q[(sample * q_len + first_row) * width + column..];
-                let k_head = &k[sample * kv_len * width + column..];
-                let v_head = &v[sample * kv_len * width + column..];
-                scores.clear();
-                scores.resize(rows * kv_len, 0.0);
-                // SAFETY: q_block holds `rows` rows of `head_dim` at stride `width`; k_head
-                // read transposed is [head_dim, kv_len] (column stride `width`).
-                unsafe {
-                    gemm(
-                        (rows, kv_len, head_dim),
-                        scores.as_mut_ptr(),
-                        kv_len,
-                        q_block.as_ptr(),
-                        width,
-                        k_head.as_ptr(),
-                        (1, width),
-                        Product {
-                            scale: self.scale,
-                            accumulate: false,
-                            parallel: false,
-                        },
-                    )
-                };
-                let mut inv_sums = vec![0f32; rows];
-                dispatch!(|| softmax_rows_unnormalized(scores, kv_len, &mut inv_sums));
-                let out_block = out_ptr.at((sample * q_len + first_row) * width + column);
-                // SAFETY: this task alone writes rows `first_row..first_row + rows`, columns
-                // `column..column + head_dim` of sample `sample`; v_head is [kv_len, head_dim]
-                // at row stride `width`.
-                unsafe {
-                    gemm(
-                        (rows, head_dim, kv_len),
-                        out_block,
-                        width,
-                        scores.as_ptr(),
-                        kv_len,
-                        v_head.as_ptr(),
-                        (width, 1),
-                        Product {
-                            scale: 1.0,
-                            accumulate: false,
-                            parallel: false,
-                        },
-                    );
-                    for (row, inv_sum) in inv_sums.iter().enumerate() {
-                        let out_row =
-                            std::slice::from_raw_parts_mut(out_block.add(row * width), head_dim);
-                        out_row.iter_mut().for_each(|x| *x *= inv_sum);
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), q_layout.shape().clone()))
+        Ok(Sizes {
+            batch,
+            q_len,
+            kv_len,
+            width,
+            head_dim: width / self.heads,
+            block_rows,
+            blocks: q_len.div_ceil(block_rows),
+        })
+    }
+
+    /// Task `task`, one (sample, head, block of query rows): scores into `scores`, a
+    /// softmax in place, then their product with the values into `out`.
+    ///
+    /// # Safety
+    /// `out` must address the whole output (shaped like q), and no other thread may
+    /// write this task's block at the same time.
+    unsafe fn attend_block(
+        &self,
+        sizes: &Sizes,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        out: SharedOut,
+        task: usize,
+        scores: &mut Vec<f32>,
+    ) {
+        let Sizes {
+            q_len,
+            kv_len,
+            width,
+            head_dim,
+            block_rows,
+            blocks,
+            ..
+        } = *sizes;
+        let (sample_head, block) = (task / blocks, task % blocks);
+        let (sample, head) = (sample_head / self.heads, sample_head % self.heads);
+        let first_row = block * block_rows;
+        let rows = block_rows.min(q_len - first_row);
+        let column = head * head_dim;
+        let q_block = &q[(sample * q_len + first_row) * width + column..];
+        let k_head = &k[sample * kv_len * width + column..];
+        let v_head = &v[sample * kv_len * width + column..];
+        scores.clear();
+        scores.resize(rows * kv_len, 0.0);
+        // SAFETY: q_block holds `rows` rows of `head_dim` at stride `width`; k_head
+        // read transposed is [head_dim, kv_len] (column stride `width`).
+        unsafe {
+            gemm(
+                (rows, kv_len, head_dim),
+                scores.as_mut_ptr(),
+                kv_len,
+                q_block.as_ptr(),
+                width,
+                k_head.as_ptr(),
+                (1, width),
+                Product {
+                    scale: self.scale,
+                    accumulate: false,
+                    parallel: false,
+                },
+            )
+        };
+        let mut inv_sums = vec![0f32; rows];
+        dispatch!(|| softmax_rows_unnormalized(scores, kv_len, &mut inv_sums));
+        let out_block = out.at((sample * q_len + first_row) * width + column);
+        // SAFETY: this task alone writes rows `first_row..first_row + rows`, columns
+        // `column..column + head_dim` of sample `sample` (the caller's promise); v_head
+        // is [kv_len, head_dim] at row stride `width`.
+        unsafe {
+            gemm(
+                (rows, head_dim, kv_len),
+                out_block,
+                width,
+                scores.as_ptr(),
+                kv_len,
+                v_head.as_ptr(),
+                (width, 1),
+                Product {
+                    scale: 1.0,
+                    accumulate: false,
+                    parallel: false,
+                },
+            );
+            for (row, inv_sum) in inv_sums.iter().enumerate() {
+                let out_row = std::slice::from_raw_parts_mut(out_block.add(row * width), head_dim);
+                out_row.iter_mut().for_each(|x| *x *= inv_sum);
+            }
+        }
     }
 }
 

@@ -58,6 +58,26 @@ impl CustomOp3 for CpuConv2d {
         bias_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let name = self.name();
+        let (batch, geometry) = self.geometry(xs_layout, weight_layout, bias_layout)?;
+        let xs = contiguous_f32(xs, xs_layout, name)?;
+        let weight = contiguous_f32(weight, weight_layout, name)?;
+        let bias = contiguous_f32(bias, bias_layout, name)?;
+        let out = convolve(&geometry, batch, xs, weight, bias);
+        let shape = Shape::from((batch, geometry.c_out, geometry.out_h, geometry.out_w));
+        Ok((CpuStorage::F32(out), shape))
+    }
+}
+
+impl CpuConv2d {
+    /// The batch and the sizes of convolving `xs` with `weight` and `bias`, or why
+    /// their shapes do not fit.
+    fn geometry(
+        &self,
+        xs_layout: &Layout,
+        weight_layout: &Layout,
+        bias_layout: &Layout,
+    ) -> candle_core::Result<(usize, Geometry)> {
+        let name = self.name();
         let (batch, c_in, in_h, in_w) = xs_layout.shape().dims4()?;
         let (c_out, weight_c_in, k_h, k_w) = weight_layout.shape().dims4()?;
         if weight_c_in != c_in || bias_layout.shape().elem_count() != c_out {
@@ -86,55 +106,56 @@ impl CustomOp3 for CpuConv2d {
             stride,
             padding,
         };
-        let xs = contiguous_f32(xs, xs_layout, name)?;
-        let weight = contiguous_f32(weight, weight_layout, name)?;
-        let bias = contiguous_f32(bias, bias_layout, name)?;
-
-        let out_pixels = geometry.out_h * geometry.out_w;
-        let mut out = vec![0f32; batch * c_out * out_pixels];
-        out.par_chunks_mut(out_pixels)
-            .enumerate()
-            .for_each(|(plane, dst)| dst.fill(bias[plane % c_out]));
-        let image_len = c_in * in_h * in_w;
-        let out_image_len = c_out * out_pixels;
-        let band_rows = geometry.band_rows();
-        let bands = geometry.out_h.div_ceil(band_rows);
-        let tasks = batch * bands;
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        let run = |task: usize, columns: &mut Vec<f32>, parallel_gemm: bool| {
-            let (image, band) = (task / bands, task % bands);
-            let first_row = band * band_rows;
-            let band = Band {
-                first_row,
-                rows: band_rows.min(geometry.out_h - first_row),
-            };
-            let image_in = &xs[image * image_len..][..image_len];
-            // SAFETY: tasks write disjoint row bands of their own image's output planes.
-            unsafe {
-                convolve_band(
-                    &geometry,
-                    image_in,
-                    weight,
-                    out_ptr.at(image * out_image_len),
-                    band,
-                    columns,
-                    parallel_gemm,
-                )
-            };
-        };
-        if tasks >= 2 * threads() {
-            // Enough bands to keep every thread busy: each runs whole bands, so its
-            // column matrix is still in cache when its GEMM reads it.
-            (0..tasks)
-                .into_par_iter()
-                .for_each_init(Vec::new, |columns, task| run(task, columns, false));
-        } else {
-            let mut columns = Vec::new();
-            (0..tasks).for_each(|task| run(task, &mut columns, true));
-        }
-        let shape = Shape::from((batch, c_out, geometry.out_h, geometry.out_w));
-        Ok((CpuStorage::F32(out), shape))
+        Ok((batch, geometry))
     }
+}
+
+/// The convolution of a batch of `[c_in, h, w]` images, `[batch, c_out, out_h, out_w]`,
+/// band of output rows by band.
+fn convolve(g: &Geometry, batch: usize, xs: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let out_pixels = g.out_h * g.out_w;
+    let mut out = vec![0f32; batch * g.c_out * out_pixels];
+    out.par_chunks_mut(out_pixels)
+        .enumerate()
+        .for_each(|(plane, dst)| dst.fill(bias[plane % g.c_out]));
+    let image_len = g.c_in * g.in_h * g.in_w;
+    let out_image_len = g.c_out * out_pixels;
+    let band_rows = g.band_rows();
+    let bands = g.out_h.div_ceil(band_rows);
+    let tasks = batch * bands;
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let run = |task: usize, columns: &mut Vec<f32>, parallel_gemm: bool| {
+        let (image, band) = (task / bands, task % bands);
+        let first_row = band * band_rows;
+        let band = Band {
+            first_row,
+            rows: band_rows.min(g.out_h - first_row),
+        };
+        let image_in = &xs[image * image_len..][..image_len];
+        // SAFETY: tasks write disjoint row bands of their own image's output planes.
+        unsafe {
+            convolve_band(
+                g,
+                image_in,
+                weight,
+                out_ptr.at(image * out_image_len),
+                band,
+                columns,
+                parallel_gemm,
+            )
+        };
+    };
+    if tasks >= 2 * threads() {
+        // Enough bands to keep every thread busy: each runs whole bands, so its
+        // column matrix is still in cache when its GEMM reads it.
+        (0..tasks)
+            .into_par_iter()
+            .for_each_init(Vec::new, |columns, task| run(task, columns, false));
+    } else {
+        let mut columns = Vec::new();
+        (0..tasks).for_each(|task| run(task, &mut columns, true));
+    }
+    out
 }
 
 impl Geometry {
