@@ -253,26 +253,8 @@ impl Job {
             std::fs::remove_file(partial).map_err(io)?;
             have = 0;
         }
-        let mut request = self
-            .agent
-            .get(&metadata.url)
-            .config()
-            .max_redirects(MAX_DOWNLOAD_REDIRECTS)
-            .build()
-            .header("Accept-Encoding", "identity");
-        if have > 0 {
-            request = request.header("Range", format!("bytes={have}-"));
-        }
-        let mut response = request
-            .call()
-            .map_err(|e| DownloadError::Http(self.describe(&e)))?;
-        let status = response.status().as_u16();
-        if status != 200 && status != 206 {
-            return Err(DownloadError::Http(format!(
-                "the download answered HTTP {status}"
-            )));
-        }
-        if status != 206 {
+        let (mut response, resumed) = self.request(&metadata.url, have)?;
+        if !resumed {
             // The server ignored the range: start over.
             have = 0;
         }
@@ -286,9 +268,53 @@ impl Job {
             .truncate(have == 0)
             .open(partial)
             .map_err(io)?;
+        let mut reader = response.body_mut().as_reader();
+        self.receive(&mut reader, &mut out, partial, have, metadata.size)?;
+        out.sync_all().map_err(io)?;
+        Ok(())
+    }
+
+    /// Asks for `url` from byte `have` on (the whole file when 0); true with the answer
+    /// when the server resumes there.
+    fn request(
+        &self,
+        url: &str,
+        have: u64,
+    ) -> std::result::Result<(ureq::http::Response<ureq::Body>, bool), DownloadError> {
+        let mut request = self
+            .agent
+            .get(url)
+            .config()
+            .max_redirects(MAX_DOWNLOAD_REDIRECTS)
+            .build()
+            .header("Accept-Encoding", "identity");
+        if have > 0 {
+            request = request.header("Range", format!("bytes={have}-"));
+        }
+        let response = request
+            .call()
+            .map_err(|e| DownloadError::Http(self.describe(&e)))?;
+        let status = response.status().as_u16();
+        if status != 200 && status != 206 {
+            return Err(DownloadError::Http(format!(
+                "the download answered HTTP {status}"
+            )));
+        }
+        Ok((response, status == 206))
+    }
+
+    /// Appends what `reader` brings to `out` (the file `partial`, already holding `have`
+    /// bytes), sending progress after every chunk, until the end or a stop.
+    fn receive(
+        &self,
+        reader: &mut impl Read,
+        out: &mut std::fs::File,
+        partial: &Path,
+        have: u64,
+        total: Option<u64>,
+    ) -> std::result::Result<(), DownloadError> {
         let started = Instant::now();
         let mut received = 0u64;
-        let mut reader = response.body_mut().as_reader();
         let mut buffer = vec![0u8; CHUNK_BYTES];
         loop {
             let read = reader.read(&mut buffer);
@@ -306,21 +332,20 @@ impl Job {
                 })
             })?;
             if n == 0 {
-                break;
+                return Ok(());
             }
-            out.write_all(&buffer[..n]).map_err(io)?;
+            out.write_all(&buffer[..n])
+                .map_err(|e| DownloadError::Io(partial.to_path_buf(), e))?;
             received += n as u64;
             let progress = DownloadProgress {
                 bytes: have + received,
-                total: metadata.size,
+                total,
                 bytes_per_sec: received as f64 / started.elapsed().as_secs_f64().max(1e-6),
             };
             if self.updates.send(Update::Progress(progress)).is_err() {
                 return Err(DownloadError::Cancelled);
             }
         }
-        out.sync_all().map_err(io)?;
-        Ok(())
     }
 
     /// Checks the downloaded file against the size and, for LFS files (whose etag
