@@ -3,7 +3,7 @@
 //! prints figures (and JSON for `bench/compare_diffusers.py`, which runs diffusers on
 //! the same weights).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -131,6 +131,39 @@ fn print_layers(timed_step_secs: f64, totals: &[(LayerKind, KindTotal)]) {
     println!("{:<14} {:>10.1}", "timed step", 1e3 * timed_step_secs);
 }
 
+/// One UNet step timed layer kind by layer kind: the step's seconds and each kind's total.
+type LayerTimes = (f64, Vec<(LayerKind, KindTotal)>);
+
+/// Where the bench runs: the device, its number format and the CPU threads.
+struct Setup {
+    device: Device,
+    dtype: DType,
+    threads: usize,
+}
+
+/// The decoders' and previews' seconds.
+struct DecodeFigures {
+    vae_secs: f64,
+    /// The latent colour map.
+    preview_secs: f64,
+    /// TAESD's preview as the window draws it.
+    taesd_secs: f64,
+    /// TAESD at full size.
+    taesd_full_secs: f64,
+}
+
+/// What one bench run measured, in seconds unless named otherwise.
+struct Figures {
+    encoder_secs: f64,
+    step_secs: f64,
+    layers: Option<LayerTimes>,
+    decode: DecodeFigures,
+    full_secs: f64,
+    its_per_sec: f64,
+    peak_mb: Option<f64>,
+    load_peak_mb: Option<f64>,
+}
+
 /// Runs `minus bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = match &args.weights_dir {
@@ -146,6 +179,42 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let device = chosen.device;
     let dtype = resolve_dtype(&device, args.dtype)?;
+    if args.only == Some(BenchPart::Decode) {
+        return decode_only(&weights.model, &device, dtype, args.size, args.batch);
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let setup = Setup {
+        device,
+        dtype,
+        threads,
+    };
+    let (models, load_peak_mb) = load_models(args, &weights, &setup)?;
+    if args.only == Some(BenchPart::Load) {
+        return Ok(());
+    }
+    let figures = time_everything(args, &models, &setup, &dir, load_peak_mb)?;
+    figures.print();
+    if let Some(path) = &args.json {
+        let json = figures.json(args, &setup, &dir);
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
+    Ok(())
+}
+
+/// Loads every model the bench times, printing where and how fast; returns them and the
+/// loading's peak resident memory.
+fn load_models(
+    args: &BenchArgs,
+    weights: &bench_weights::BenchWeights,
+    setup: &Setup,
+) -> anyhow::Result<(Models, Option<f64>)> {
+    let Setup {
+        device,
+        dtype,
+        threads,
+    } = setup;
     let adapter = match args.adapter {
         BenchAdapter::Base => weights.base_adapter.clone(),
         BenchAdapter::Plus => weights.plus_adapter.clone(),
@@ -158,35 +227,39 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         taesd: Some(weights.taesd.clone()),
         configs: None,
     };
-    if args.only == Some(BenchPart::Decode) {
-        return decode_only(&weights.model, &device, dtype, args.size, args.batch);
-    }
     reset_peak_rss();
     let load_started = Instant::now();
-    let models = Models::load(&paths, &device, dtype)?;
-    sync(&device)?;
+    let models = Models::load(&paths, device, *dtype)?;
+    sync(device)?;
     let load_secs = load_started.elapsed().as_secs_f64();
     let load_peak = peak_rss_mb();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     println!(
         "device: {} ({dtype:?}), {threads} CPU threads, {}x{}, batch {}, adapter {}, loaded in {load_secs:.1}s",
-        device_name(&device),
+        device_name(device),
         args.size,
         args.size,
         args.batch,
         args.adapter.name()
     );
     print_peak("loading peak resident memory", load_peak);
-    if args.only == Some(BenchPart::Load) {
-        return Ok(());
-    }
+    Ok((models, load_peak))
+}
+
+/// Times the image encoder, one CFG UNet step (and its layers, with `--layers`), the
+/// decoders and previews, then a full run.
+fn time_everything(
+    args: &BenchArgs,
+    models: &Models,
+    setup: &Setup,
+    dir: &Path,
+    load_peak_mb: Option<f64>,
+) -> anyhow::Result<Figures> {
+    let Setup { device, dtype, .. } = setup;
     let image = models.image.as_ref().context("image models")?;
 
     // Image encoder: one 224×224 image.
     let side = image.encoder.config().image_size;
-    let pixels = Tensor::randn(0f32, 1f32, (1, 3, side, side), &device)?.to_dtype(dtype)?;
+    let pixels = Tensor::randn(0f32, 1f32, (1, 3, side, side), device)?.to_dtype(*dtype)?;
     let encoder_secs = time(args.repeats, || {
         let features = encode_pixels(image, &pixels)?;
         features
@@ -195,15 +268,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .to_scalar::<f32>()?;
         Ok(())
     })?;
+    let (step_secs, layers) = time_unet_step(args, models, &pixels, setup)?;
+    let decode = time_decoders(args, models, setup)?;
+    let (full_secs, its_per_sec) = time_full_run(args, models, dir)?;
+    Ok(Figures {
+        encoder_secs,
+        step_secs,
+        layers,
+        decode,
+        full_secs,
+        its_per_sec,
+        peak_mb: peak_rss_mb(),
+        load_peak_mb,
+    })
+}
 
-    // One CFG UNet step: batch [uncond, cond], image tokens in every attn2.
+/// Times one CFG UNet step (batch `[uncond, cond]`, image tokens in every attn2), and
+/// with `--layers` one more, layer kind by layer kind.
+fn time_unet_step(
+    args: &BenchArgs,
+    models: &Models,
+    pixels: &Tensor,
+    setup: &Setup,
+) -> anyhow::Result<(f64, Option<LayerTimes>)> {
+    let Setup { device, dtype, .. } = setup;
+    let image = models.image.as_ref().context("image models")?;
     let n = args.batch;
     let latent = args.size / 8;
-    let sample = Tensor::randn(0f32, 1f32, (2 * n, 4, latent, latent), &device)?.to_dtype(dtype)?;
-    let text = encode_text(&models, "")?.repeat((2 * n, 1, 1))?;
+    let sample = Tensor::randn(0f32, 1f32, (2 * n, 4, latent, latent), device)?.to_dtype(*dtype)?;
+    let text = encode_text(models, "")?.repeat((2 * n, 1, 1))?;
     let tokens = image
         .adapter
-        .project(&encode_pixels(image, &pixels)?)?
+        .project(&encode_pixels(image, pixels)?)?
         .repeat((2 * n, 1, 1))?;
     let context = CrossContext::new(
         text,
@@ -213,7 +309,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }),
     );
     let ip_scale = IpScales::uniform(
-        Tensor::ones((2 * n, 1, 1), dtype, &device)?,
+        Tensor::ones((2 * n, 1, 1), *dtype, device)?,
         models.unet.cross_attention_channels().len(),
     );
     // A step as all but the first of a run: the warm-up has projected the context.
@@ -221,7 +317,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         models
             .unet
             .forward(&sample, 500.0, &context, Some(&ip_scale))?;
-        sync(&device)
+        sync(device)
     };
     let step_secs = time(args.repeats, step)?;
     let layers = if args.layers {
@@ -235,12 +331,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    Ok((step_secs, layers))
+}
 
-    // VAE decode and the preview of `n` latents.
-    let latents = Tensor::randn(0f32, 1f32, (n, 4, latent, latent), &device)?.to_dtype(dtype)?;
+/// Times the VAE decode and the previews of `batch` random latents.
+fn time_decoders(
+    args: &BenchArgs,
+    models: &Models,
+    setup: &Setup,
+) -> anyhow::Result<DecodeFigures> {
+    let Setup { device, dtype, .. } = setup;
+    let latent = args.size / 8;
+    let latents =
+        Tensor::randn(0f32, 1f32, (args.batch, 4, latent, latent), device)?.to_dtype(*dtype)?;
     let vae_secs = time(args.repeats, || {
         models.vae.decode(&latents)?;
-        sync(&device)
+        sync(device)
     })?;
     let preview_secs = time(args.repeats.max(5), || {
         latents_to_rgb(&latents)?;
@@ -257,8 +363,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         taesd_to_rgb(taesd, &latents)?;
         Ok(())
     })?;
+    Ok(DecodeFigures {
+        vae_secs,
+        preview_secs,
+        taesd_secs,
+        taesd_full_secs,
+    })
+}
 
-    // A full run as users make it (text and image conditioning, N steps, decode).
+/// Times a full run as users make it (text and image conditioning, the steps, the
+/// decode); returns its seconds and the denoising's iterations per second.
+fn time_full_run(args: &BenchArgs, models: &Models, dir: &Path) -> anyhow::Result<(f64, f64)> {
     let prompt_image = dir.join("bench-prompt.png");
     image::RgbImage::from_fn(320, 240, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
@@ -270,61 +385,71 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         steps: args.steps,
         width: args.size,
         height: args.size,
-        batch: n,
+        batch: args.batch,
         ..Request::default()
     };
     let started = Instant::now();
     let generation = generate(
-        &models,
+        models,
         &request,
         &mut EmbeddingCache::default(),
         &mut |_| {},
         &mut |_| Flow::Continue,
     )?;
     let full_secs = started.elapsed().as_secs_f64();
-    let its = args.steps as f64 / generation.denoise_secs;
+    Ok((full_secs, args.steps as f64 / generation.denoise_secs))
+}
 
-    let peak = peak_rss_mb();
-    println!("{:<28} {:>10}", "figure", "seconds");
-    for (name, secs) in [
-        ("image encoder (1 image)", encoder_secs),
-        ("UNet step (CFG batch)", step_secs),
-        ("VAE decode", vae_secs),
-        ("preview (latent colours)", preview_secs),
-        ("preview (TAESD, as drawn)", taesd_secs),
-        ("TAESD at full size", taesd_full_secs),
-        ("full run", full_secs),
-    ] {
-        println!("{name:<28} {secs:>10.4}");
+impl Figures {
+    /// Prints the figures as a table, then the shares and the peak memory.
+    fn print(&self) {
+        let decode = &self.decode;
+        println!("{:<28} {:>10}", "figure", "seconds");
+        for (name, secs) in [
+            ("image encoder (1 image)", self.encoder_secs),
+            ("UNet step (CFG batch)", self.step_secs),
+            ("VAE decode", decode.vae_secs),
+            ("preview (latent colours)", decode.preview_secs),
+            ("preview (TAESD, as drawn)", decode.taesd_secs),
+            ("TAESD at full size", decode.taesd_full_secs),
+            ("full run", self.full_secs),
+        ] {
+            println!("{name:<28} {secs:>10.4}");
+        }
+        let its = self.its_per_sec;
+        println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
+        println!(
+            "preview / UNet step: latent colours {:.4}%, TAESD as drawn {:.2}%, at full size {:.2}%",
+            100.0 * decode.preview_secs / self.step_secs,
+            100.0 * decode.taesd_secs / self.step_secs,
+            100.0 * decode.taesd_full_secs / self.step_secs
+        );
+        print_peak("peak resident memory from loading on", self.peak_mb);
+        if let Some((timed_step_secs, totals)) = &self.layers {
+            print_layers(*timed_step_secs, totals);
+        }
     }
-    println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
-    println!(
-        "preview / UNet step: latent colours {:.4}%, TAESD as drawn {:.2}%, at full size {:.2}%",
-        100.0 * preview_secs / step_secs,
-        100.0 * taesd_secs / step_secs,
-        100.0 * taesd_full_secs / step_secs
-    );
-    print_peak("peak resident memory from loading on", peak);
-    if let Some((timed_step_secs, totals)) = &layers {
-        print_layers(*timed_step_secs, totals);
-    }
-    if let Some(path) = &args.json {
-        let figures = json!({
-            "device": device_name(&device), "dtype": format!("{dtype:?}"), "size": args.size,
-            "steps": args.steps, "batch": n, "adapter": args.adapter.name(), "threads": threads,
-            "image_encoder_secs": encoder_secs, "unet_step_secs": step_secs, "vae_decode_secs": vae_secs,
-            "preview_secs": preview_secs, "taesd_preview_secs": taesd_secs,
-            "taesd_full_size_secs": taesd_full_secs,
-            "full_run_secs": full_secs, "it_per_sec": its,
-            "peak_rss_mb": peak, "load_peak_rss_mb": load_peak, "weights_dir": dir,
-            "layers": layers.as_ref().map(|(timed_step_secs, totals)| json!({
+
+    /// The figures and what they were measured on, for `bench/compare_diffusers.py`.
+    fn json(&self, args: &BenchArgs, setup: &Setup, dir: &Path) -> serde_json::Value {
+        let decode = &self.decode;
+        json!({
+            "device": device_name(&setup.device), "dtype": format!("{:?}", setup.dtype),
+            "size": args.size, "steps": args.steps, "batch": args.batch,
+            "adapter": args.adapter.name(), "threads": setup.threads,
+            "image_encoder_secs": self.encoder_secs, "unet_step_secs": self.step_secs,
+            "vae_decode_secs": decode.vae_secs, "preview_secs": decode.preview_secs,
+            "taesd_preview_secs": decode.taesd_secs,
+            "taesd_full_size_secs": decode.taesd_full_secs,
+            "full_run_secs": self.full_secs, "it_per_sec": self.its_per_sec,
+            "peak_rss_mb": self.peak_mb, "load_peak_rss_mb": self.load_peak_mb,
+            "weights_dir": dir,
+            "layers": self.layers.as_ref().map(|(timed_step_secs, totals)| json!({
                 "timed_step_secs": timed_step_secs,
                 "kinds": totals.iter().map(|(kind, total)| json!({
                     "kind": kind.name(), "secs": total.secs, "calls": total.calls,
                 })).collect::<Vec<_>>(),
             })),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
+        })
     }
-    Ok(())
 }
