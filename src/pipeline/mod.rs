@@ -1,6 +1,7 @@
 //! One generation: conditioning, the CFG denoising loop, noise, previews, decoding.
 
 pub mod conditioning;
+mod decoded;
 pub mod generate;
 mod lru;
 pub mod memory;

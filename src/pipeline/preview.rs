@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::generate::to_images;
+use super::decoded::to_images;
 use crate::models::taesd::TaesdDecoder;
 use crate::{MinusError, Result};
 
