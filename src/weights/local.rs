@@ -204,23 +204,30 @@ mod tests {
         Ok(())
     }
 
+    /// Writes `bytes` to `root/relative`, making its folders.
+    #[cfg(unix)]
+    fn put(root: &Path, relative: &str, bytes: &[u8]) -> Result<()> {
+        let path = root.join(relative);
+        let io = |e| MinusError::io(&path, e);
+        std::fs::create_dir_all(path.parent().unwrap_or(root)).map_err(io)?;
+        std::fs::write(&path, bytes).map_err(io)
+    }
+
     #[cfg(unix)]
     #[test]
     fn one_folder_under_two_names_is_listed_once() -> Result<()> {
         // `VAE` as a link to `vae`: what a case-insensitive file system (macOS, Windows)
         // shows when a folder `vae` exists and `VAE` is asked for.
         let root = ScratchDir::new("local-case");
-        let io = |e| MinusError::io(&root, e);
-        std::fs::create_dir_all(root.join("models/vae")).map_err(io)?;
-        std::fs::write(root.join("models/vae/kl-f8.safetensors"), b"1234").map_err(io)?;
-        std::os::unix::fs::symlink(root.join("models/vae"), root.join("models/VAE")).map_err(io)?;
+        put(&root, "models/vae/kl-f8.safetensors", b"1234")?;
+        let (vae, upper) = (root.join("models/vae"), root.join("models/VAE"));
+        std::os::unix::fs::symlink(&vae, &upper).map_err(|e| MinusError::io(&upper, e))?;
         let found = scan(&root)?;
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].path, root.join("models/vae/kl-f8.safetensors"));
+        assert_eq!(found[0].path, vae.join("kl-f8.safetensors"));
         // Two folders that only differ in case (a case-sensitive file system) are both read.
-        std::fs::remove_file(root.join("models/VAE")).map_err(io)?;
-        std::fs::create_dir_all(root.join("models/VAE")).map_err(io)?;
-        std::fs::write(root.join("models/VAE/other.safetensors"), b"12").map_err(io)?;
+        std::fs::remove_file(&upper).map_err(|e| MinusError::io(&upper, e))?;
+        put(&root, "models/VAE/other.safetensors", b"12")?;
         assert_eq!(scan(&root)?.len(), 2);
         Ok(())
     }
