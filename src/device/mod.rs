@@ -7,6 +7,7 @@
 //! that passes the same test in bf16.
 
 mod gpu;
+pub mod memory;
 mod smoke;
 
 use candle_core::{DType, Device};

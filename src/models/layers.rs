@@ -13,6 +13,21 @@ use super::timing::{LayerKind, timed};
 /// as large).
 const MAX_SCORES: usize = 1 << 28;
 
+/// Peak bytes of [`attention`]'s scores over `scores` scores (batch × heads × query
+/// rows × keys) in `dtype`, for memory estimates: the largest slice and its softmax
+/// (on the CPU, half-precision scores' f32 copy too); the CPU's f32 kernel works in
+/// small blocks and keeps none.
+pub fn attention_scores_bytes(scores: u64, dtype: DType, on_cpu: bool) -> u64 {
+    let slice = scores.min(MAX_SCORES as u64);
+    let size = dtype.size_in_bytes() as u64;
+    let per_score = match (on_cpu, dtype) {
+        (true, DType::F32) => 0,
+        (true, _) => size + 2 * 4,
+        (false, _) => 2 * size,
+    };
+    slice * per_score
+}
+
 /// Multi-head scaled dot-product attention.
 ///
 /// `q`: `[batch, q_len, heads*head_dim]`, `k`/`v`: `[batch, kv_len, heads*head_dim]`;

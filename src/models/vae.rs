@@ -13,7 +13,8 @@ use super::group_norm::GroupNorm;
 use super::layers::attention;
 use super::linear::{Linear, linear};
 use super::resnet::{ResnetBlock2D, ResnetConfig, Upsample2D, conv1x1, conv3x3};
-use super::vae_tiles::{OVERLAP_LATENTS, TILE_LATENTS, TILED_ABOVE_LATENT_PIXELS, decode_in_tiles};
+use super::vae_tiles::{DecodeCost, decode_as_planned, plan_decode};
+use crate::device::memory::available_bytes;
 
 /// The VAE's GroupNorm epsilon (fixed in diffusers' encoder/decoder).
 const VAE_NORM_EPS: f64 = 1e-6;
@@ -135,6 +136,8 @@ pub struct VaeDecoder {
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
     scaling_factor: f64,
+    /// The widest channel count at full resolution, which sets a decode's memory.
+    full_res_channels: usize,
 }
 
 impl VaeDecoder {
@@ -186,6 +189,8 @@ impl VaeDecoder {
             conv_norm_out: GroupNorm::load(dec.pp("conv_norm_out"), groups, first, VAE_NORM_EPS)?,
             conv_out: conv3x3(first, config.out_channels, 1, dec.pp("conv_out"))?,
             scaling_factor: config.scaling_factor,
+            // The last upsampler's output (the next-to-first channel count) and the last block.
+            full_res_channels: channels.get(1).map_or(first, |&c| c.max(first)),
         })
     }
 
@@ -195,18 +200,17 @@ impl VaeDecoder {
     /// One image at a time: the full-resolution activations of a batch of four at
     /// 768² take gigabytes (more where a GPU rounds buffers up), and every operation
     /// of the decoder works within one sample (GroupNorm's statistics too), so the
-    /// images are the same as [`Self::decode_batched`]'s, bit for bit. Images above
-    /// 1024² pixels decode in blended tiles (see [`crate::models::vae_tiles`]).
+    /// images are the same as [`Self::decode_batched`]'s, bit for bit. An image
+    /// decodes in blended tiles (see [`crate::models::vae_tiles`]) above 1024²
+    /// pixels, where the memory left on its device would not hold a whole decode,
+    /// and when a whole decode runs out of device memory.
     pub fn decode(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
         let (batch, _, height, width) = latents.dims4()?;
+        let device = latents.device();
+        let cost = self.decode_cost(device, latents.dtype());
         let one = |latents: &Tensor| {
-            if height * width > TILED_ABOVE_LATENT_PIXELS {
-                decode_in_tiles(latents, TILE_LATENTS, OVERLAP_LATENTS, |tile| {
-                    self.decode_batched(tile)
-                })
-            } else {
-                self.decode_batched(latents)
-            }
+            let plan = plan_decode(height, width, &cost, available_bytes(device));
+            decode_as_planned(latents, plan, |part| self.decode_batched(part))
         };
         if batch <= 1 {
             return one(latents);
@@ -215,6 +219,15 @@ impl VaeDecoder {
             .map(|i| one(&latents.narrow(0, i, 1)?))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Tensor::cat(&images, 0)
+    }
+
+    /// The memory one image's decode takes on `device` in `dtype`.
+    pub fn decode_cost(
+        &self,
+        device: &candle_core::Device,
+        dtype: candle_core::DType,
+    ) -> DecodeCost {
+        DecodeCost::on(device, dtype, self.full_res_channels)
     }
 
     /// [`Self::decode`] of the whole batch in one pass and untiled, at `batch` times
