@@ -41,14 +41,18 @@ impl BlockContext {
     }
 }
 
-/// Loads `count` transformers of `vb.attentions.{i}`, appending the width of each
-/// of their `attn2` layers to `ip_layers` (IP-Adapter layer order).
+/// Loads `count` transformers of `vb.attentions.{i}` (none for a block without
+/// attention, `config` `None`), appending the width of each of their `attn2` layers to
+/// `ip_layers` (IP-Adapter layer order).
 fn load_attentions(
     vb: &VarBuilder,
     count: usize,
-    config: TransformerConfig,
+    config: Option<TransformerConfig>,
     ip_layers: &mut Vec<usize>,
 ) -> candle_core::Result<Vec<Transformer2D>> {
+    let Some(config) = config else {
+        return Ok(Vec::new());
+    };
     (0..count)
         .map(|i| {
             let t = Transformer2D::load(vb.pp(format!("attentions.{i}")), config, ip_layers.len())?;
@@ -108,12 +112,8 @@ impl DownBlock {
                 ResnetBlock2D::load(vb.pp(format!("resnets.{i}")), ctx.resnet(cin, out_channels))
             })
             .collect::<candle_core::Result<_>>()?;
-        let attentions = match heads {
-            Some(heads) => {
-                load_attentions(&vb, layers, ctx.transformer(out_channels, heads), ip_layers)?
-            }
-            None => Vec::new(),
-        };
+        let transformer = heads.map(|heads| ctx.transformer(out_channels, heads));
+        let attentions = load_attentions(&vb, layers, transformer, ip_layers)?;
         let downsampler = downsample
             .then(|| conv3x3(out_channels, out_channels, 2, vb.pp("downsamplers.0.conv")))
             .transpose()?;
@@ -163,7 +163,8 @@ impl MidBlock {
         heads: usize,
         ip_layers: &mut Vec<usize>,
     ) -> candle_core::Result<Self> {
-        let mut attentions = load_attentions(&vb, 1, ctx.transformer(channels, heads), ip_layers)?;
+        let mut attentions =
+            load_attentions(&vb, 1, Some(ctx.transformer(channels, heads)), ip_layers)?;
         Ok(Self {
             resnet_in: ResnetBlock2D::load(vb.pp("resnets.0"), ctx.resnet(channels, channels))?,
             attention: attentions.remove(0),
@@ -241,12 +242,8 @@ impl UpBlock {
                 )
             })
             .collect::<candle_core::Result<_>>()?;
-        let attentions = match heads {
-            Some(heads) => {
-                load_attentions(&vb, layers, ctx.transformer(channels.out, heads), ip_layers)?
-            }
-            None => Vec::new(),
-        };
+        let transformer = heads.map(|heads| ctx.transformer(channels.out, heads));
+        let attentions = load_attentions(&vb, layers, transformer, ip_layers)?;
         let upsampler = upsample
             .then(|| Upsample2D::load(vb.pp("upsamplers.0"), channels.out))
             .transpose()?;
