@@ -6,7 +6,7 @@
 mod common;
 
 use candle_core::Tensor;
-use common::{adapter_file, assert_image_matches, fixtures, load_models, relative_error};
+use common::{adapter_file, assert_image_within, fixtures, load_models, relative_error};
 use image::RgbImage;
 use minus::pipeline::conditioning::{EmbeddingCache, prepare};
 use minus::pipeline::noise_image::noised_pixel_values;
@@ -130,24 +130,29 @@ fn check_adapter(adapter: &str) {
         let conditioning =
             prepare(&models, &mut prepared, &mut cache, &mut |_| {}).expect("prepare");
         let (uncond, cond) = conditioning.ip_tokens.expect("image tokens");
+        // Measured: at most 6.3e-7, and 6.7e-6 where cubiq's noise is on (its warp is
+        // float arithmetic on 224² pixels before the encoder).
+        let token_limit = if request.noise > 0.0 { 1e-5 } else { 1e-6 };
         for (half, ours) in [("uncond", &uncond), ("cond", &cond)] {
             let reference = &expected[&format!("tokens_{half}")];
             let ours = ours.reshape(reference.shape()).expect("token shape");
             let error = relative_error(&ours, reference);
             println!("{name}: tokens {half} relative error {error:.2e}");
             assert!(
-                error <= 1e-4,
+                error <= token_limit,
                 "{name}: tokens {half} relative error {error:.2e}"
             );
         }
         let (images, first_output) = run(&models, &request, &mut cache);
         let error = relative_error(&first_output, &expected["unet_out_step0"]);
         println!("{name}: first UNet output relative error {error:.2e}");
+        // Measured: at most 2.3e-6.
         assert!(
-            error <= 1e-4,
+            error <= 5e-6,
             "{name}: first UNet output relative error {error:.2e}"
         );
-        assert_image_matches(&name, &images[0], &dir.join("out.png"));
+        // Measured: mean at most 0.0013/255, max 1/255.
+        assert_image_within(&name, &images[0], &dir.join("out.png"), 0.003, 1.0);
     }
 }
 

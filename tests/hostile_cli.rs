@@ -59,9 +59,18 @@ fn generate(args: &[&str], output: &Path) -> Output {
 /// Asserts a run failed with exit code 1 and exactly one error line containing
 /// every one of `expected`; returns that line.
 fn assert_one_error(output: &Output, expected: &[&str]) -> String {
+    assert_one_error_with_code(output, 1, expected)
+}
+
+/// A flag value the run cannot use is a usage error: exit code 2, as clap gives.
+fn assert_usage_error(output: &Output, expected: &[&str]) -> String {
+    assert_one_error_with_code(output, 2, expected)
+}
+
+fn assert_one_error_with_code(output: &Output, code: i32, expected: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
     assert_eq!(errors.len(), 1, "{stderr}");
     for part in expected {
         assert!(errors[0].contains(part), "expected `{part}` in {stderr}");
@@ -168,7 +177,7 @@ fn numbers_that_are_not_finite_or_in_range_are_refused() {
             &["--image", &house, &format!("{flag}={value}")],
             &dir.join("out.png"),
         );
-        assert_one_error(&output, &[name, "must be a number"]);
+        assert_usage_error(&output, &[name, "must be a number"]);
     }
 }
 

@@ -126,7 +126,10 @@ mod tests {
             let method = Method::parse(name).expect(name);
             assert_eq!(Method::parse(&method.label()), Ok(method));
         }
-        assert!(Method::parse("noise 3").is_err());
+        assert_eq!(
+            Method::parse("noise 3"),
+            Err("noise amount `3` is not a number from 0 to 1".to_string())
+        );
         assert!(Method::parse("blur").unwrap_err().contains("`blur`"));
     }
 

@@ -128,9 +128,19 @@ mod tests {
         assert!(positive_at_most("layers", 2, MAX_LAYERS).is_ok());
         let problem = positive_at_most("layers", 1_000_000_000, MAX_LAYERS).err();
         assert_eq!(problem.map(|p| p.field), Some("layers"));
-        assert!(positive_finite("eps", f64::NAN).is_err());
-        assert!(divisible("channels", 320, "groups", 0).is_err());
+        let message = |problem: Result<(), ConfigProblem>| problem.err().map(|p| p.message);
+        assert_eq!(
+            message(positive_finite("eps", f64::NAN)),
+            Some("is NaN, expected a positive number".to_string())
+        );
+        assert_eq!(
+            message(divisible("channels", 320, "groups", 0)),
+            Some("320 is not divisible by groups 0".to_string())
+        );
         assert!(divisible("channels", 320, "groups", 32).is_ok());
-        assert!(channel_list("block_out_channels", &[]).is_err());
+        assert_eq!(
+            message(channel_list("block_out_channels", &[])),
+            Some("has 0 entries, expected 1 to 16".to_string())
+        );
     }
 }

@@ -111,7 +111,10 @@ mod tests {
         for repo in [
             "", "/x", "a/b/c", "../x", "a/..", "a--b/c", "a/.git", "a b/c",
         ] {
-            assert!(check_repo(repo).is_err(), "{repo}");
+            assert_eq!(
+                check_repo(repo),
+                Err(format!("`{repo}` is not a valid repo id"))
+            );
         }
         for file in ["model.safetensors", "models/image_encoder/config.json"] {
             assert_eq!(check_file(file), Ok(()), "{file}");
@@ -125,14 +128,20 @@ mod tests {
             "a\\..\\b",
             "a//b",
         ] {
-            assert!(check_file(file).is_err(), "{file}");
+            assert_eq!(
+                check_file(file),
+                Err(format!("`{file}` is not a file path inside a repo"))
+            );
         }
         assert_eq!(check_commit(&"ab".repeat(20)), Ok(()));
         for commit in ["/tmp/evil", "../../../x", "main", &"ab".repeat(21)] {
-            assert!(check_commit(commit).is_err(), "{commit}");
+            assert!(
+                check_commit(commit).is_err_and(|e| e.contains("not a 40-digit hex hash")),
+                "{commit}"
+            );
         }
         for etag in ["", ".", "..", "../x", "a/b", ".hidden"] {
-            assert!(check_etag(etag).is_err(), "{etag}");
+            assert_eq!(check_etag(etag), Err(format!("unusable etag `{etag}`")));
         }
     }
 }
