@@ -10,6 +10,7 @@ use super::method::Method;
 use super::settings::Settings;
 use super::sweep::{SweepParameter, SweepSettings};
 use crate::pipeline::preprocess::FitMode;
+use crate::pipeline::request::ETA_RANGE;
 use crate::pipeline::{Combine, EmbedsScaling, PreviewKind, Request, WeightType, Window};
 use crate::rng::random_seed;
 use crate::schedulers::SamplerKind;
@@ -94,7 +95,9 @@ fn image_weights_ui(ui: &mut egui::Ui, request: &mut Request) {
 fn sampling_ui(ui: &mut egui::Ui, request: &mut Request) {
     ui.add(egui::Slider::new(&mut request.cfg, 1.0..=20.0).text("CFG scale"))
         .on_hover_text("How strongly to follow the prompts (classifier-free guidance)");
-    ui.add(egui::Slider::new(&mut request.steps, 1..=150).text("Steps"))
+    // The few-step samplers pick from 50 distilled timesteps.
+    let max_steps = request.sampler.max_steps().min(150);
+    ui.add(egui::Slider::new(&mut request.steps, 1..=max_steps).text("Steps"))
         .on_hover_text("Denoising steps: more is slower and usually cleaner");
     ui.horizontal(|ui| {
         choice_field(
@@ -111,6 +114,10 @@ fn sampling_ui(ui: &mut egui::Ui, request: &mut Request) {
         )
         .on_hover_text("Karras noise schedule (Euler a, DPM++ 2M)");
     });
+    if request.sampler.uses_eta() {
+        ui.add(egui::Slider::new(&mut request.eta, ETA_RANGE).text("Eta"))
+            .on_hover_text("TCD's randomness per step: 0 is deterministic, higher loses detail");
+    }
     size_ui(ui, &mut request.width, &mut request.height);
 }
 

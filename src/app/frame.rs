@@ -8,7 +8,7 @@ use super::downloads::use_found_model;
 use super::input::pasted_dir;
 use super::loader::Target;
 use super::models_panel;
-use super::panes::PaneAction;
+use super::panes::{NEEDS_GUIDANCE, PaneAction};
 use super::results::ResultAction;
 use super::{GENERATE_SHORTCUT, MinusApp, tasks};
 use crate::engine::Command;
@@ -157,12 +157,17 @@ impl MinusApp {
     /// The positive and the negative pane side by side.
     fn panes_ui(&mut self, columns: &mut [egui::Ui], hover: DragHover) {
         let fit = self.settings.request.fit;
+        let negative_mark = self
+            .settings
+            .request
+            .guidance_off()
+            .then_some(NEEDS_GUIDANCE);
         let panes = [
-            (&mut self.positive, Target::Positive),
-            (&mut self.negative, Target::Negative),
+            (&mut self.positive, Target::Positive, None),
+            (&mut self.negative, Target::Negative, negative_mark),
         ];
-        for (i, ((pane, target), column)) in panes.into_iter().zip(columns).enumerate() {
-            let (rect, action) = pane.ui(column, hover.over(self.pane_rects[i]), fit);
+        for (i, ((pane, target, mark), column)) in panes.into_iter().zip(columns).enumerate() {
+            let (rect, action) = pane.ui(column, hover.over(self.pane_rects[i]), fit, mark);
             self.pane_rects[i] = rect;
             match action {
                 PaneAction::None => {}

@@ -67,6 +67,21 @@ impl PaneImage {
     }
 }
 
+/// A warning shown beside a pane's title.
+#[derive(Debug, Clone, Copy)]
+pub struct PaneMark {
+    pub text: &'static str,
+    pub tooltip: &'static str,
+}
+
+/// The negative pane's mark at CFG ≤ 1, where its images act through a half that
+/// guidance leaves out (CFG 1) or follows (below 1).
+pub const NEEDS_GUIDANCE: PaneMark = PaneMark {
+    text: "needs CFG > 1",
+    tooltip: "Negative images work through classifier-free guidance: at CFG 1 they have \
+              no effect, below 1 they pull the picture towards themselves. Raise CFG above 1.",
+};
+
 /// A pane of prompt images (positive or negative).
 pub struct Pane {
     pub title: &'static str,
@@ -95,12 +110,14 @@ impl Pane {
         prompts.iter().map(|p| p.path.clone()).collect()
     }
 
-    /// Draws the pane; returns its rectangle (for routing dropped files) and the action asked for.
+    /// Draws the pane, with `mark` (a warning) beside its title; returns its rectangle
+    /// (for routing dropped files) and the action asked for.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         drop_hovered: bool,
         fit: FitMode,
+        mark: Option<PaneMark>,
     ) -> (egui::Rect, PaneAction) {
         let mut action = PaneAction::None;
         let stroke = if drop_hovered {
@@ -116,7 +133,7 @@ impl Pane {
                 ui.set_min_width(ui.available_width());
                 ui.set_min_height(150.0);
                 let card_width = (ui.available_width() - 8.0).clamp(MIN_CARD_WIDTH, CARD_WIDTH);
-                action = self.header_ui(ui);
+                action = self.header_ui(ui, mark);
                 if self.images.is_empty() {
                     ui.label(RichText::new("Drop images here").weak());
                 }
@@ -143,11 +160,15 @@ impl Pane {
     }
 
     /// The title with the Add... and Paste buttons.
-    fn header_ui(&self, ui: &mut egui::Ui) -> PaneAction {
+    fn header_ui(&self, ui: &mut egui::Ui, mark: Option<PaneMark>) -> PaneAction {
         let mut action = PaneAction::None;
         ui.horizontal(|ui| {
             ui.label(RichText::new(self.title).strong())
                 .on_hover_text(self.tooltip);
+            if let Some(mark) = mark {
+                ui.label(RichText::new(mark.text).color(ui.visuals().warn_fg_color))
+                    .on_hover_text(mark.tooltip);
+            }
             let add_name = format!("add to {}", self.title);
             if named_button(ui, "Add...", "Choose image files", add_name).clicked() {
                 action = PaneAction::Add;

@@ -16,7 +16,7 @@ use minus::pipeline::{
 use minus::rng::random_seed;
 
 use super::UsageError;
-use minus::schedulers::SamplerKind;
+use minus::schedulers::{DEFAULT_ETA, SamplerKind};
 use minus::weights::ModelPaths;
 
 /// Flags of `minus generate`.
@@ -66,6 +66,9 @@ pub struct GenerateArgs {
     /// Use Karras sigmas (euler-a, dpmpp-2m).
     #[arg(long)]
     karras: bool,
+    /// TCD's stochasticity, 0..1 (tcd only): 0 is deterministic.
+    #[arg(long, default_value_t = DEFAULT_ETA)]
+    eta: f64,
     /// Denoising steps.
     #[arg(long, default_value_t = 25)]
     steps: usize,
@@ -160,6 +163,7 @@ impl GenerateArgs {
             },
             sampler: self.sampler,
             karras: self.karras,
+            eta: self.eta,
             steps: self.steps,
             cfg: self.cfg,
             seed: self.seed.unwrap_or_else(random_seed),
@@ -176,12 +180,19 @@ impl GenerateArgs {
     }
 }
 
+/// Said when negative images come with CFG ≤ 1, where they cannot act as negatives.
+const NEGATIVE_IMAGES_NEED_GUIDANCE: &str = "note: the negative image prompt needs CFG > 1: at CFG 1 \
+     (guidance off) it has no effect, below 1 it pulls the picture towards itself";
+
 /// Runs `minus generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
     request
         .validate()
         .map_err(|error| UsageError(error.to_string()))?;
+    if request.guidance_off() && request.negative_images.iter().any(|image| image.enabled) {
+        eprintln!("{NEGATIVE_IMAGES_NEED_GUIDANCE}");
+    }
     // Checked before any work: a run must not end in a file that cannot be written.
     let outputs = numbered_paths(&args.output, request.batch);
     for path in &outputs {

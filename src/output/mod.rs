@@ -44,6 +44,9 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
         request.negative_images.iter().filter(|i| i.enabled).count(),
         crate::version::VERSION_LINE,
     ));
+    if request.sampler.uses_eta() {
+        text.push_str(&format!(", Eta: {}", request.eta));
+    }
     let method = request.method_text();
     if !method.is_empty() {
         text.push_str(&format!(", {method}"));
@@ -274,6 +277,24 @@ mod tests {
             .map_err(|e| MinusError::InvalidRequest(e.to_string()))?;
         assert_eq!(decoded.to_rgb8(), image);
         Ok(())
+    }
+
+    #[test]
+    fn the_settings_line_gives_eta_only_for_tcd() {
+        use crate::schedulers::SamplerKind;
+        let text = |sampler| {
+            let request = Request {
+                sampler,
+                eta: 0.45,
+                ..Request::default()
+            };
+            parameters_text(&request, "m")
+        };
+        assert!(text(SamplerKind::Tcd).contains("Sampler: TCD, "));
+        assert!(text(SamplerKind::Tcd).contains(", Eta: 0.45"));
+        assert!(text(SamplerKind::Lcm).contains("Sampler: LCM, "));
+        assert!(!text(SamplerKind::Lcm).contains("Eta"));
+        assert!(!text(SamplerKind::Ddim).contains("Eta"));
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn denoise(
     let mut scheduler = schedulers::build(
         request.sampler,
         request.karras,
+        request.eta,
         request.steps,
         &models.schedule,
     );

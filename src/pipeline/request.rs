@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::methods::{Combine, WeightType};
 use super::preprocess::FitMode;
 use crate::models::unet::EmbedsScaling;
-use crate::schedulers::SamplerKind;
+use crate::schedulers::{DEFAULT_ETA, SamplerKind};
 use crate::{MinusError, Result};
 
 /// One prompt image and its weight within its side.
@@ -94,6 +94,8 @@ pub struct Request {
     pub negative_ip_window: Window,
     pub sampler: SamplerKind,
     pub karras: bool,
+    /// TCD's stochasticity (the paper's gamma), 0..1: 0 is deterministic.
+    pub eta: f64,
     pub steps: usize,
     pub cfg: f64,
     pub seed: u64,
@@ -130,6 +132,7 @@ impl Default for Request {
             negative_ip_window: Window::default(),
             sampler: SamplerKind::Ddim,
             karras: false,
+            eta: DEFAULT_ETA,
             steps: 25,
             cfg: 7.5,
             seed: 0,
@@ -158,6 +161,8 @@ pub const IMAGE_WEIGHT_RANGE: RangeInclusive<f64> = 0.0..=100.0;
 pub const WINDOW_RANGE: RangeInclusive<f64> = 0.0..=1.0;
 /// Range of cubiq's noise amount.
 pub const NOISE_RANGE: RangeInclusive<f64> = 0.0..=1.0;
+/// Range of TCD's eta.
+pub const ETA_RANGE: RangeInclusive<f64> = 0.0..=1.0;
 
 /// One message for every number of a request: NaN, infinities and values out of
 /// range would otherwise give black images and settings that cannot be restored.
@@ -185,8 +190,13 @@ impl Request {
                 ));
             }
         }
-        if self.steps == 0 || self.steps > 1000 {
-            return bad(format!("steps must be 1..=1000, got {}", self.steps));
+        let max_steps = self.sampler.max_steps();
+        if self.steps == 0 || self.steps > max_steps {
+            return bad(format!(
+                "steps must be 1..={max_steps} with {}, got {}",
+                self.sampler.display_name(),
+                self.steps
+            ));
         }
         if self.batch == 0 || self.batch > 64 {
             return bad(format!("images per run must be 1..=64, got {}", self.batch));
@@ -199,6 +209,7 @@ impl Request {
             IP_WEIGHT_RANGE,
         )?;
         check_number("noise", self.noise, NOISE_RANGE)?;
+        check_number("eta", self.eta, ETA_RANGE)?;
         for (name, window) in [
             ("image prompt", self.ip_window),
             ("negative image prompt", self.negative_ip_window),
@@ -235,6 +246,12 @@ impl Request {
             parts.push(format!("Embeds scaling: {}", self.embeds_scaling.name()));
         }
         parts.join(", ")
+    }
+
+    /// Whether guidance is off (CFG 1) or turned around (below 1): the negative image
+    /// prompts then push nothing away, since they act through the unconditioned half.
+    pub fn guidance_off(&self) -> bool {
+        self.cfg <= 1.0
     }
 
     /// Whether any image prompt is on (otherwise the run is plain text-to-image).
@@ -284,8 +301,9 @@ mod tests {
     #[test]
     fn rejects_every_number_that_is_not_finite_or_in_range() {
         type Setter = fn(&mut Request, f64);
-        let cases: [(&str, Setter); 8] = [
+        let cases: [(&str, Setter); 9] = [
             ("CFG scale", |r, v| r.cfg = v),
+            ("eta", |r, v| r.eta = v),
             ("noise", |r, v| r.noise = v),
             ("image prompt weight", |r, v| r.ip_weight = v),
             ("negative image prompt weight", |r, v| {
@@ -311,6 +329,26 @@ mod tests {
                 assert!(message.contains(name), "{name} = {value}: {message}");
                 assert!(message.contains("must be a number"), "{message}");
             }
+        }
+    }
+
+    #[test]
+    fn few_step_samplers_take_at_most_their_50_distilled_steps() {
+        let request = |sampler, steps| Request {
+            sampler,
+            steps,
+            ..Request::default()
+        };
+        assert!(request(SamplerKind::Tcd, 50).validate().is_ok());
+        assert!(request(SamplerKind::Ddim, 51).validate().is_ok());
+        for sampler in [SamplerKind::Tcd, SamplerKind::Lcm] {
+            let refused = request(sampler, 51).validate();
+            let name = sampler.display_name();
+            assert!(
+                matches!(&refused, Err(MinusError::InvalidRequest(message))
+                    if *message == format!("steps must be 1..=50 with {name}, got 51")),
+                "{refused:?}"
+            );
         }
     }
 
@@ -341,6 +379,7 @@ mod tests {
         assert_eq!(old.weight_type, WeightType::Linear);
         assert_eq!(old.negative_weight_type, WeightType::Linear);
         assert_eq!(old.embeds_scaling, EmbedsScaling::VOnly);
+        assert_eq!(old.eta, 0.3);
         let new: Request = serde_json::from_str(
             r#"{"combine": "norm-average", "weight_type": "ease-in-out", "embeds_scaling": "k-mean-v-c-penalty"}"#,
         )?;

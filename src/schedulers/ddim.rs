@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::{NoiseSchedule, Scheduler, StepOutput};
+use super::{NoiseSchedule, Scheduler, StepOutput, predicted_original};
 use crate::rng::TorchRng;
 
 /// The deterministic DDIM sampler.
@@ -46,7 +46,7 @@ impl Scheduler for Ddim {
         _rng: &mut TorchRng,
     ) -> candle_core::Result<StepOutput> {
         let (alpha, alpha_prev) = self.alphas[step];
-        let pred_original = ((sample - (noise_pred * (1.0 - alpha).sqrt())?)? / alpha.sqrt())?;
+        let pred_original = predicted_original(sample, noise_pred, alpha)?;
         let direction = (noise_pred * (1.0 - alpha_prev).sqrt())?;
         let prev_sample = ((&pred_original * alpha_prev.sqrt())? + direction)?;
         Ok(StepOutput {

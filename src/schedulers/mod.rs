@@ -1,10 +1,12 @@
-//! The samplers: DDIM, Euler ancestral and DPM++ 2M, as diffusers builds them
-//! from SD 1.5's scheduler config.
+//! The samplers: DDIM, Euler ancestral, DPM++ 2M and the few-step TCD and LCM, as
+//! diffusers builds them from SD 1.5's scheduler config.
 
 mod ddim;
 mod dpmpp_2m;
 mod euler_ancestral;
+mod lcm;
 mod sigmas;
+mod tcd;
 
 use candle_core::Tensor;
 
@@ -14,6 +16,8 @@ use crate::rng::TorchRng;
 pub use ddim::Ddim;
 pub use dpmpp_2m::DpmPp2M;
 pub use euler_ancestral::EulerAncestral;
+pub use lcm::{Lcm, ORIGINAL_INFERENCE_STEPS};
+pub use tcd::{DEFAULT_ETA, Tcd};
 
 named_choices! {
     /// Which sampler to run.
@@ -26,6 +30,10 @@ named_choices! {
         EulerAncestral = "euler-a" | "euler-ancestral",
         /// DPM-Solver++ 2M (midpoint), "linspace" spacing.
         DpmPp2M = "dpmpp-2m" | "dpm++-2m",
+        /// TCD (few steps; made for TCD-distilled weights), stochasticity `eta`.
+        Tcd = "tcd",
+        /// LCM (few steps; made for LCM-distilled weights).
+        Lcm = "lcm",
     }
 }
 
@@ -36,12 +44,28 @@ impl SamplerKind {
             Self::Ddim => "DDIM",
             Self::EulerAncestral => "Euler a",
             Self::DpmPp2M => "DPM++ 2M",
+            Self::Tcd => "TCD",
+            Self::Lcm => "LCM",
         }
     }
 
     /// Whether the sampler can use Karras sigmas.
     pub fn supports_karras(self) -> bool {
-        !matches!(self, Self::Ddim)
+        matches!(self, Self::EulerAncestral | Self::DpmPp2M)
+    }
+
+    /// Whether the sampler reads the request's `eta`.
+    pub fn uses_eta(self) -> bool {
+        matches!(self, Self::Tcd)
+    }
+
+    /// The most steps the sampler takes: the few-step samplers pick their timesteps
+    /// from a distilled schedule of 50.
+    pub fn max_steps(self) -> usize {
+        match self {
+            Self::Tcd | Self::Lcm => ORIGINAL_INFERENCE_STEPS,
+            Self::Ddim | Self::EulerAncestral | Self::DpmPp2M => 1000,
+        }
     }
 }
 
@@ -118,6 +142,16 @@ pub struct StepOutput {
     pub pred_original: Tensor,
 }
 
+/// The clean latents an epsilon prediction implies at noise level `alpha` (ᾱ):
+/// `(x − √(1−ᾱ)·ε) / √ᾱ`.
+fn predicted_original(
+    sample: &Tensor,
+    noise_pred: &Tensor,
+    alpha: f64,
+) -> candle_core::Result<Tensor> {
+    (sample - (noise_pred * (1.0 - alpha).sqrt())?)? / alpha.sqrt()
+}
+
 /// A sampler configured for one run of `timesteps().len()` steps.
 pub trait Scheduler: Send {
     /// The timesteps fed to the UNet, one per step.
@@ -143,10 +177,12 @@ pub trait Scheduler: Send {
     ) -> candle_core::Result<StepOutput>;
 }
 
-/// Builds a sampler for `steps` steps over `schedule`.
+/// Builds a sampler for `steps` steps over `schedule` (`karras` and `eta` are read only
+/// by the samplers that use them).
 pub fn build(
     kind: SamplerKind,
     karras: bool,
+    eta: f64,
     steps: usize,
     schedule: &NoiseSchedule,
 ) -> Box<dyn Scheduler> {
@@ -154,6 +190,8 @@ pub fn build(
         SamplerKind::Ddim => Box::new(Ddim::new(schedule, steps)),
         SamplerKind::EulerAncestral => Box::new(EulerAncestral::new(schedule, steps, karras)),
         SamplerKind::DpmPp2M => Box::new(DpmPp2M::new(schedule, steps, karras)),
+        SamplerKind::Tcd => Box::new(Tcd::new(schedule, steps, eta)),
+        SamplerKind::Lcm => Box::new(Lcm::new(schedule, steps)),
     }
 }
 
