@@ -117,3 +117,39 @@ fn tcd_eta_0_8_plus_adapter_matches_diffusers() {
 fn lcm_with_a_negative_image_matches_diffusers() {
     check("lcm");
 }
+
+/// The claim behind the CLI note and the pane's mark: at CFG 1 the negative image
+/// changes nothing; at CFG 2, TCD's 4 steps keep it working.
+#[test]
+fn the_negative_image_acts_at_cfg_2_and_not_at_cfg_1() {
+    let models = load_models(Some(adapter_file("base")));
+    let (common, case) = case("tcd_eta03");
+    let with_negative = request(&common, &case);
+    let without = Request {
+        negative_images: Vec::new(),
+        ..with_negative.clone()
+    };
+    let difference = |cfg: f64| {
+        let run = |request: &Request| {
+            common::generate_images(
+                &models,
+                &Request {
+                    cfg,
+                    ..request.clone()
+                },
+            )
+        };
+        let (a, b) = (run(&with_negative), run(&without));
+        let total: f64 = a
+            .iter()
+            .zip(&b)
+            .flat_map(|(a, b)| a.as_raw().iter().zip(b.as_raw()))
+            .map(|(x, y)| f64::from(x.abs_diff(*y)))
+            .sum();
+        total / (a.len() * a[0].as_raw().len()) as f64
+    };
+    let (off, on) = (difference(1.0), difference(2.0));
+    println!("mean |Δ| from the negative image: CFG 1 {off:.4}/255, CFG 2 {on:.4}/255");
+    assert_eq!(off, 0.0, "the negative image changed the picture at CFG 1");
+    assert!(on > 0.5, "the negative image did little at CFG 2: {on}/255");
+}
