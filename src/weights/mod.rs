@@ -9,6 +9,7 @@ pub mod hub;
 pub mod ldm;
 pub mod local;
 pub mod locations;
+pub mod lora;
 pub mod pickle;
 pub mod shapes;
 pub mod single_file;
