@@ -185,7 +185,7 @@ impl MinusApp {
             ResultAction::None => {}
             ResultAction::Cancel(job) => self.engine.send(Command::Cancel(job)),
             ResultAction::UseSettings(request) => {
-                self.restore(request);
+                self.restore(*request);
             }
             ResultAction::UseAsImage(path) => self.loader.load(vec![path], Target::Positive),
             ResultAction::UseAsNegative(path) => self.loader.load(vec![path], Target::Negative),

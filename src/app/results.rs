@@ -34,7 +34,8 @@ pub struct GalleryEntry {
 pub enum ResultAction {
     None,
     Cancel(JobId),
-    UseSettings(Request),
+    /// Boxed: a request is ten times the size of the other actions.
+    UseSettings(Box<Request>),
     UseAsImage(PathBuf),
     UseAsNegative(PathBuf),
     SaveAs(ImageSource),
@@ -309,7 +310,7 @@ fn entry_buttons_ui(ui: &mut egui::Ui, entry: &GalleryEntry) -> ResultAction {
     let mut action = ResultAction::None;
     if let Some(request) = &entry.request {
         if ui.button("Use these settings").clicked() {
-            action = ResultAction::UseSettings(request.clone());
+            action = ResultAction::UseSettings(Box::new(request.clone()));
         }
         ui.label(
             RichText::new(format!(

@@ -226,6 +226,7 @@ fn load_models(
         image_encoder: Some(weights.image_encoder.clone()),
         taesd: Some(weights.taesd.clone()),
         configs: None,
+        loras: Vec::new(),
     };
     reset_peak_rss();
     let load_started = Instant::now();

@@ -33,6 +33,9 @@ pub struct Worker {
     events: Sender<Event>,
     waker: Waker,
     models: Option<(Models, String)>,
+    /// The settings the loaded models came from, and why they are on the CPU although
+    /// `auto` found a GPU, if they are.
+    loaded: Option<(LoadSettings, Option<String>)>,
     cache: EmbeddingCache,
     queue: VecDeque<Job>,
     pending_load: Option<LoadSettings>,
@@ -51,6 +54,7 @@ impl Worker {
             events,
             waker,
             models: None,
+            loaded: None,
             cache: EmbeddingCache::default(),
             queue: VecDeque::new(),
             pending_load: None,
@@ -162,7 +166,12 @@ impl Worker {
     fn load(&mut self, settings: &LoadSettings) {
         self.emit(Event::ModelsLoading);
         let started = Instant::now();
+        if let Some(fallback) = self.reweigh_loras(settings) {
+            self.emit(self.loaded_event(settings, started, fallback));
+            return;
+        }
         self.models = None;
+        self.loaded = None;
         let loaded = select_device(settings.device, settings.dtype).and_then(|chosen| {
             let dtype = resolve_dtype(&chosen.device, settings.dtype)?;
             Ok((
@@ -172,20 +181,11 @@ impl Worker {
         });
         match loaded {
             Ok((models, fallback)) => {
-                let loaded = LoadedModels::describe(
-                    &settings.paths,
-                    device_name(&models.device),
-                    models.dtype,
-                    models.taesd.is_some(),
-                );
                 let name = settings.paths.model_name();
                 self.cache.keep_only(Some(&models));
                 self.models = Some((models, name));
-                self.emit(Event::ModelsLoaded {
-                    elapsed_secs: started.elapsed().as_secs_f64(),
-                    loaded,
-                    fallback,
-                });
+                self.loaded = Some((settings.clone(), fallback.clone()));
+                self.emit(self.loaded_event(settings, started, fallback));
             }
             Err(error) => {
                 self.cache.keep_only(None);
@@ -193,6 +193,46 @@ impl Worker {
                     error: error.to_string(),
                 })
             }
+        }
+    }
+
+    /// Takes settings that change only LoRA strengths by merging the LoRAs again into
+    /// the loaded networks, without reading the model files; `Some(fallback note)` when
+    /// it did. A merge that fails leaves the models as they were, for a full load.
+    fn reweigh_loras(&mut self, settings: &LoadSettings) -> Option<Option<String>> {
+        let (loaded, fallback) = self.loaded.as_ref()?;
+        let same_device = loaded.device == settings.device && loaded.dtype == settings.dtype;
+        let strengths = settings
+            .paths
+            .lora_strengths_change(&loaded.paths)
+            .filter(|_| same_device)?;
+        let fallback = fallback.clone();
+        let (models, _) = self.models.as_mut()?;
+        models.set_lora_strengths(&strengths).ok()?;
+        self.cache.keep_only(Some(models));
+        self.loaded = Some((settings.clone(), fallback.clone()));
+        Some(fallback)
+    }
+
+    /// The event saying the models of `settings` are loaded (they must be).
+    fn loaded_event(
+        &self,
+        settings: &LoadSettings,
+        started: Instant,
+        fallback: Option<String>,
+    ) -> Event {
+        let loaded = self.models.as_ref().map(|(models, _)| {
+            LoadedModels::describe(
+                &settings.paths,
+                device_name(&models.device),
+                models.dtype,
+                models.taesd.is_some(),
+            )
+        });
+        Event::ModelsLoaded {
+            elapsed_secs: started.elapsed().as_secs_f64(),
+            loaded: loaded.unwrap_or_default(),
+            fallback,
         }
     }
 
@@ -354,6 +394,7 @@ mod tests {
                 image_encoder: Some(ip.join("image_encoder")),
                 taesd: taesd.then(|| models.join("taesd")),
                 configs: None,
+                loras: Vec::new(),
             },
             device: DeviceChoice::Cpu,
             dtype,
@@ -399,5 +440,43 @@ mod tests {
         assert_eq!(runs(&mut worker, settings(true, None), 2), first);
         let f16 = runs(&mut worker, settings(true, Some(DTypeChoice::F16)), 3);
         assert!(f16.0 > first.0 && f16.1 > first.1, "{first:?} then {f16:?}");
+    }
+
+    /// A new LoRA strength merges again into the loaded models: the model files are
+    /// not read (here they are gone), the image encodings stay.
+    #[test]
+    fn a_new_lora_strength_merges_again_without_reading_the_model() {
+        let (_commands, commands_in) = crossbeam_channel::unbounded();
+        let (events_out, events) = crossbeam_channel::unbounded();
+        let mut worker = Worker::new(commands_in, events_out, Arc::new(|| {}));
+        let scratch = crate::scratch::ScratchDir::new("worker-lora-strength");
+        let model = scratch.join("sd15");
+        for part in ["text_encoder", "unet", "vae"] {
+            let from = fixtures().join("models/sd15").join(part);
+            std::fs::create_dir_all(model.join(part)).expect("folder");
+            for entry in std::fs::read_dir(&from).expect("fixture folder").flatten() {
+                std::fs::copy(entry.path(), model.join(part).join(entry.file_name()))
+                    .expect("copy");
+            }
+        }
+        let with_strength = |strength| {
+            let mut load = settings(false, None);
+            load.paths.model = model.clone();
+            let kohya = fixtures().join("lora/kohya.safetensors");
+            load.paths.loras = vec![crate::weights::lora::LoraChoice::new(kohya, strength)];
+            load
+        };
+        worker.load(&with_strength(1.0));
+        worker.run_job(job(1));
+        std::fs::remove_dir_all(&model).expect("model removed");
+        worker.load(&with_strength(-0.5));
+        worker.run_job(job(2));
+        let failed = events
+            .try_iter()
+            .find(|e| matches!(e, Event::Failed { .. } | Event::ModelsFailed { .. }));
+        assert!(failed.is_none(), "{failed:?}");
+        let strengths = worker.models.as_ref().map(|(m, _)| m.loras()[0].strength);
+        assert_eq!(strengths, Some(-0.5));
+        assert_eq!(worker.cache.encoder_runs(), 1);
     }
 }

@@ -1,5 +1,7 @@
 //! Loading every network one generation needs.
 
+mod lora_networks;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
@@ -15,11 +17,13 @@ use crate::models::vae::{VaeConfig, VaeDecoder};
 use crate::schedulers::NoiseSchedule;
 use crate::weights::config::read_config;
 use crate::weights::diffusers::load_component;
+use crate::weights::lora::{LoraChoice, LoraSet};
 use crate::weights::pickle::load_weights_file;
 use crate::weights::shapes::{infer_ip_adapter_config, infer_vision_config, read_vision_config};
 use crate::weights::single_file::{load_checkpoint, load_vae_file};
 use crate::weights::{ModelPaths, TensorFile};
 use crate::{MinusError, Result};
+use lora_networks::LoraNetworks;
 
 /// The image side of the networks: encoder and adapter, which only work together.
 pub struct ImagePromptModels {
@@ -45,6 +49,8 @@ pub struct Models {
     pub schedule: NoiseSchedule,
     pub device: Device,
     pub dtype: DType,
+    /// The LoRAs merged into the UNet and text encoder.
+    loras: LoraNetworks,
 }
 
 /// SD 1.5's UNet configuration (diffusers format), for single files that come without one.
@@ -76,11 +82,16 @@ impl Models {
     /// uploaded tensor by tensor as it is built, and each file's tensors are freed
     /// once their network is built: the device never holds a stored f32 copy
     /// beside the f16 network, and the host holds one component's file at a time.
+    ///
+    /// The LoRAs of `paths` are read first (a file Minus cannot merge fails the load
+    /// before the model is read), and merged into the UNet and text encoder as they load.
     pub fn load(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<Self> {
+        let text_model_id = encoder_identity(&[&paths.model], device, dtype);
+        let mut loras = LoraNetworks::new(LoraSet::read(&paths.loras)?, text_model_id);
         let (text_encoder, unet, own_vae) = if paths.model.is_file() {
-            load_single_file(paths, device, dtype)?
+            load_single_file(paths, &mut loras, device, dtype)?
         } else if paths.model.is_dir() {
-            load_diffusers_folder(paths, device, dtype)?
+            load_diffusers_folder(paths, &mut loras, device, dtype)?
         } else {
             return Err(MinusError::BadWeights {
                 path: paths.model.clone(),
@@ -124,7 +135,7 @@ impl Models {
         Ok(Self {
             tokenizer: ClipTokenizer::new(),
             text_encoder,
-            text_id: encoder_identity(&[&paths.model], device, dtype),
+            text_id: loras.text_id(),
             unet,
             vae,
             taesd,
@@ -132,20 +143,46 @@ impl Models {
             schedule: NoiseSchedule::sd15(),
             device: device.clone(),
             dtype,
+            loras,
         })
+    }
+
+    /// The LoRAs merged in, at their strengths, with their hashes.
+    pub fn loras(&self) -> Vec<LoraChoice> {
+        self.loras.choices()
+    }
+
+    /// Merges the loaded LoRAs again at `strengths` (one per LoRA, in order), from the
+    /// un-merged weights kept at load: the model files are not read again. Nothing
+    /// changes when it fails.
+    pub fn set_lora_strengths(&mut self, strengths: &[f64]) -> Result<()> {
+        let (text_encoder, unet) = self.loras.reweigh(strengths, &self.device, self.dtype)?;
+        if let Some(text_encoder) = text_encoder {
+            self.text_encoder = text_encoder;
+        }
+        if let Some(unet) = unet {
+            self.unet = unet;
+        }
+        self.text_id = self.loras.text_id();
+        Ok(())
     }
 }
 
 type CoreModels = (ClipTextModel, UNet, Option<VaeDecoder>);
 
-fn load_diffusers_folder(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<CoreModels> {
+fn load_diffusers_folder(
+    paths: &ModelPaths,
+    loras: &mut LoraNetworks,
+    device: &Device,
+    dtype: DType,
+) -> Result<CoreModels> {
     let dir = &paths.model;
     let text = load_component(&dir.join("text_encoder"), dtype)?;
     let text_config = read_config(&text.config_path)?;
-    let text_encoder = build_text_encoder(text.weights, &text_config, device, dtype)?;
+    let text_encoder = loras.text_encoder(text.weights, text_config, device, dtype)?;
     let unet = load_component(&dir.join("unet"), dtype)?;
     let unet_config = read_config(&unet.config_path)?;
-    let unet = build_unet(unet.weights, &unet_config, device, dtype)?;
+    let unet = loras.unet(unet.weights, unet_config, device, dtype)?;
     // The folder's own VAE is only needed (and required) when no other is given.
     let vae = match paths.vae {
         Some(_) => None,
@@ -154,14 +191,19 @@ fn load_diffusers_folder(paths: &ModelPaths, device: &Device, dtype: DType) -> R
     Ok((text_encoder, unet, vae))
 }
 
-fn load_single_file(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<CoreModels> {
+fn load_single_file(
+    paths: &ModelPaths,
+    loras: &mut LoraNetworks,
+    device: &Device,
+    dtype: DType,
+) -> Result<CoreModels> {
     let configs = paths.configs.as_deref();
     let unet_config: UNetConfig = component_config(configs, "unet", SD15_UNET_CONFIG)?;
     let vae_config: VaeConfig = component_config(configs, "vae", SD15_VAE_CONFIG)?;
     let text_config: ClipTextConfig = component_config(configs, "text_encoder", SD15_TEXT_CONFIG)?;
     let parts = load_checkpoint(&paths.model, &unet_config, &vae_config, dtype)?;
-    let text_encoder = build_text_encoder(parts.text_encoder, &text_config, device, dtype)?;
-    let unet = build_unet(parts.unet, &unet_config, device, dtype)?;
+    let text_encoder = loras.text_encoder(parts.text_encoder, text_config, device, dtype)?;
+    let unet = loras.unet(parts.unet, unet_config, device, dtype)?;
     let vae = match (&paths.vae, parts.vae) {
         (None, Some(vae)) => Some(build_vae(vae, &vae_config, device, dtype)?),
         _ => None,
@@ -169,32 +211,7 @@ fn load_single_file(paths: &ModelPaths, device: &Device, dtype: DType) -> Result
     Ok((text_encoder, unet, vae))
 }
 
-// The builders take the file by value: its tensors are freed when the network is built.
-
-fn build_text_encoder(
-    file: TensorFile,
-    config: &ClipTextConfig,
-    device: &Device,
-    dtype: DType,
-) -> Result<ClipTextModel> {
-    let vb = file.var_builder(dtype, device);
-    // Files saved by recent transformers drop the `text_model.` prefix.
-    let vb = if file.contains("text_model.embeddings.token_embedding.weight") {
-        vb.pp("text_model")
-    } else {
-        vb
-    };
-    ClipTextModel::load(vb, config).map_err(|e| file.load_error(e))
-}
-
-fn build_unet(
-    file: TensorFile,
-    config: &UNetConfig,
-    device: &Device,
-    dtype: DType,
-) -> Result<UNet> {
-    UNet::load(file.var_builder(dtype, device), config).map_err(|e| file.load_error(e))
-}
+// The VAE builder takes the file by value: its tensors are freed when it is built.
 
 fn build_vae(
     file: TensorFile,

@@ -121,6 +121,7 @@ impl Catalogue {
             image_encoder: Some(path(IMAGE_ENCODER)?),
             taesd: path(TAESD),
             configs: None,
+            loras: Vec::new(),
         })
     }
 }

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::lora::LoraChoice;
+
 /// Where the model files are. An empty `model` means "not chosen yet" (the window
 /// before the first download).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct ModelPaths {
     /// Diffusers SD 1.5 model folder, or a single-file checkpoint (.safetensors/.ckpt).
@@ -36,6 +38,10 @@ pub struct ModelPaths {
     #[arg(long = "config-from")]
     #[serde(deserialize_with = "empty_is_none")]
     pub configs: Option<PathBuf>,
+    /// LoRA files merged into the UNet and text encoder as they load, in order, each at
+    /// its strength (the command line fills it from `--lora` and `--lora-weights`).
+    #[arg(skip)]
+    pub loras: Vec<LoraChoice>,
 }
 
 impl ModelPaths {
@@ -50,6 +56,29 @@ impl ModelPaths {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+
+    /// The new strengths, when `self` is `loaded` with other LoRA strengths only (the
+    /// same files in the same order): a change the loaded networks can take by merging
+    /// again, without reading the model files.
+    pub fn lora_strengths_change(&self, loaded: &ModelPaths) -> Option<Vec<f64>> {
+        let without_loras = |paths: &ModelPaths| ModelPaths {
+            loras: Vec::new(),
+            ..paths.clone()
+        };
+        let same_files = self.loras.len() == loaded.loras.len()
+            && self
+                .loras
+                .iter()
+                .zip(&loaded.loras)
+                .all(|(a, b)| a.path == b.path);
+        let strengths: Vec<f64> = self.loras.iter().map(|lora| lora.strength).collect();
+        let changed = self
+            .loras
+            .iter()
+            .zip(&loaded.loras)
+            .any(|(a, b)| a.strength != b.strength);
+        (same_files && changed && without_loras(self) == without_loras(loaded)).then_some(strengths)
     }
 }
 
@@ -71,6 +100,33 @@ mod tests {
         assert_eq!(paths.ip_adapter, Some(PathBuf::from("/a.bin")));
         assert!(paths.is_set());
         assert!(!ModelPaths::default().is_set());
+        assert!(paths.loras.is_empty());
         Ok(())
+    }
+
+    #[test]
+    fn only_new_strengths_of_the_same_loras_are_a_strength_change() {
+        let loaded = ModelPaths {
+            model: PathBuf::from("/m"),
+            loras: vec![LoraChoice::new("/a", 1.0), LoraChoice::new("/b", 0.5)],
+            ..ModelPaths::default()
+        };
+        let with = |loras: Vec<LoraChoice>| ModelPaths {
+            loras,
+            ..loaded.clone()
+        };
+        let stronger = with(vec![LoraChoice::new("/a", 0.2), LoraChoice::new("/b", 0.5)]);
+        assert_eq!(
+            stronger.lora_strengths_change(&loaded),
+            Some(vec![0.2, 0.5])
+        );
+        assert_eq!(loaded.lora_strengths_change(&loaded), None);
+        let swapped = with(vec![LoraChoice::new("/b", 0.5), LoraChoice::new("/a", 0.2)]);
+        assert_eq!(swapped.lora_strengths_change(&loaded), None);
+        let other_model = ModelPaths {
+            model: PathBuf::from("/other"),
+            ..stronger
+        };
+        assert_eq!(other_model.lora_strengths_change(&loaded), None);
     }
 }

@@ -29,6 +29,7 @@ pub fn model_paths(adapter: Option<&str>) -> ModelPaths {
         image_encoder: adapter.map(|_| ip.join("image_encoder")),
         taesd: None,
         configs: None,
+        loras: Vec::new(),
     }
 }
 
