@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::{NoiseSchedule, Scheduler, StepOutput, predicted_original};
+use super::{NoiseSchedule, Scheduler, StepOutput, diffused, predicted_original};
 use crate::rng::TorchRng;
 
 /// The deterministic DDIM sampler.
@@ -47,8 +47,7 @@ impl Scheduler for Ddim {
     ) -> candle_core::Result<StepOutput> {
         let (alpha, alpha_prev) = self.alphas[step];
         let pred_original = predicted_original(sample, noise_pred, alpha)?;
-        let direction = (noise_pred * (1.0 - alpha_prev).sqrt())?;
-        let prev_sample = ((&pred_original * alpha_prev.sqrt())? + direction)?;
+        let prev_sample = diffused(&pred_original, noise_pred, alpha_prev)?;
         Ok(StepOutput {
             prev_sample,
             pred_original,

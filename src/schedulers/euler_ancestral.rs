@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use super::sigmas::{LinspaceTimesteps, step_sigmas};
-use super::{NoiseSchedule, Scheduler, StepOutput};
+use super::{NoiseSchedule, Scheduler, StepOutput, fresh_noise};
 use crate::rng::TorchRng;
 
 /// The Euler ancestral sampler; draws fresh noise from the run's generator every step.
@@ -53,10 +53,7 @@ impl Scheduler for EulerAncestral {
         let sigma_down = (sigma_to * sigma_to - sigma_up * sigma_up).max(0.0).sqrt();
         let derivative = ((sample - &pred_original)? / sigma)?;
         let prev = (sample + (derivative * (sigma_down - sigma))?)?;
-        let noise = rng
-            .randn_tensor(sample.dims(), sample.device())?
-            .to_dtype(sample.dtype())?;
-        let prev_sample = prev.add(&(noise * sigma_up)?)?;
+        let prev_sample = prev.add(&(fresh_noise(rng, sample)? * sigma_up)?)?;
         Ok(StepOutput {
             prev_sample,
             pred_original,

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::{NoiseSchedule, Scheduler, StepOutput, predicted_original};
+use super::{NoiseSchedule, Scheduler, StepOutput, diffused, fresh_noise, predicted_original};
 use crate::rng::TorchRng;
 
 /// The distilled schedule the few-step samplers pick their timesteps from: 50 evenly
@@ -102,10 +102,7 @@ impl Scheduler for Lcm {
         let estimate = predicted_original(sample, noise_pred, plan.alpha)?;
         let denoised = ((estimate * plan.c_out)? + (sample * plan.c_skip)?)?;
         let prev_sample = if step + 1 < self.steps.len() {
-            let noise = rng
-                .randn_tensor(sample.dims(), sample.device())?
-                .to_dtype(sample.dtype())?;
-            ((&denoised * plan.alpha_next.sqrt())? + (noise * (1.0 - plan.alpha_next).sqrt())?)?
+            diffused(&denoised, &fresh_noise(rng, sample)?, plan.alpha_next)?
         } else {
             denoised.clone()
         };

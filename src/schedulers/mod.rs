@@ -152,6 +152,18 @@ fn predicted_original(
     (sample - (noise_pred * (1.0 - alpha).sqrt())?)? / alpha.sqrt()
 }
 
+/// `√ᾱ·clean + √(1−ᾱ)·noise`: `clean` taken to noise level `alpha` (ᾱ) with `noise`.
+fn diffused(clean: &Tensor, noise: &Tensor, alpha: f64) -> candle_core::Result<Tensor> {
+    (clean * alpha.sqrt())? + (noise * (1.0 - alpha).sqrt())?
+}
+
+/// Fresh Gaussian noise shaped like `like`, drawn from the run's generator in one go,
+/// as diffusers' `randn_tensor` draws a batch.
+fn fresh_noise(rng: &mut TorchRng, like: &Tensor) -> candle_core::Result<Tensor> {
+    rng.randn_tensor(like.dims(), like.device())?
+        .to_dtype(like.dtype())
+}
+
 /// A sampler configured for one run of `timesteps().len()` steps.
 pub trait Scheduler: Send {
     /// The timesteps fed to the UNet, one per step.

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use super::lcm::consistency_timesteps;
-use super::{NoiseSchedule, Scheduler, StepOutput, predicted_original};
+use super::{NoiseSchedule, Scheduler, StepOutput, diffused, fresh_noise, predicted_original};
 use crate::rng::TorchRng;
 
 /// The default `eta` (the paper's gamma), as in diffusers' `TCDScheduler.step`.
@@ -75,14 +75,11 @@ impl Scheduler for Tcd {
     ) -> candle_core::Result<StepOutput> {
         let alphas = &self.alphas[step];
         let pred_original = predicted_original(sample, noise_pred, alphas.current)?;
-        let at_intermediate = ((&pred_original * alphas.intermediate.sqrt())?
-            + (noise_pred * (1.0 - alphas.intermediate).sqrt())?)?;
+        let at_intermediate = diffused(&pred_original, noise_pred, alphas.intermediate)?;
         let prev_sample = if self.eta > 0.0 && step + 1 < self.alphas.len() {
-            let noise = rng
-                .randn_tensor(sample.dims(), sample.device())?
-                .to_dtype(sample.dtype())?;
+            // From s up to the next timestep: ᾱ shrinks by ᾱ_next / ᾱ_s.
             let kept = alphas.next / alphas.intermediate;
-            ((at_intermediate * kept.sqrt())? + (noise * (1.0 - kept).sqrt())?)?
+            diffused(&at_intermediate, &fresh_noise(rng, sample)?, kept)?
         } else {
             at_intermediate
         };
