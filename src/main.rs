@@ -41,9 +41,27 @@ fn main() {
         None => open_window(),
     };
     if let Err(error) = result {
+        if let Some(usage) = error.downcast_ref::<cli::UsageError>() {
+            usage_error(&usage.0);
+        }
         eprintln!("error: {}", one_line(&error));
         std::process::exit(1);
     }
+}
+
+/// Prints `message` as clap prints a bad flag value, with the usage line, and exits 2.
+fn usage_error(message: &str) -> ! {
+    use clap::CommandFactory;
+    let mut root = Cli::command();
+    // Built, so the subcommand's usage line reads `minus generate ...`.
+    root.build();
+    let mut generate = root
+        .find_subcommand_mut("generate")
+        .cloned()
+        .unwrap_or_else(Cli::command);
+    generate
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
 }
 
 /// Gives a windowed Windows program the console of the terminal that started it (it
