@@ -59,6 +59,18 @@ const MAX_DOWNLOAD_REDIRECTS: u32 = 10;
 /// How long a cancelled transfer may take to close its partial file.
 const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
+/// On macOS and Windows, the system's TLS and certificate store (ureq is built with
+/// native-tls there, see Cargo.toml, so a company's root certificate in the system store
+/// works); elsewhere ureq's default, rustls with Mozilla's roots.
+fn tls_config() -> ureq::tls::TlsConfig {
+    let builder = ureq::tls::TlsConfig::builder();
+    #[cfg(any(target_os = "macos", windows))]
+    let builder = builder
+        .provider(ureq::tls::TlsProvider::NativeTls)
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier);
+    builder.build()
+}
+
 impl Transfer {
     /// Starts downloading `repo`/`file` (both checked) on a new thread.
     pub fn start(hub: &Hub, repo: &str, file: &str) -> Result<Self> {
@@ -70,6 +82,7 @@ impl Transfer {
             .timeout_connect(stall)
             .timeout_per_read(stall)
             .timeout_per_write(stall)
+            .tls_config(tls_config())
             .build()
             .into();
         // A rendezvous channel: the thread waits until the caller has seen each
