@@ -99,7 +99,7 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
                 eprintln!("\r{name}: {}", path.display());
             }
         }
-        ModelsCommand::Verify => verify(&catalogue, &hub)?,
+        ModelsCommand::Verify => verify(catalogue, &hub)?,
     }
     Ok(())
 }
