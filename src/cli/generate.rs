@@ -11,7 +11,8 @@ use minus::output::{check_replaceable, numbered_paths};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::preprocess::FitMode;
 use minus::pipeline::{
-    Combine, EmbedsScaling, Flow, ImagePrompt, Models, Phase, Request, WeightType, Window, generate,
+    Combine, EmbedsScaling, Flow, ImagePrompt, MaskFile, Models, Phase, Request, WeightType,
+    Window, generate,
 };
 use minus::rng::random_seed;
 
@@ -36,6 +37,14 @@ pub struct GenerateArgs {
     /// Per-image weights of the negative images, comma separated.
     #[arg(long, value_delimiter = ',')]
     negative_image_weights: Vec<f64>,
+    /// Mask of a positive image (repeatable, the i-th for the i-th --image; `none`: no
+    /// mask): a grayscale picture, white where the image acts.
+    #[arg(long = "image-mask")]
+    image_masks: Vec<PathBuf>,
+    /// Mask of a negative image (repeatable, the i-th for the i-th --negative-image;
+    /// `none`: no mask).
+    #[arg(long = "negative-image-mask")]
+    negative_image_masks: Vec<PathBuf>,
     /// Text prompt.
     #[arg(long, default_value = "")]
     prompt: String,
@@ -120,20 +129,41 @@ pub struct GenerateArgs {
     output: PathBuf,
 }
 
-fn prompts(paths: &[PathBuf], weights: &[f64], flag: &str) -> anyhow::Result<Vec<ImagePrompt>> {
-    if !weights.is_empty() && weights.len() != paths.len() {
-        return Err(UsageError(format!(
-            "--{flag}-weights has {} values for {} images",
-            weights.len(),
-            paths.len()
-        ))
-        .into());
+/// A usage error saying `message(given, images)` unless `given` is 0 or one per image.
+fn one_per_image(
+    given: usize,
+    images: usize,
+    message: impl FnOnce(usize, usize) -> String,
+) -> anyhow::Result<()> {
+    if given == 0 || given == images {
+        return Ok(());
     }
+    Err(UsageError(message(given, images)).into())
+}
+
+fn prompts(
+    paths: &[PathBuf],
+    (weights, masks): (&[f64], &[PathBuf]),
+    flag: &str,
+) -> anyhow::Result<Vec<ImagePrompt>> {
+    one_per_image(weights.len(), paths.len(), |given, images| {
+        format!("--{flag}-weights has {given} values for {images} images")
+    })?;
+    one_per_image(masks.len(), paths.len(), |given, images| {
+        format!(
+            "{given} --{flag}-mask flags for {images} images (one per image, in order; \
+             `none` for no mask)"
+        )
+    })?;
     Ok(paths
         .iter()
         .enumerate()
         .map(|(i, path)| ImagePrompt {
             weight: weights.get(i).copied().unwrap_or(1.0),
+            mask: masks
+                .get(i)
+                .filter(|mask| mask.as_os_str() != "none")
+                .map(MaskFile::new),
             ..ImagePrompt::new(path)
         })
         .collect())
@@ -148,10 +178,14 @@ impl GenerateArgs {
         Ok(Request {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
-            images: prompts(&self.images, &self.image_weights, "image")?,
+            images: prompts(
+                &self.images,
+                (&self.image_weights, &self.image_masks),
+                "image",
+            )?,
             negative_images: prompts(
                 &self.negative_images,
-                &self.negative_image_weights,
+                (&self.negative_image_weights, &self.negative_image_masks),
                 "negative-image",
             )?,
             ip_weight: self.ip_weight,

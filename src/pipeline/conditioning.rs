@@ -1,20 +1,24 @@
 //! Turning prompts into what the UNet attends to: text embeddings and image tokens.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use candle_core::Tensor;
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
 use super::lru::Lru;
+use super::masks::read_mask;
 use super::methods::Combine;
 use super::models::{ImagePromptModels, Models};
 use super::noise_image::noised_pixel_values;
 use super::phase::Phase;
 use super::preprocess::{FitMode, clip_square, decode_rgb, normalize};
 use super::request::{ImagePrompt, Request};
+use super::slots::{HalfFeatures, MaskSlots, image_tokens};
 use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
 use crate::models::ip_adapter::ImageFeature;
+use crate::models::unet::{Coverage, RegionMask};
 use crate::{MinusError, Result};
 
 /// Image features (before projection) of prompt images, keyed by content, of
@@ -98,12 +102,20 @@ impl EmbeddingCache {
     }
 }
 
-/// Both CFG halves' conditioning, one batch item each (`[1, ...]`).
+/// Both CFG halves' conditioning.
 pub struct Conditioning {
     pub text_uncond: Tensor,
     pub text_cond: Tensor,
-    /// Image tokens `(uncond, cond)`, `None` for plain text-to-image.
+    /// Image tokens `(uncond, cond)`, `None` for plain text-to-image: `[1, T, dim]`, or
+    /// with masks `[slots, T, dim]`, one image slot per batch item.
     pub ip_tokens: Option<(Tensor, Tensor)>,
+}
+
+/// Both halves' conditioning and, with masks, where each image slot acts.
+pub struct Prepared {
+    pub conditioning: Conditioning,
+    /// `Some` when any image has a mask.
+    pub slots: Option<MaskSlots>,
 }
 
 /// Encodes one prompt to `[1, 77, hidden]`.
@@ -113,91 +125,166 @@ pub fn encode_text(models: &Models, text: &str) -> Result<Tensor> {
     Ok(models.text_encoder.forward(&ids)?)
 }
 
-/// Computes the text and image conditioning of `request`, filling in the
-/// content hash of every prompt image; `on_phase` hears which encoder is next.
+/// Computes the text and image conditioning of a `request` without masks, filling in
+/// the content hash of every prompt image; `on_phase` hears which encoder is next.
+/// A request with masks is refused here: it needs [`prepare_with_masks`].
 pub fn prepare(
     models: &Models,
     request: &mut Request,
     cache: &mut EmbeddingCache,
     on_phase: &mut dyn FnMut(Phase),
 ) -> Result<Conditioning> {
+    let prepared = prepare_with_masks(models, request, cache, on_phase)?;
+    if prepared.slots.is_some() {
+        return Err(MinusError::InvalidRequest(
+            "masks need their slots: prepare with prepare_with_masks".to_string(),
+        ));
+    }
+    Ok(prepared.conditioning)
+}
+
+/// [`prepare`] for any request: with masks, each image of a masked side gets its own
+/// slot of image tokens (diffusers' `ip_adapter_masks`), the hashes of the masks are
+/// filled in too.
+pub fn prepare_with_masks(
+    models: &Models,
+    request: &mut Request,
+    cache: &mut EmbeddingCache,
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<Prepared> {
     on_phase(Phase::EncodingPrompts);
     let text_cond = cache.text(models, &request.prompt)?;
     let text_uncond = cache.text(models, &request.negative_prompt)?;
-    let ip_tokens = if request.has_image_prompts() {
+    let (ip_tokens, slots) = if request.has_image_prompts() {
         let image = models.image.as_ref().ok_or_else(|| {
             MinusError::InvalidRequest(
                 "image prompts need an IP-Adapter and its image encoder".to_string(),
             )
         })?;
         on_phase(Phase::EncodingImages);
-        let fit = request.fit;
-        let positives = read_side(&mut request.images)?;
-        let negatives = read_side(&mut request.negative_images)?;
-        let encode = |side: &[SideImage], cache: &mut EmbeddingCache| -> Result<Vec<Weighted>> {
-            side.iter()
-                .map(|prompt| Ok((features(image, prompt, fit, cache)?, prompt.weight)))
-                .collect()
-        };
-        let positive_features = encode(&positives, cache)?;
-        let negative_features = encode(&negatives, cache)?;
-        let cond = combined(
-            image,
-            &positive_features,
-            &negative_features,
-            request.combine,
-            (fit, cache),
-        )?;
-        let uncond = if request.noise > 0.0 {
-            let noised = if negatives.is_empty() {
-                &positives
-            } else {
-                &negatives
-            };
-            let noised = noised_features(image, noised, request, (fit, cache))?;
-            weighted_average(image, &noised, fit, cache)?
-        } else {
-            weighted_average(image, &negative_features, fit, cache)?
-        };
-        Some((
-            image.adapter.project(&uncond)?,
-            image.adapter.project(&cond)?,
-        ))
+        let size = (request.width, request.height);
+        let positives = read_side(&mut request.images, size)?;
+        let negatives = read_side(&mut request.negative_images, size)?;
+        let halves = half_features(image, request, (&positives, &negatives), cache)?;
+        let (tokens, slots) = image_tokens(image, halves)?;
+        (Some(tokens), slots)
     } else {
-        None
+        (None, None)
     };
-    Ok(Conditioning {
-        text_uncond,
-        text_cond,
-        ip_tokens,
+    Ok(Prepared {
+        conditioning: Conditioning {
+            text_uncond,
+            text_cond,
+            ip_tokens,
+        },
+        slots,
     })
+}
+
+/// The features of both halves `(uncond, cond)`: the positive images in the
+/// conditioned half, the negative ones (or their noised copies) in the unconditioned
+/// half; without negative images but with masked positive ones, each positive slot
+/// holds the "no image" features (or its noised copy) under its own mask.
+fn half_features(
+    image: &ImagePromptModels,
+    request: &Request,
+    (positives, negatives): (&[SideImage], &[SideImage]),
+    cache: &mut EmbeddingCache,
+) -> Result<(HalfFeatures, HalfFeatures)> {
+    let fit = request.fit;
+    let encode = |side: &[SideImage], cache: &mut EmbeddingCache| -> Result<Vec<Weighted>> {
+        side.iter()
+            .map(|prompt| Ok((features(image, prompt, fit, cache)?, prompt.weight)))
+            .collect()
+    };
+    let positive_features = encode(positives, cache)?;
+    let negative_features = encode(negatives, cache)?;
+    let cond = if masked(positives) {
+        HalfFeatures::Slots(slots_of(positive_features.clone(), positives))
+    } else {
+        let combine = request.combine;
+        let both = (positive_features.as_slice(), negative_features.as_slice());
+        HalfFeatures::Whole(combined(image, both, combine, (fit, cache))?)
+    };
+    let (uncond_side, uncond_features) = if negatives.is_empty() {
+        let empty = empty_features(image, fit, cache)?;
+        let empties = positives.iter().map(|p| (empty.clone(), p.weight));
+        (positives, empties.collect())
+    } else {
+        (negatives, negative_features)
+    };
+    let uncond_features = if request.noise > 0.0 {
+        noised_features(image, uncond_side, request, (fit, cache))?
+    } else {
+        uncond_features
+    };
+    let uncond = if masked(uncond_side) {
+        HalfFeatures::Slots(slots_of(uncond_features, uncond_side))
+    } else if negatives.is_empty() && request.noise == 0.0 {
+        HalfFeatures::Whole(empty_features(image, fit, cache)?)
+    } else {
+        HalfFeatures::Whole(weighted_average(image, &uncond_features, fit, cache)?)
+    };
+    Ok((uncond, cond))
+}
+
+/// Whether any image of a side has a mask.
+fn masked(side: &[SideImage]) -> bool {
+    side.iter().any(|prompt| prompt.mask.is_some())
+}
+
+/// Each image's features with where it acts and its weight.
+fn slots_of(features: Vec<Weighted>, side: &[SideImage]) -> Vec<(Tensor, Coverage)> {
+    features
+        .into_iter()
+        .zip(side)
+        .map(|((features, weight), prompt)| {
+            let mask = prompt.mask.clone();
+            (features, Coverage { mask, weight })
+        })
+        .collect()
 }
 
 /// Image features `[1, ...]` and the weight of their image.
 type Weighted = (Tensor, f64);
 
-/// One switched-on image of a side with a weight above 0, read and hashed.
+/// One switched-on image of a side with a weight above 0, read and hashed, and its
+/// mask fitted to the output.
 struct SideImage {
     path: PathBuf,
     bytes: Vec<u8>,
     hash: String,
     weight: f64,
+    mask: Option<Arc<RegionMask>>,
 }
 
-/// Reads (and hashes, for the saved settings) every switched-on image of a side; those
-/// of weight 0 are left out.
-fn read_side(images: &mut [ImagePrompt]) -> Result<Vec<SideImage>> {
+/// Reads (and hashes, for the saved settings) every switched-on image of a side and
+/// its mask; those of weight 0 are left out. Masks are fitted to `(width, height)`.
+fn read_side(
+    images: &mut [ImagePrompt],
+    (width, height): (usize, usize),
+) -> Result<Vec<SideImage>> {
     let mut side = Vec::new();
     for prompt in images.iter_mut().filter(|prompt| prompt.enabled) {
         let bytes = read_regular_file(&prompt.path, MAX_IMAGE_FILE_BYTES)?;
         let hash = hex::encode(Sha256::digest(&bytes));
         prompt.sha256 = Some(hash.clone());
+        let mask_enabled = prompt.mask_enabled;
+        let mask = match prompt.mask.as_mut().filter(|_| mask_enabled) {
+            Some(file) => {
+                let mask_bytes = read_regular_file(&file.path, MAX_IMAGE_FILE_BYTES)?;
+                file.sha256 = Some(hex::encode(Sha256::digest(&mask_bytes)));
+                Some(Arc::new(read_mask(&file.path, &mask_bytes, width, height)?))
+            }
+            None => None,
+        };
         if prompt.weight > 0.0 {
             side.push(SideImage {
                 path: prompt.path.clone(),
                 bytes,
                 hash,
                 weight: prompt.weight,
+                mask,
             });
         }
     }
@@ -276,8 +363,7 @@ fn noised_features(
 /// (for `subtract`, the negative images count as images to take away).
 fn combined(
     models: &ImagePromptModels,
-    positives: &[Weighted],
-    negatives: &[Weighted],
+    (positives, negatives): (&[Weighted], &[Weighted]),
     combine: Combine,
     (fit, cache): (FitMode, &mut EmbeddingCache),
 ) -> Result<Tensor> {

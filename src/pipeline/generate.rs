@@ -6,7 +6,7 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
-use super::conditioning::{Conditioning, EmbeddingCache, prepare};
+use super::conditioning::{Conditioning, EmbeddingCache, prepare_with_masks};
 // Kept under this path too, where the parity tests have always found it.
 pub use super::decoded::to_images;
 use super::methods::WeightType;
@@ -14,8 +14,9 @@ use super::models::Models;
 use super::phase::Phase;
 use super::preview::{PreviewKind, render};
 use super::request::Request;
+use super::slots::{cross_context, repeat_batch};
 use crate::models::taesd::TaesdDecoder;
-use crate::models::unet::{CrossContext, ImageTokens, IpScales};
+use crate::models::unet::{Coverage, IpScales};
 use crate::rng::TorchRng;
 use crate::schedulers;
 use crate::{MinusError, Result};
@@ -83,10 +84,11 @@ pub fn generate(
     request.validate()?;
     super::memory::check_request(models, request)?;
     let mut request = request.clone();
-    let conditioning = prepare(models, &mut request, cache, on_phase)?;
+    let prepared = prepare_with_masks(models, &mut request, cache, on_phase)?;
     let started = Instant::now();
     on_phase(Phase::FirstStep);
-    let latents = denoise(models, &request, &conditioning, on_step)?;
+    let (conditioning, slots) = (&prepared.conditioning, prepared.slots.as_deref());
+    let latents = denoise_in_slots(models, &request, conditioning, slots, on_step)?;
     let denoise_secs = started.elapsed().as_secs_f64();
     on_phase(Phase::Decoding);
     let decoded = models.vae.decode(&latents.to_dtype(models.dtype)?)?;
@@ -99,18 +101,23 @@ pub fn generate(
     })
 }
 
-/// Repeats a `[1, ...]` tensor `n` times along the batch axis.
-fn repeat_batch(t: &Tensor, n: usize) -> candle_core::Result<Tensor> {
-    let mut reps = vec![1; t.rank()];
-    reps[0] = n;
-    t.repeat(reps.as_slice())
-}
-
-/// The CFG sampling loop; returns the final latents (f32).
+/// The CFG sampling loop of a run without masks; returns the final latents (f32).
 pub fn denoise(
     models: &Models,
     request: &Request,
     conditioning: &Conditioning,
+    on_step: &mut dyn FnMut(&StepReport) -> Flow,
+) -> Result<Tensor> {
+    denoise_in_slots(models, request, conditioning, None, on_step)
+}
+
+/// The CFG sampling loop, the image tokens in `slots` when masks split them (see
+/// `conditioning::Prepared`); returns the final latents (f32).
+pub fn denoise_in_slots(
+    models: &Models,
+    request: &Request,
+    conditioning: &Conditioning,
+    slots: Option<&[[Coverage; 2]]>,
     on_step: &mut dyn FnMut(&StepReport) -> Flow,
 ) -> Result<Tensor> {
     let n = request.batch;
@@ -132,15 +139,8 @@ pub fn denoise(
         ],
         0,
     )?;
-    let image = match (&conditioning.ip_tokens, &models.image) {
-        (Some((uncond, cond)), Some(image)) => Some(ImageTokens {
-            tokens: Tensor::cat(&[repeat_batch(uncond, n)?, repeat_batch(cond, n)?], 0)?,
-            layers: image.adapter.attention_weights(),
-        }),
-        _ => None,
-    };
-    let has_image_tokens = image.is_some();
-    let context = CrossContext::new(text, image);
+    let has_image_tokens = conditioning.ip_tokens.is_some() && models.image.is_some();
+    let context = cross_context(models, conditioning.ip_tokens.as_ref(), slots, text, n)?;
     let timesteps = scheduler.timesteps().to_vec();
     let total = timesteps.len();
     let started = Instant::now();

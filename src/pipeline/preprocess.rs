@@ -46,6 +46,11 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 /// Decodes encoded image bytes (PNG, JPEG, WebP, BMP) into 8-bit RGB, refusing images
 /// whose size or decoded buffer is beyond Minus's limits before decoding them.
 pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+    Ok(to_rgb(&decode_bounded(bytes)?))
+}
+
+/// Decodes encoded image bytes as they are stored (alpha kept), within Minus's limits.
+pub fn decode_bounded(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
@@ -64,7 +69,7 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     if image.width() == 0 || image.height() == 0 {
         return Err("the image has no pixels".to_string());
     }
-    Ok(to_rgb(&image))
+    Ok(image)
 }
 
 /// Converts any decoded image to RGB the way transformers does with Pillow.

@@ -26,6 +26,32 @@ pub struct ImagePrompt {
     /// off), never read or encoded.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub enabled: bool,
+    /// Where the image acts: a grayscale picture fitted to the output, white = here
+    /// (none: everywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<MaskFile>,
+    /// Switched off in the window: the mask is kept, the image acts everywhere.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub mask_enabled: bool,
+}
+
+/// A mask file, referenced like a prompt image: by path, with the hash of its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskFile {
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes, filled in when the mask is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl MaskFile {
+    /// The mask at `path`, not yet read.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            sha256: None,
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -48,7 +74,14 @@ impl ImagePrompt {
             weight: 1.0,
             sha256: None,
             enabled: true,
+            mask: None,
+            mask_enabled: true,
         }
+    }
+
+    /// The mask that applies: none when there is none or it is switched off.
+    pub fn active_mask(&self) -> Option<&MaskFile> {
+        self.mask.as_ref().filter(|_| self.mask_enabled)
     }
 }
 
@@ -221,6 +254,13 @@ impl Request {
             let name = format!("weight of {}", image.path.display());
             check_number(&name, image.weight, IMAGE_WEIGHT_RANGE)?;
         }
+        if self.combine != Combine::WeightedAverage && self.has_masks() {
+            return bad(format!(
+                "masks work with the weighted average of images only: combine {} mixes \
+                 images that masks keep apart",
+                self.combine.name()
+            ));
+        }
         Ok(())
     }
 
@@ -252,6 +292,14 @@ impl Request {
     /// prompts then push nothing away, since they act through the unconditioned half.
     pub fn guidance_off(&self) -> bool {
         self.cfg <= 1.0
+    }
+
+    /// Whether any switched-on image has a switched-on mask.
+    pub fn has_masks(&self) -> bool {
+        self.images
+            .iter()
+            .chain(&self.negative_images)
+            .any(|image| image.enabled && image.active_mask().is_some())
     }
 
     /// Whether any image prompt is on (otherwise the run is plain text-to-image).
@@ -368,6 +416,34 @@ mod tests {
         // Settings saved before the field existed are on.
         let old: ImagePrompt = serde_json::from_str(r#"{"path": "/a.png", "weight": 0.5}"#)?;
         assert!(old.enabled);
+        Ok(())
+    }
+
+    #[test]
+    fn masks_are_kept_with_their_hash_and_on_off_state() -> serde_json::Result<()> {
+        let masked = ImagePrompt {
+            mask: Some(MaskFile {
+                path: "/left.png".into(),
+                sha256: Some("ab".repeat(32)),
+            }),
+            mask_enabled: false,
+            ..ImagePrompt::new("/a.png")
+        };
+        let mut request = Request {
+            images: vec![masked],
+            ..Request::default()
+        };
+        assert!(!request.has_masks());
+        let json = serde_json::to_string(&request)?;
+        assert_eq!(serde_json::from_str::<Request>(&json)?, request);
+        request.images[0].mask_enabled = true;
+        assert!(request.has_masks());
+        // Settings saved before masks existed have none, and a mask is on by default.
+        let old: ImagePrompt = serde_json::from_str(r#"{"path": "/a.png"}"#)?;
+        assert_eq!((old.mask, old.mask_enabled), (None, true));
+        let new: ImagePrompt =
+            serde_json::from_str(r#"{"path": "/a.png", "mask": {"path": "/m.png"}}"#)?;
+        assert_eq!(new.active_mask(), Some(&MaskFile::new("/m.png")));
         Ok(())
     }
 

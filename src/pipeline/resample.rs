@@ -1,4 +1,5 @@
-//! Pillow's 8-bit bicubic resize, computed only where it is looked at.
+//! Pillow's 8-bit resize (bicubic, or Lanczos for masks), computed only where it is
+//! looked at.
 //!
 //! The prompt image is fitted to 224×224, but the full resize it stands for can be huge:
 //! a 1×60000 picture center-cropped becomes 224×13,440,000 before the crop, and padded it
@@ -72,6 +73,49 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
+/// Pillow's `lanczos_filter`: a sinc windowed by a three times wider sinc.
+fn lanczos(x: f64) -> f64 {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            let x = x * std::f64::consts::PI;
+            x.sin() / x
+        }
+    };
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
+/// The Pillow resampling filters Minus uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// `Image.BICUBIC`, what CLIP's image processor uses.
+    Bicubic,
+    /// `Image.LANCZOS`, what diffusers' mask processor uses.
+    Lanczos,
+}
+
+impl Filter {
+    /// How far the kernel reaches, in input pixels at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Self::Bicubic => 2.0,
+            Self::Lanczos => 3.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Self::Bicubic => bicubic(x),
+            Self::Lanczos => lanczos(x),
+        }
+    }
+}
+
 /// The input pixels output pixel `index` reads (its filter window), and their
 /// fixed-point weights.
 struct Taps {
@@ -81,15 +125,15 @@ struct Taps {
 
 impl Taps {
     /// Pillow's `precompute_coeffs` for one output pixel of an `in_size → out_size` pass.
-    fn new(in_size: usize, out_size: usize, index: usize) -> Self {
+    fn new(in_size: usize, out_size: usize, index: usize, filter: Filter) -> Self {
         let scale = in_size as f64 / out_size as f64;
         let filter_scale = scale.max(1.0);
-        let support = 2.0 * filter_scale;
+        let support = filter.support() * filter_scale;
         let center = (index as f64 + 0.5) * scale;
         let start = ((center - support + 0.5) as i64).max(0) as usize;
         let end = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
         let raw: Vec<f64> = (start..end.max(start))
-            .map(|x| bicubic((x as f64 - center + 0.5) / filter_scale))
+            .map(|x| filter.weight((x as f64 - center + 0.5) / filter_scale))
             .collect();
         let total: f64 = raw.iter().sum();
         let weights = raw
@@ -136,7 +180,7 @@ enum Columns {
 }
 
 impl Columns {
-    fn new(canvas: &Canvas, out_width: usize, wanted: Range<usize>) -> Self {
+    fn new(canvas: &Canvas, out_width: usize, wanted: Range<usize>, filter: Filter) -> Self {
         if out_width == canvas.width {
             return Self::Copy(wanted);
         }
@@ -144,7 +188,7 @@ impl Columns {
         Self::Resample(
             wanted
                 .map(|x| {
-                    let window = Taps::new(canvas.width, out_width, x);
+                    let window = Taps::new(canvas.width, out_width, x, filter);
                     let (inside, white) = window.split(&span);
                     (window, inside, white)
                 })
@@ -197,7 +241,17 @@ pub fn resize_region(
     out_height: usize,
     region: Region,
 ) -> RgbImage {
-    let columns = Columns::new(canvas, out_width, region.x..region.x + region.width);
+    resize_region_with(canvas, (out_width, out_height), region, Filter::Bicubic)
+}
+
+/// [`resize_region`] with Pillow's `filter`.
+pub fn resize_region_with(
+    canvas: &Canvas,
+    (out_width, out_height): (usize, usize),
+    region: Region,
+    filter: Filter,
+) -> RgbImage {
+    let columns = Columns::new(canvas, out_width, region.x..region.x + region.width, filter);
     let mut out = RgbImage::new(region.width as u32, region.height as u32);
     let mut row = Vec::with_capacity(3 * region.width);
     if out_height == canvas.height {
@@ -208,7 +262,7 @@ pub fn resize_region(
         return out;
     }
     let windows: Vec<Taps> = (region.y..region.y + region.height)
-        .map(|y| Taps::new(canvas.height, out_height, y))
+        .map(|y| Taps::new(canvas.height, out_height, y, filter))
         .collect();
     // Rows off the image are all the same white row: they enter each sum once, weighted.
     columns.row(canvas, usize::MAX, &mut row);

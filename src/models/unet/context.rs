@@ -6,6 +6,7 @@ use candle_core::{Module, Tensor};
 
 use super::super::ip_adapter::IpAttentionWeights;
 use super::super::linear::Linear;
+use super::regions::Regions;
 
 /// Image tokens and the adapter's per-layer key/value projections for them.
 pub struct ImageTokens<'a> {
@@ -28,6 +29,8 @@ pub(super) struct LayerKeys {
 pub struct CrossContext<'a> {
     text: Tensor,
     image: Option<ImageTokens<'a>>,
+    /// With masks: the image slots and where each acts (`None`: one slot, everywhere).
+    regions: Option<Regions>,
     /// Per `attn2` layer (IP-Adapter order), once computed.
     keys: RefCell<Vec<Option<LayerKeys>>>,
 }
@@ -38,8 +41,23 @@ impl<'a> CrossContext<'a> {
         Self {
             text,
             image,
+            regions: None,
             keys: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The same context with its image tokens in `regions`' slots, each attended on
+    /// its own and multiplied by where it acts.
+    pub fn with_regions(self, regions: Regions) -> Self {
+        Self {
+            regions: Some(regions),
+            ..self
+        }
+    }
+
+    /// The image slots, when masks split the image tokens.
+    pub(super) fn regions(&self) -> Option<&Regions> {
+        self.regions.as_ref()
     }
 
     /// Layer `layer`'s keys and values, from `to_k`/`to_v` (text) and the adapter's

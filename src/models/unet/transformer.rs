@@ -13,6 +13,7 @@ use super::super::resnet::conv1x1;
 use super::super::timing::{LayerKind, timed};
 use super::context::CrossContext;
 use super::ip_scaling::{IpScales, scaled_image_attention};
+use super::regions::add_regional_attention;
 
 /// What every `attn2` of one UNet call gets: the run's context, and this step's
 /// per-layer, per-sample image scales (`None`: the image tokens sit this step out).
@@ -57,7 +58,8 @@ impl CrossAttention {
     }
 
     /// Attention to the text and, where `ip_scale` is given, to the image tokens, as
-    /// IP-Adapter layer `layer`.
+    /// IP-Adapter layer `layer` (slot by slot, each times its mask, when the context
+    /// has regions).
     fn forward_cross(
         &self,
         xs: &Tensor,
@@ -71,9 +73,26 @@ impl CrossAttention {
         let mut hidden = attention(&q, k, v, self.heads, None)?;
         if let (Some(scales), Some((k_ip, v_ip))) = (ip_scale, &keys.image) {
             let scale = scales.layer(layer)?;
-            let image =
-                scaled_image_attention(&q, (k_ip, v_ip), self.heads, scale, scales.scaling)?;
-            hidden = (hidden + image)?;
+            hidden = match context.regions() {
+                Some(regions) => add_regional_attention(
+                    hidden,
+                    &q,
+                    (k_ip, v_ip),
+                    self.heads,
+                    (scale, scales.scaling),
+                    regions,
+                )?,
+                None => {
+                    let image = scaled_image_attention(
+                        &q,
+                        (k_ip, v_ip),
+                        self.heads,
+                        scale,
+                        scales.scaling,
+                    )?;
+                    (hidden + image)?
+                }
+            };
         }
         self.to_out.forward(&hidden)
     }
