@@ -15,6 +15,7 @@ use super::preview_gate::PreviewGate;
 use super::protocol::{Command, Event, JobId, LoadSettings, LoadedModels};
 use crate::MinusError;
 use crate::device::{device_name, resolve_dtype, select_device};
+use crate::output::masks::keep_masks_beside;
 use crate::output::save_png;
 use crate::pipeline::conditioning::EmbeddingCache;
 use crate::pipeline::{Flow, Generation, Models, PreviewKind, Request, generate};
@@ -348,7 +349,8 @@ fn download_entries(hub: &Hub, names: Vec<String>, cancel: &AtomicBool, emit: &d
     });
 }
 
-/// Saves every image of a run as `<unix secs>-<job>-<i>.png` in `dir`.
+/// Saves every image of a run as `<unix secs>-<job>-<i>.png` in `dir`, its masks in
+/// `dir/masks`.
 fn save_all(
     generation: &Generation,
     dir: Option<&Path>,
@@ -358,6 +360,11 @@ fn save_all(
     let Some(dir) = dir else {
         return Vec::new();
     };
+    // The masks go with the results, so a saved PNG dropped back brings them.
+    let request = match keep_masks_beside(dir, &generation.request) {
+        Ok(request) => request,
+        Err(error) => return vec![Err(error.to_string()); generation.images.len()],
+    };
     let stamp = crate::output::unix_secs();
     generation
         .images
@@ -365,7 +372,7 @@ fn save_all(
         .enumerate()
         .map(|(i, image)| {
             let path = dir.join(format!("{stamp}-{}-{i}.png", job.0));
-            save_png(&path, image, &generation.request, model_name)
+            save_png(&path, image, &request, model_name)
                 .map(|()| path)
                 .map_err(|e| e.to_string())
         })

@@ -4,6 +4,7 @@
 pub mod exif;
 pub mod format;
 pub mod grid;
+pub mod masks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,18 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
     ));
     if request.sampler.uses_eta() {
         text.push_str(&format!(", Eta: {}", request.eta));
+    }
+    let masks = |side: &[crate::pipeline::ImagePrompt]| {
+        side.iter()
+            .filter(|image| image.enabled && image.active_mask().is_some())
+            .count()
+    };
+    if request.has_masks() {
+        text.push_str(&format!(
+            ", Image masks: {}, Negative image masks: {}",
+            masks(&request.images),
+            masks(&request.negative_images)
+        ));
     }
     let method = request.method_text();
     if !method.is_empty() {
@@ -295,6 +308,29 @@ mod tests {
         assert!(text(SamplerKind::Lcm).contains("Sampler: LCM, "));
         assert!(!text(SamplerKind::Lcm).contains("Eta"));
         assert!(!text(SamplerKind::Ddim).contains("Eta"));
+    }
+
+    #[test]
+    fn the_settings_line_counts_the_masks_that_are_on() {
+        use crate::pipeline::{ImagePrompt, MaskFile};
+        let masked = |on: bool| ImagePrompt {
+            mask: Some(MaskFile::new("/m.png")),
+            mask_enabled: on,
+            ..ImagePrompt::new("/a.png")
+        };
+        let mut request = Request {
+            images: vec![masked(true), masked(false), ImagePrompt::new("/b.png")],
+            negative_images: vec![masked(true)],
+            ..Request::default()
+        };
+        let text = parameters_text(&request, "m");
+        assert!(
+            text.contains(", Image masks: 1, Negative image masks: 1"),
+            "{text}"
+        );
+        request.images[0].mask_enabled = false;
+        request.negative_images.clear();
+        assert!(!parameters_text(&request, "m").contains("masks"));
     }
 
     #[test]
