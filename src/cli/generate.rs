@@ -19,12 +19,21 @@ use minus::rng::random_seed;
 use super::UsageError;
 use minus::schedulers::{DEFAULT_ETA, SamplerKind};
 use minus::weights::ModelPaths;
+use minus::weights::lora::LoraChoice;
 
 /// Flags of `minus generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     #[command(flatten)]
     models: ModelPaths,
+    /// LoRA file (.safetensors: kohya LoRA/LoCon or diffusers/PEFT; repeatable), merged
+    /// into the UNet and text encoder.
+    #[arg(long = "lora")]
+    loras: Vec<PathBuf>,
+    /// Strengths of the --lora files, comma separated, in order (default 1 each;
+    /// negative strengths push the other way).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    lora_weights: Vec<f64>,
     /// Positive image prompt (repeatable).
     #[arg(long = "image")]
     images: Vec<PathBuf>,
@@ -210,6 +219,8 @@ impl GenerateArgs {
             weight_type: self.weight_type,
             negative_weight_type: self.negative_weight_type,
             embeds_scaling: self.embeds_scaling,
+            // `generate` fills them in from the models that run.
+            loras: Vec::new(),
         })
     }
 }
@@ -218,12 +229,38 @@ impl GenerateArgs {
 const NEGATIVE_IMAGES_NEED_GUIDANCE: &str = "note: the negative image prompt needs CFG > 1: at CFG 1 \
      (guidance off) it has no effect, below 1 it pulls the picture towards itself";
 
+/// The `--lora` files at their `--lora-weights`.
+fn loras(paths: &[PathBuf], strengths: &[f64]) -> anyhow::Result<Vec<LoraChoice>> {
+    if !strengths.is_empty() && strengths.len() != paths.len() {
+        let message = format!(
+            "--lora-weights has {} values for {} --lora files",
+            strengths.len(),
+            paths.len()
+        );
+        return Err(UsageError(message).into());
+    }
+    let loras: Vec<LoraChoice> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| LoraChoice::new(path, strengths.get(i).copied().unwrap_or(1.0)))
+        .collect();
+    for lora in &loras {
+        lora.check_strength()
+            .map_err(|error| UsageError(error.to_string()))?;
+    }
+    Ok(loras)
+}
+
 /// Runs `minus generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
     request
         .validate()
         .map_err(|error| UsageError(error.to_string()))?;
+    let paths = ModelPaths {
+        loras: loras(&args.loras, &args.lora_weights)?,
+        ..args.models.clone()
+    };
     if request.guidance_off() && request.negative_images.iter().any(|image| image.enabled) {
         eprintln!("{NEGATIVE_IMAGES_NEED_GUIDANCE}");
     }
@@ -241,7 +278,11 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let dtype = resolve_dtype(&device, args.dtype)?;
     eprintln!("device: {} ({dtype:?})", device_name(&device));
     let load_started = std::time::Instant::now();
-    let models = Models::load(&args.models, &device, dtype)?;
+    let models = Models::load(&paths, &device, dtype)?;
+    for lora in models.loras() {
+        let hash = lora.short_hash().unwrap_or_default().to_string();
+        eprintln!("LoRA {} ({hash}) at {}", lora.name(), lora.strength);
+    }
     eprintln!(
         "models loaded in {:.1}s",
         load_started.elapsed().as_secs_f64()

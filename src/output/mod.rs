@@ -64,6 +64,10 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
     if !method.is_empty() {
         text.push_str(&format!(", {method}"));
     }
+    let loras = crate::weights::lora::choice::settings_text(&request.loras);
+    if !loras.is_empty() {
+        text.push_str(&format!(", {loras}"));
+    }
     text
 }
 

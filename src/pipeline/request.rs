@@ -9,6 +9,7 @@ use super::methods::{Combine, WeightType};
 use super::preprocess::FitMode;
 use crate::models::unet::EmbedsScaling;
 use crate::schedulers::{DEFAULT_ETA, SamplerKind};
+use crate::weights::lora::LoraChoice;
 use crate::{MinusError, Result};
 
 /// One prompt image and its weight within its side.
@@ -58,11 +59,13 @@ fn one() -> f64 {
     1.0
 }
 
-fn yes() -> bool {
+/// serde's default for switches that are on unless saved off.
+pub(crate) fn yes() -> bool {
     true
 }
 
-fn is_yes(value: &bool) -> bool {
+/// Whether a switch is on (then it is left out of the saved settings).
+pub(crate) fn is_yes(value: &bool) -> bool {
     *value
 }
 
@@ -149,6 +152,9 @@ pub struct Request {
     pub negative_weight_type: WeightType,
     /// Where the image scale enters the image attention.
     pub embeds_scaling: EmbedsScaling,
+    /// The LoRAs merged into the models that ran, with their strengths and hashes
+    /// (filled in from the models by `generate`; saved so a restore can find them).
+    pub loras: Vec<LoraChoice>,
 }
 
 impl Default for Request {
@@ -178,6 +184,7 @@ impl Default for Request {
             weight_type: WeightType::Linear,
             negative_weight_type: WeightType::Linear,
             embeds_scaling: EmbedsScaling::VOnly,
+            loras: Vec::new(),
         }
     }
 }
@@ -253,6 +260,9 @@ impl Request {
         for image in self.images.iter().chain(&self.negative_images) {
             let name = format!("weight of {}", image.path.display());
             check_number(&name, image.weight, IMAGE_WEIGHT_RANGE)?;
+        }
+        for lora in &self.loras {
+            lora.check_strength()?;
         }
         if self.combine != Combine::WeightedAverage && self.has_masks() {
             return bad(format!(
@@ -455,6 +465,7 @@ mod tests {
         assert_eq!(old.weight_type, WeightType::Linear);
         assert_eq!(old.negative_weight_type, WeightType::Linear);
         assert_eq!(old.embeds_scaling, EmbedsScaling::VOnly);
+        assert!(old.loras.is_empty());
         assert_eq!(old.eta, 0.3);
         let new: Request = serde_json::from_str(
             r#"{"combine": "norm-average", "weight_type": "ease-in-out", "embeds_scaling": "k-mean-v-c-penalty"}"#,
