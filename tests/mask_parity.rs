@@ -453,3 +453,38 @@ fn the_mask_flags_reach_the_saved_settings_and_a_wrong_count_is_a_usage_error() 
         "{stderr}"
     );
 }
+
+/// The window keeps the masks of restored settings (they reach its next run and its
+/// remembered panes), and each mask's on/off box switches it without losing it.
+#[test]
+fn the_window_keeps_restored_masks_and_switches_them_off() {
+    use common::ui::{app, drop_on, harness_without_autosave, run_until};
+    use egui_kittest::kittest::Queryable;
+    let out = temp_dir("ui-restore-mask");
+    let left = mask_path("left.png");
+    let request = Request {
+        images: vec![ImagePrompt {
+            mask: Some(MaskFile::new(&left)),
+            ..ImagePrompt::new(fixtures().join("images/house.png"))
+        }],
+        seed: 41,
+        ..Request::default()
+    };
+    let saved = common::ui::saved_settings_png(&out, "masked.png", &request);
+    let mut harness = harness_without_autosave(&out);
+    drop_on(&mut harness, "Generate", saved);
+    run_until(&mut harness, "settings restored", |app| {
+        app.settings().request.seed == 41 && app.pane_counts() == (1, 0)
+    });
+    let mask = |harness: &egui_kittest::Harness<'_, _>| {
+        let image = app(harness).settings().positive[0].clone();
+        (image.mask.map(|m| m.path), image.mask_enabled)
+    };
+    assert_eq!(mask(&harness), (Some(left.clone()), true));
+    harness.get_by_label("mask").click();
+    harness.step();
+    assert_eq!(mask(&harness), (Some(left), false));
+    let messages = app(&harness).messages();
+    let kinds: Vec<_> = messages.iter().map(|m| m.kind).collect();
+    assert_eq!(kinds, [minus::app::MessageKind::Info], "{messages:?}");
+}

@@ -1,13 +1,15 @@
-//! The two image-prompt panes: thumbnails with a weight, an on/off toggle and a remove button.
+//! The two image-prompt panes: thumbnails with a weight, an on/off toggle, a mask and a
+//! remove button.
 
 use std::path::PathBuf;
 
+use crossbeam_channel::Receiver;
 use egui::{Color32, RichText, TextureHandle};
 
 use super::settings::SavedPromptImage;
 use super::texture;
-use crate::pipeline::ImagePrompt;
 use crate::pipeline::preprocess::FitMode;
+use crate::pipeline::{ImagePrompt, MaskFile};
 
 /// What a pane asks the app to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +26,14 @@ pub struct PaneImage {
     pub path: PathBuf,
     pub weight: f64,
     pub enabled: bool,
+    /// Where the image acts (a grayscale picture, white = here; none: everywhere).
+    pub mask: Option<MaskFile>,
+    /// Off: the mask is kept, the image acts everywhere.
+    pub mask_enabled: bool,
     /// `None` until the background loader has decoded it.
     pub thumbnail: Option<TextureHandle>,
+    /// The answer of the mask file dialog this image opened, until it comes.
+    mask_dialog: Option<Receiver<PathBuf>>,
 }
 
 impl PaneImage {
@@ -35,7 +43,10 @@ impl PaneImage {
             path,
             weight: 1.0,
             enabled: true,
+            mask: None,
+            mask_enabled: true,
             thumbnail: None,
+            mask_dialog: None,
         }
     }
 
@@ -44,6 +55,8 @@ impl PaneImage {
         Self {
             weight: saved.weight,
             enabled: saved.enabled,
+            mask: saved.mask.clone(),
+            mask_enabled: saved.mask_enabled,
             ..Self::new(saved.path.clone())
         }
     }
@@ -53,6 +66,8 @@ impl PaneImage {
         Self {
             weight: prompt.weight,
             enabled: prompt.enabled,
+            mask: prompt.mask.clone(),
+            mask_enabled: prompt.mask_enabled,
             ..Self::new(prompt.path.clone())
         }
     }
@@ -63,6 +78,8 @@ impl PaneImage {
             path: self.path.clone(),
             weight: self.weight,
             enabled: self.enabled,
+            mask: self.mask.clone(),
+            mask_enabled: self.mask_enabled,
         }
     }
 }
@@ -98,6 +115,8 @@ impl Pane {
             .map(|image| ImagePrompt {
                 weight: image.weight,
                 enabled: image.enabled,
+                mask: image.mask.clone(),
+                mask_enabled: image.mask_enabled,
                 ..ImagePrompt::new(image.path.clone())
             })
             .collect()
@@ -236,8 +255,57 @@ fn image_card(
             let name = format!("remove {pane} {index}");
             removed = named_button(ui, "Remove", tip, name).clicked();
         });
+        mask_ui(ui, image, (pane, index));
     });
     removed
+}
+
+/// The Mask... button (a file dialog) and, once there is a mask, its on/off box.
+fn mask_ui(ui: &mut egui::Ui, image: &mut PaneImage, (pane, index): (&str, usize)) {
+    if let Some(answer) = &image.mask_dialog {
+        match answer.try_recv() {
+            Ok(path) => {
+                image.mask = Some(MaskFile::new(path));
+                image.mask_enabled = true;
+                image.mask_dialog = None;
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => image.mask_dialog = None,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+    }
+    ui.horizontal(|ui| {
+        let tip = "Choose a mask: a grayscale picture, white where this image acts (it is \
+                   fitted to the output size)";
+        let name = format!("mask {pane} {index}");
+        if named_button(ui, "Mask...", tip, name).clicked() && image.mask_dialog.is_none() {
+            image.mask_dialog = Some(pick_mask(ui.ctx()));
+        }
+        if let Some(mask) = &image.mask {
+            let tip = format!("{}: off, the image acts everywhere", mask.path.display());
+            ui.checkbox(&mut image.mask_enabled, "mask")
+                .on_hover_text(tip);
+        }
+    });
+}
+
+/// Opens the system file dialog for a mask on its own thread; the answer arrives on
+/// the returned channel (none when the dialog is cancelled).
+fn pick_mask(ctx: &egui::Context) -> Receiver<PathBuf> {
+    let (sender, receiver) = crossbeam_channel::bounded(1);
+    let ctx = ctx.clone();
+    // Without a thread the dialog cannot open, and the button does nothing.
+    let _ = std::thread::Builder::new()
+        .name("minus-mask-dialog".to_string())
+        .spawn(move || {
+            let picked = rfd::FileDialog::new()
+                .add_filter("Images", &["png", "jpg", "jpeg", "webp", "bmp"])
+                .pick_file();
+            if let Some(path) = picked {
+                let _ = sender.send(path);
+            }
+            ctx.request_repaint();
+        });
+    receiver
 }
 
 /// A small button with a tooltip, known to screen readers (and the tests) as `name`:

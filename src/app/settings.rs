@@ -8,7 +8,7 @@ use super::browse::PathField;
 use super::sweep::SweepSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadSettings;
-use crate::pipeline::{PreviewKind, Request};
+use crate::pipeline::{MaskFile, PreviewKind, Request};
 use crate::weights::ModelPaths;
 
 /// The models chosen in the Models section, and where to run them.
@@ -51,6 +51,14 @@ pub struct SavedPromptImage {
     pub path: PathBuf,
     pub weight: f64,
     pub enabled: bool,
+    /// Where the image acts (none: everywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<MaskFile>,
+    #[serde(
+        default = "crate::pipeline::request::yes",
+        skip_serializing_if = "crate::pipeline::request::is_yes"
+    )]
+    pub mask_enabled: bool,
 }
 
 /// The persisted state of the window.
