@@ -7,7 +7,7 @@
 /// `ALL` (menu order), `name()`, `from_name()`, `Serialize`/`Deserialize` and
 /// `clap::ValueEnum`.
 ///
-/// ```ignore
+/// ```text
 /// named_choices! {
 ///     /// How a thing is done.
 ///     #[derive(Default)]
