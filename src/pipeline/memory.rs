@@ -240,6 +240,17 @@ mod tests {
     }
 
     #[test]
+    fn an_f16_run_on_the_cpu_needs_a_fifth_of_its_weights_at_most() {
+        // The stand-in for a GPU's f16 run: full-size SD 1.5, ViT-H and Plus in f16
+        // (3270 MiB), 256², 4 images. The attention's scores and their f32 copy once
+        // took 640 MiB of it; the CPU's smaller slices keep them at 160 MiB.
+        let weights_bytes = 3270 << 20;
+        let needs = estimate(&request(256, 4), sd15(DType::F16, true));
+        let run_bytes = needs.device_bytes + needs.host_bytes;
+        assert!(5 * run_bytes <= weights_bytes, "{run_bytes}");
+    }
+
+    #[test]
     fn a_run_that_does_not_fit_the_gpu_is_refused_with_its_numbers() {
         // 1024², 8 images in f16 on a card with 4 GiB left: the UNet's activations alone
         // are more, whatever the decode does.
