@@ -482,7 +482,7 @@ fn the_window_keeps_restored_masks_and_switches_them_off() {
     };
     assert_eq!(mask(&harness), (Some(left.clone()), true));
     harness.get_by_label("mask").click();
-    harness.step();
+    harness.run_steps(3);
     assert_eq!(mask(&harness), (Some(left), false));
     let messages = app(&harness).messages();
     let kinds: Vec<_> = messages.iter().map(|m| m.kind).collect();
