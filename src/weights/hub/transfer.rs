@@ -476,6 +476,9 @@ mod tests {
         );
         assert_eq!(elsewhere("https://cdn.example/x"), "https://cdn.example/x");
         assert_eq!(elsewhere("//cdn.example/x"), "https://cdn.example/x");
-        assert!(resolve_location(url, "relative/path").is_err());
+        assert_eq!(
+            resolve_location(url, "relative/path").err(),
+            Some("unusable redirect to `relative/path`".to_string())
+        );
     }
 }
