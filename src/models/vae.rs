@@ -200,10 +200,10 @@ impl VaeDecoder {
     /// One image at a time: the full-resolution activations of a batch of four at
     /// 768² take gigabytes (more where a GPU rounds buffers up), and every operation
     /// of the decoder works within one sample (GroupNorm's statistics too), so the
-    /// images are the same as [`Self::decode_batched`]'s, bit for bit. An image
-    /// decodes in blended tiles (see [`crate::models::vae_tiles`]) above 1024²
-    /// pixels, where the memory left on its device would not hold a whole decode,
-    /// and when a whole decode runs out of device memory.
+    /// images are the same as [`Self::decode_batched`]'s, bit for bit. An image larger
+    /// than one 512² tile decodes in blended tiles (see [`crate::models::vae_tiles`])
+    /// above 1024² pixels, where the memory left on its device would not hold a whole
+    /// decode, or once a whole decode has run out of device memory.
     pub fn decode(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
         let (batch, _, height, width) = latents.dims4()?;
         let device = latents.device();
