@@ -12,7 +12,7 @@ use common::stand_in_hub::{StandInHub, served_files};
 use common::ui::{
     State, app, app_mut, assert_no_messages, drop_house_and_lawn, harness, run_until, test_settings,
 };
-use common::{fixtures, temp_dir};
+use common::{copy_dir, fixtures, temp_dir};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -189,18 +189,6 @@ fn a_failed_model_load_says_so_until_models_load() {
         app.loaded_models().is_some()
     });
     assert_no_messages(&harness);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("folder");
-    for entry in std::fs::read_dir(from).expect("fixture folder").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 #[test]

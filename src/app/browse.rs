@@ -16,6 +16,10 @@ pub enum PathField {
     Vae,
     IpAdapter,
     ImageEncoder,
+    /// A LoRA file to add to the list.
+    Lora,
+    /// The folder whose LoRA files are listed.
+    LoraDir,
     ModelsDir,
     OutputDir,
 }
@@ -33,8 +37,8 @@ impl PathField {
     pub fn kinds(self) -> &'static [PickKind] {
         match self {
             Self::Model | Self::Vae | Self::ImageEncoder => &[PickKind::File, PickKind::Folder],
-            Self::IpAdapter => &[PickKind::File],
-            Self::ModelsDir | Self::OutputDir => &[PickKind::Folder],
+            Self::IpAdapter | Self::Lora => &[PickKind::File],
+            Self::ModelsDir | Self::OutputDir | Self::LoraDir => &[PickKind::Folder],
         }
     }
 
@@ -45,7 +49,8 @@ impl PathField {
             Self::Vae => Some(("VAEs", &["safetensors", "ckpt", "pt", "bin"])),
             Self::IpAdapter => Some(("IP-Adapters", &["safetensors", "bin"])),
             Self::ImageEncoder => Some(("Image encoders", &["safetensors", "bin"])),
-            Self::ModelsDir | Self::OutputDir => None,
+            Self::Lora => Some(("LoRAs", &["safetensors"])),
+            Self::ModelsDir | Self::OutputDir | Self::LoraDir => None,
         }
     }
 }

@@ -54,6 +54,7 @@ impl MinusApp {
         self.handle_loaded_files(ctx);
         self.handle_dropped_files(ctx);
         self.handle_browsed_paths();
+        self.handle_found_loras();
         if ctx.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
             self.generate();
         }

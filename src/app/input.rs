@@ -127,6 +127,7 @@ impl MinusApp {
         let negative = self.negative.restore(&request.negative_images);
         self.loader.load(positive, Target::Positive);
         self.loader.load(negative, Target::Negative);
+        self.restore_loras(request.loras.clone());
         self.settings.request = request;
         self.settings.random_seed = false;
         true

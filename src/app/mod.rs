@@ -10,6 +10,8 @@ mod fields;
 mod frame;
 mod input;
 mod loader;
+mod lora_restore;
+mod loras;
 mod messages;
 mod method;
 mod models_panel;

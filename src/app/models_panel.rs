@@ -7,6 +7,7 @@ use egui::RichText;
 
 use super::browse::{PathField, PickKind};
 use super::fields::{choice_field, optional_path_field, path_field};
+use super::loras::{LoraAction, LoraLibrary};
 use super::settings::ModelSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadedModels;
@@ -38,6 +39,8 @@ pub struct ModelsPanel {
     /// The built-in catalogue, whose adapters the kind list offers (`None` only if
     /// the built-in file were broken: then the list is empty).
     catalogue: Option<&'static Catalogue>,
+    /// The LoRA folders' files, and restored LoRAs being looked for.
+    pub loras: LoraLibrary,
 }
 
 impl ModelsPanel {
@@ -102,7 +105,13 @@ impl ModelsPanel {
             ModelsAction::None
         };
         let folder = folder_ui(ui, &mut models.models_dir);
-        [paths, device, folder]
+        ui.separator();
+        let loras = match self.loras.ui(ui, models) {
+            LoraAction::None => ModelsAction::None,
+            LoraAction::Reload => ModelsAction::Reload,
+            LoraAction::Browse(field, kind) => ModelsAction::Browse(field, kind),
+        };
+        [paths, device, folder, loras]
             .into_iter()
             .find(|action| *action != ModelsAction::None)
             .unwrap_or(ModelsAction::None)
@@ -280,6 +289,7 @@ pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
             ),
         ],
         [("Device:", device), ("Preview:", preview)],
+        [("LoRAs:", loras_text(loaded)), ("", String::new())],
     ];
     egui::Grid::new("loaded models")
         .num_columns(4)
@@ -293,4 +303,21 @@ pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
                 ui.end_row();
             }
         });
+}
+
+/// The loaded LoRAs with their strengths ("detail 0.8, style -0.5"), "none", or a
+/// dash while nothing is loaded.
+fn loras_text(loaded: Option<&LoadedModels>) -> String {
+    let Some(loaded) = loaded else {
+        return "-".to_string();
+    };
+    if loaded.loras.is_empty() {
+        return "none".to_string();
+    }
+    let named: Vec<String> = loaded
+        .loras
+        .iter()
+        .map(|(name, strength)| format!("{name} {strength}"))
+        .collect();
+    named.join(", ")
 }

@@ -10,6 +10,7 @@ use crate::device::DeviceChoice;
 use crate::engine::LoadSettings;
 use crate::pipeline::{MaskFile, PreviewKind, Request};
 use crate::weights::ModelPaths;
+use crate::weights::lora::LoraChoice;
 
 /// The models chosen in the Models section, and where to run them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -21,6 +22,8 @@ pub struct ModelSettings {
     pub device: DeviceChoice,
     /// A ComfyUI/A1111 install (or its `models` folder) to pick files from.
     pub models_dir: String,
+    /// A folder of LoRA files to list (besides the install's `models/loras`).
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl ModelSettings {
@@ -90,6 +93,11 @@ impl Settings {
             PathField::Vae => paths.vae = Some(path),
             PathField::IpAdapter => paths.ip_adapter = Some(path),
             PathField::ImageEncoder => paths.image_encoder = Some(path),
+            PathField::Lora => paths.loras.push(LoraChoice::new(path, 1.0)),
+            PathField::LoraDir => {
+                self.models.lora_dir = Some(path);
+                return false;
+            }
             PathField::ModelsDir => {
                 self.models.models_dir = path.display().to_string();
                 return false;

@@ -41,6 +41,8 @@ pub struct LoadedModels {
     pub dtype: String,
     /// TAESD loaded for previews; without it they use the latent colour map.
     pub taesd: bool,
+    /// The LoRAs merged in: each one's name and strength.
+    pub loras: Vec<(String, f64)>,
 }
 
 impl LoadedModels {
@@ -61,6 +63,11 @@ impl LoadedModels {
             device: device.to_string(),
             dtype: format!("{dtype:?}").to_lowercase(),
             taesd,
+            loras: paths
+                .loras
+                .iter()
+                .map(|lora| (lora.name(), lora.strength))
+                .collect(),
         }
     }
 }

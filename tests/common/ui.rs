@@ -45,7 +45,7 @@ pub fn test_settings(output_dir: &Path) -> Settings {
                 ..ModelPaths::default()
             },
             device: DeviceChoice::Cpu,
-            models_dir: String::new(),
+            ..ModelSettings::default()
         },
         output_dir: Some(output_dir.to_path_buf()),
         random_seed: false,

@@ -11,6 +11,7 @@ pub mod choice;
 pub mod file;
 pub mod header;
 pub mod kind;
+pub mod library;
 pub mod merge;
 pub mod names;
 pub mod patched;
