@@ -42,6 +42,8 @@ impl MinusApp {
             .default_size(150.0)
             .show(ui, |ui| self.results.gallery_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| self.central_ui(ui));
+        self.update_mask_views(&ctx);
+        self.mask_editor_ui(&ctx);
         // The engine takes the next preview only once this one is on screen.
         if std::mem::take(&mut self.preview_to_acknowledge) {
             self.engine.send(Command::PreviewShown);
@@ -60,7 +62,9 @@ impl MinusApp {
         }
         self.notices.deliver(&mut self.messages);
         self.handle_paste(ctx);
-        if ctx.input(|i| i.key_pressed(Key::Escape))
+        // With the mask editor open, Escape closes the editor instead.
+        if self.mask_editor.is_none()
+            && ctx.input(|i| i.key_pressed(Key::Escape))
             && let Some(job) = &self.results.running
         {
             self.engine.send(Command::Cancel(job.id));
@@ -167,15 +171,20 @@ impl MinusApp {
             (&mut self.positive, Target::Positive, None),
             (&mut self.negative, Target::Negative, negative_mark),
         ];
+        let mut actions = Vec::new();
         for (i, ((pane, target, mark), column)) in panes.into_iter().zip(columns).enumerate() {
             let (rect, action) = pane.ui(column, hover.over(self.pane_rects[i]), fit, mark);
             self.pane_rects[i] = rect;
+            actions.push((target, action));
+        }
+        for (target, action) in actions {
             match action {
                 PaneAction::None => {}
                 PaneAction::Add => tasks::pick_images(&self.notices, &self.loader, target),
                 PaneAction::Paste => {
                     tasks::paste_image(&self.notices, &self.loader, target, pasted_dir());
                 }
+                PaneAction::EditMask(index) => self.open_mask_editor((target, index)),
             }
         }
     }

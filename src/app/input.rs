@@ -140,15 +140,18 @@ impl MinusApp {
         if dropped.is_empty() {
             return;
         }
+        let paths: Vec<PathBuf> = dropped
+            .iter()
+            .map(|file| file.path().to_path_buf())
+            .collect();
+        if self.drop_on_mask_editor(pointer, &paths, ctx) {
+            return;
+        }
         let target = match pointer {
             Some(pos) if self.pane_rects[0].contains(pos) => Target::Positive,
             Some(pos) if self.pane_rects[1].contains(pos) => Target::Negative,
             _ => Target::Window,
         };
-        let paths = dropped
-            .iter()
-            .map(|file| file.path().to_path_buf())
-            .collect();
         self.loader.load(paths, target);
     }
 
@@ -192,7 +195,12 @@ impl MinusApp {
 
 /// Where pasted images are stored (prompts refer to files).
 pub(super) fn pasted_dir() -> PathBuf {
+    data_dir().join("pasted")
+}
+
+/// Minus's own data folder: pasted images, and masks drawn while no results folder is set.
+pub(super) fn data_dir() -> PathBuf {
     directories::ProjectDirs::from("", "", "Minus")
-        .map(|dirs| dirs.data_dir().join("pasted"))
-        .unwrap_or_else(|| std::env::temp_dir().join("minus-pasted"))
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| std::env::temp_dir().join("minus"))
 }

@@ -12,6 +12,10 @@ mod input;
 mod loader;
 mod lora_restore;
 mod loras;
+mod mask_canvas;
+mod mask_editor;
+mod mask_view;
+mod masks;
 mod messages;
 mod method;
 mod models_panel;
@@ -21,6 +25,7 @@ mod running;
 mod settings;
 mod status;
 mod sweep;
+mod sweep_masks;
 mod tasks;
 #[cfg(feature = "test-support")]
 mod test_support;
@@ -78,6 +83,8 @@ pub struct MinusApp {
     engine_lost: bool,
     /// A preview arrived and is drawn this frame: the engine hears so once it is.
     preview_to_acknowledge: bool,
+    /// The mask editor, while it is open.
+    mask_editor: Option<mask_editor::MaskEditor>,
 }
 
 impl MinusApp {
@@ -123,6 +130,7 @@ impl MinusApp {
             models_panel: ModelsPanel::new(),
             browser: Browser::default(),
             engine_lost: false,
+            mask_editor: None,
         };
         app.use_cached_defaults();
         for (pane, target) in [

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crossbeam_channel::Receiver;
 use egui::{Color32, RichText, TextureHandle};
 
+use super::mask_view::MaskView;
 use super::settings::SavedPromptImage;
 use super::texture;
 use crate::pipeline::preprocess::FitMode;
@@ -19,6 +19,8 @@ pub enum PaneAction {
     Add,
     /// Paste an image from the clipboard into this pane.
     Paste,
+    /// Open the mask editor for the image at this index.
+    EditMask(usize),
 }
 
 /// One image in a pane.
@@ -32,8 +34,8 @@ pub struct PaneImage {
     pub mask_enabled: bool,
     /// `None` until the background loader has decoded it.
     pub thumbnail: Option<TextureHandle>,
-    /// The answer of the mask file dialog this image opened, until it comes.
-    mask_dialog: Option<Receiver<PathBuf>>,
+    /// The mask as read for the thumbnail's overlay and the editor.
+    pub mask_view: MaskView,
 }
 
 impl PaneImage {
@@ -46,7 +48,7 @@ impl PaneImage {
             mask: None,
             mask_enabled: true,
             thumbnail: None,
-            mask_dialog: None,
+            mask_view: MaskView::default(),
         }
     }
 
@@ -163,8 +165,10 @@ impl Pane {
                     .show(ui, |ui| {
                         ui.horizontal(|ui| {
                             for (i, image) in self.images.iter_mut().enumerate() {
-                                if image_card(ui, image, (self.title, i), card_width, fit) {
-                                    remove = Some(i);
+                                match image_card(ui, image, (self.title, i), card_width, fit) {
+                                    CardAction::None => {}
+                                    CardAction::Remove => remove = Some(i),
+                                    CardAction::EditMask => action = PaneAction::EditMask(i),
                                 }
                             }
                         });
@@ -208,16 +212,22 @@ const CARD_WIDTH: f32 = 110.0;
 /// The narrowest card: a pane narrower than this scrolls instead.
 const MIN_CARD_WIDTH: f32 = 60.0;
 
-/// Draws one image (the `index`th of `pane`) with its controls, `width` wide;
-/// returns true when "remove" was clicked.
+/// What a click on an image card asks for.
+enum CardAction {
+    None,
+    Remove,
+    EditMask,
+}
+
+/// Draws one image (the `index`th of `pane`) with its controls, `width` wide.
 fn image_card(
     ui: &mut egui::Ui,
     image: &mut PaneImage,
     (pane, index): (&str, usize),
     width: f32,
     fit: FitMode,
-) -> bool {
-    let mut removed = false;
+) -> CardAction {
+    let mut action = CardAction::None;
     ui.vertical(|ui| {
         ui.set_width(width);
         let name = image
@@ -236,6 +246,13 @@ fn image_card(
                     .add(texture::fitted(texture, 100.0).tint(tint))
                     .on_hover_text(image.path.display().to_string());
                 fit_overlay(ui, shown.rect, fit);
+                if image.mask_enabled
+                    && let Some(mask) = image.mask_view.texture()
+                {
+                    let uv = egui::Rect::from_min_max(egui::Pos2::ZERO, egui::pos2(1.0, 1.0));
+                    ui.painter()
+                        .image(mask.id(), shown.rect, uv, Color32::WHITE);
+                }
             }
             None => {
                 ui.spinner();
@@ -253,59 +270,33 @@ fn image_card(
                 .on_hover_text("Use this image in the next run");
             let tip = "Remove this image from the pane";
             let name = format!("remove {pane} {index}");
-            removed = named_button(ui, "Remove", tip, name).clicked();
+            if named_button(ui, "Remove", tip, name).clicked() {
+                action = CardAction::Remove;
+            }
         });
-        mask_ui(ui, image, (pane, index));
+        if mask_ui(ui, image, (pane, index)) {
+            action = CardAction::EditMask;
+        }
     });
-    removed
+    action
 }
 
-/// The Mask... button (a file dialog) and, once there is a mask, its on/off box.
-fn mask_ui(ui: &mut egui::Ui, image: &mut PaneImage, (pane, index): (&str, usize)) {
-    if let Some(answer) = &image.mask_dialog {
-        match answer.try_recv() {
-            Ok(path) => {
-                image.mask = Some(MaskFile::new(path));
-                image.mask_enabled = true;
-                image.mask_dialog = None;
-            }
-            Err(crossbeam_channel::TryRecvError::Disconnected) => image.mask_dialog = None,
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-    }
+/// The Mask... button and, once there is a mask, its on/off box; returns true when
+/// the editor should open.
+fn mask_ui(ui: &mut egui::Ui, image: &mut PaneImage, (pane, index): (&str, usize)) -> bool {
     ui.horizontal(|ui| {
-        let tip = "Choose a mask: a grayscale picture, white where this image acts (it is \
-                   fitted to the output size)";
+        let tip = "Draw or load where this image acts (white = here; it is fitted to the \
+                   output size)";
         let name = format!("mask {pane} {index}");
-        if named_button(ui, "Mask...", tip, name).clicked() && image.mask_dialog.is_none() {
-            image.mask_dialog = Some(pick_mask(ui.ctx()));
-        }
+        let edit = named_button(ui, "Mask...", tip, name).clicked();
         if let Some(mask) = &image.mask {
             let tip = format!("{}: off, the image acts everywhere", mask.path.display());
             ui.checkbox(&mut image.mask_enabled, "mask")
                 .on_hover_text(tip);
         }
-    });
-}
-
-/// Opens the system file dialog for a mask on its own thread; the answer arrives on
-/// the returned channel (none when the dialog is cancelled).
-fn pick_mask(ctx: &egui::Context) -> Receiver<PathBuf> {
-    let (sender, receiver) = crossbeam_channel::bounded(1);
-    let ctx = ctx.clone();
-    // Without a thread the dialog cannot open, and the button does nothing.
-    let _ = std::thread::Builder::new()
-        .name("minus-mask-dialog".to_string())
-        .spawn(move || {
-            let picked = rfd::FileDialog::new()
-                .add_filter("Images", &["png", "jpg", "jpeg", "webp", "bmp"])
-                .pick_file();
-            if let Some(path) = picked {
-                let _ = sender.send(path);
-            }
-            ctx.request_repaint();
-        });
-    receiver
+        edit
+    })
+    .inner
 }
 
 /// A small button with a tooltip, known to screen readers (and the tests) as `name`:

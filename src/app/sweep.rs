@@ -25,11 +25,13 @@ pub enum SweepParameter {
     Seed,
     /// The way to say "not this" (values are method names, see `Method::parse`).
     Method,
+    /// Masks on or off (values are `on`, `off`, `+N`, `-N`, see `sweep_masks`).
+    Masks,
 }
 
 impl SweepParameter {
     /// All parameters, in menu order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::NegativeWeight,
         Self::Weight,
         Self::NegativeStart,
@@ -38,6 +40,7 @@ impl SweepParameter {
         Self::Steps,
         Self::Seed,
         Self::Method,
+        Self::Masks,
     ];
 
     /// The label shown in menus and on the grid.
@@ -51,6 +54,7 @@ impl SweepParameter {
             Self::Steps => "steps",
             Self::Seed => "seed",
             Self::Method => "method",
+            Self::Masks => "masks on/off",
         }
     }
 
@@ -66,12 +70,16 @@ impl SweepParameter {
             Self::Steps => "10, 20, 30",
             Self::Seed => "1, 2, 3, 4",
             Self::Method => "seed, off, noise, subtract, ease-in, k-v-c-penalty",
+            Self::Masks => "on, off",
         }
     }
 
     /// One request and its grid label per value of `values` (comma separated: numbers,
-    /// or method names for a method sweep).
+    /// method names for a method sweep, mask switches for a mask sweep).
     pub fn requests(self, base: &Request, values: &str) -> Result<Vec<(Request, String)>, String> {
+        if self == Self::Masks {
+            return super::sweep_masks::mask_requests(base, values);
+        }
         if self == Self::Method {
             let methods = values
                 .split(',')
@@ -93,7 +101,7 @@ impl SweepParameter {
     }
 
     /// A copy of `request` with this parameter set to `value` (a number leaves the
-    /// method alone: a method sweep's values are names, see `requests`).
+    /// method and the masks alone: their sweeps' values are names, see `requests`).
     pub fn apply(self, request: &Request, value: f64) -> Request {
         let mut request = request.clone();
         match self {
@@ -104,7 +112,7 @@ impl SweepParameter {
             Self::Cfg => request.cfg = value,
             Self::Steps => request.steps = value.round().max(1.0) as usize,
             Self::Seed => request.seed = value.round().max(0.0) as u64,
-            Self::Method => {}
+            Self::Method | Self::Masks => {}
         }
         request
     }
@@ -257,9 +265,13 @@ mod tests {
         let mut sweep = SweepSettings::default();
         sweep.vary(SweepParameter::Method);
         assert_eq!(sweep.values, SweepParameter::Method.default_values());
+        let masked = |path: &str| crate::pipeline::ImagePrompt {
+            mask: Some(crate::pipeline::MaskFile::new("mask.png")),
+            ..crate::pipeline::ImagePrompt::new(path)
+        };
         let base = Request {
-            images: vec![crate::pipeline::ImagePrompt::new("a.png")],
-            negative_images: vec![crate::pipeline::ImagePrompt::new("b.png")],
+            images: vec![masked("a.png")],
+            negative_images: vec![masked("b.png")],
             ..Request::default()
         };
         for parameter in SweepParameter::ALL {

@@ -93,4 +93,29 @@ impl MinusApp {
     pub fn sweep_complete(&self) -> bool {
         self.results.sweep.as_ref().is_some_and(Sweep::is_complete)
     }
+
+    /// How many pixels the open mask editor has painted, and of how many (`None`
+    /// while it is closed).
+    pub fn mask_editor_coverage(&self) -> Option<(usize, usize)> {
+        let canvas = self.mask_editor.as_ref()?.canvas();
+        let [width, height] = canvas.size();
+        Some((canvas.on_count(), width * height))
+    }
+
+    /// The mask of image `index` of the positive (or negative) pane: its file, whether
+    /// it is on, and how many pixels its overlay shows (`None` until it is read).
+    pub fn pane_mask(
+        &self,
+        negative: bool,
+        index: usize,
+    ) -> Option<(std::path::PathBuf, bool, Option<usize>)> {
+        let pane = if negative {
+            &self.negative
+        } else {
+            &self.positive
+        };
+        let image = pane.images.get(index)?;
+        let shown = image.mask_view.canvas().map(|c| c.on_count());
+        Some((image.mask.as_ref()?.path.clone(), image.mask_enabled, shown))
+    }
 }

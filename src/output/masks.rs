@@ -13,6 +13,23 @@ use crate::pipeline::{MaskFile, Request};
 /// Folder of the kept masks, inside the results folder.
 pub const MASKS_FOLDER: &str = "masks";
 
+/// Writes a mask drawn in the window (PNG `bytes`) into `dir/masks`, named by its
+/// SHA-256 as the masks kept beside results are, so that a result saved in `dir`
+/// finds it there already; returns its path.
+pub fn keep_drawn_mask(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let path = drawn_mask_path(dir, bytes);
+    if !path.is_file() {
+        write_atomic(&path, bytes)?;
+    }
+    Ok(path)
+}
+
+/// Where [`keep_drawn_mask`] keeps the PNG `bytes`.
+pub fn drawn_mask_path(dir: &Path, bytes: &[u8]) -> PathBuf {
+    dir.join(MASKS_FOLDER)
+        .join(format!("{}.png", hex::encode(Sha256::digest(bytes))))
+}
+
 /// `request` with each mask it read copied to `dir/masks/<sha256>.<ext>` (once per
 /// content) and named there, so that results saved in `dir` bring their masks back.
 /// A mask whose file no longer has the bytes the run read keeps its own path.
