@@ -200,12 +200,15 @@ impl LoraLibrary {
         }
         let files = self.listing.as_ref().map_or(&[][..], |l| &l.files[..]);
         let mut clicked = None;
+        let row_height = ui.spacing().interact_size.y;
+        // Only the rows in view are laid out: a folder may list thousands.
         egui::ScrollArea::vertical()
             .id_salt("found loras")
             .max_height(FOUND_LIST_HEIGHT)
-            .show(ui, |ui| {
-                for path in files {
-                    if found_button(ui, path, chosen.iter().any(|l| l.path == *path)) {
+            .show_rows(ui, row_height, files.len(), |ui, rows| {
+                for path in &files[rows] {
+                    let in_list = chosen.iter().any(|l| l.path == *path);
+                    if found_button(ui, path, in_list, row_height) {
                         clicked = Some(path.clone());
                     }
                 }
@@ -214,14 +217,19 @@ impl LoraLibrary {
     }
 }
 
-/// One found file: a button adding it (disabled once it is in the list).
-fn found_button(ui: &mut egui::Ui, path: &Path, in_list: bool) -> bool {
+/// One found file: a button `height` high adding it (disabled once it is in the list).
+fn found_button(ui: &mut egui::Ui, path: &Path, in_list: bool, height: f32) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let button = ui
-        .add_enabled(!in_list, egui::Button::new(format!("+ {name}")).small())
+        .add_enabled(
+            !in_list,
+            egui::Button::new(format!("+ {name}"))
+                .small()
+                .min_size(egui::vec2(0.0, height)),
+        )
         .on_hover_text(path.display().to_string());
     let accessible = format!("add LoRA {name}");
     button.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, !in_list, &accessible));

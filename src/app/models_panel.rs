@@ -289,7 +289,6 @@ pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
             ),
         ],
         [("Device:", device), ("Preview:", preview)],
-        [("LoRAs:", loras_text(loaded)), ("", String::new())],
     ];
     egui::Grid::new("loaded models")
         .num_columns(4)
@@ -303,6 +302,11 @@ pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
                 ui.end_row();
             }
         });
+    // Below the grid, where a long list wraps instead of widening the column.
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new("LoRAs:").small().weak());
+        ui.label(RichText::new(loras_text(loaded)).small());
+    });
 }
 
 /// The loaded LoRAs with their strengths ("detail 0.8, style -0.5"), "none", or a
