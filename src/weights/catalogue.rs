@@ -22,6 +22,8 @@ pub enum EntryKind {
     IpAdapter,
     /// TAESD, the tiny decoder of the live previews.
     PreviewDecoder,
+    /// A LoRA file (the few-step LoRAs of the Fast preset).
+    Lora,
 }
 
 /// One downloadable model.
@@ -55,6 +57,11 @@ pub const DEFAULT_ADAPTER: &str = "ip-adapter";
 
 /// Catalogue name of TAESD, the previews' decoder.
 pub const TAESD: &str = "taesd";
+
+/// Catalogue name of TCD's SD 1.5 LoRA (`h1t/TCD-SD15-LoRA`), made for the TCD sampler.
+pub const TCD_LORA: &str = "tcd-sd15-lora";
+/// Catalogue name of Hyper-SD's 8-step SD 1.5 LoRA that keeps guidance (CFG 5-8) working.
+pub const HYPER_SD_CFG_LORA: &str = "hyper-sd15-8steps-cfg-lora";
 
 /// Entries a first run needs: model, VAE, image encoder, the base adapter and TAESD.
 pub const FIRST_RUN: [&str; 5] = [
@@ -96,6 +103,11 @@ impl Catalogue {
             .filter(|e| e.kind == EntryKind::IpAdapter)
     }
 
+    /// The LoRA files Minus can download (the few-step LoRAs).
+    pub fn loras(&self) -> impl Iterator<Item = &CatalogueEntry> {
+        self.entries.iter().filter(|e| e.kind == EntryKind::Lora)
+    }
+
     /// The adapter entry whose file has the name of `path`'s, wherever it lives
     /// (the hub cache, a ComfyUI folder).
     pub fn adapter_for_file(&self, path: &Path) -> Option<&CatalogueEntry> {
@@ -133,7 +145,7 @@ impl CatalogueEntry {
     }
 
     /// The path Minus loads (a folder for models, VAEs and encoders; the file for
-    /// adapters), if every file of the entry is in the cache.
+    /// adapters and LoRAs), if every file of the entry is in the cache.
     pub fn cached_path(&self, hub: &Hub) -> Option<PathBuf> {
         if !self
             .files
@@ -143,7 +155,7 @@ impl CatalogueEntry {
             return None;
         }
         match self.kind {
-            EntryKind::IpAdapter => hub.cached(&self.repo, self.files.first()?),
+            EntryKind::IpAdapter | EntryKind::Lora => hub.cached(&self.repo, self.files.first()?),
             EntryKind::ImageEncoder => {
                 Some(hub.snapshot_dir(&self.repo)?.join("models/image_encoder"))
             }
@@ -209,6 +221,61 @@ mod tests {
         let taesd = catalogue.get(TAESD)?;
         assert_eq!(taesd.kind, EntryKind::PreviewDecoder);
         assert_eq!(taesd.repo, "madebyollin/taesd");
+        Ok(())
+    }
+
+    #[test]
+    fn the_few_step_loras_are_listed_with_their_hub_files() -> Result<()> {
+        let catalogue = Catalogue::built_in()?;
+        let loras: Vec<(&str, &str, &str, u64)> = catalogue
+            .loras()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.repo.as_str(),
+                    e.files[0].as_str(),
+                    e.approx_mb,
+                )
+            })
+            .collect();
+        // Sizes as the hub lists them: 135 MB, and 269,127,064 bytes.
+        assert_eq!(
+            loras,
+            [
+                (
+                    TCD_LORA,
+                    "h1t/TCD-SD15-LoRA",
+                    "pytorch_lora_weights.safetensors",
+                    135
+                ),
+                (
+                    HYPER_SD_CFG_LORA,
+                    "ByteDance/Hyper-SD",
+                    "Hyper-SD15-8steps-CFG-lora.safetensors",
+                    269
+                ),
+            ]
+        );
+        assert!(catalogue.adapters().all(|e| e.kind != EntryKind::Lora));
+        Ok(())
+    }
+
+    #[test]
+    fn a_cached_lora_is_its_file() -> Result<()> {
+        let cache = crate::scratch::ScratchDir::new("catalogue-lora");
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let repo_dir = cache.join("models--h1t--TCD-SD15-LoRA");
+        let snapshot = repo_dir.join("snapshots").join(commit);
+        let hub = Hub::new("http://127.0.0.1:9", cache.to_path_buf());
+        let entry = Catalogue::built_in()?.get(TCD_LORA)?;
+        assert_eq!(entry.cached_path(&hub), None);
+        std::fs::create_dir_all(&snapshot).map_err(|e| MinusError::io(&snapshot, e))?;
+        std::fs::create_dir_all(repo_dir.join("refs")).map_err(|e| MinusError::io(&repo_dir, e))?;
+        std::fs::write(repo_dir.join("refs/main"), commit)
+            .map_err(|e| MinusError::io(&repo_dir, e))?;
+        let file = snapshot.join("pytorch_lora_weights.safetensors");
+        std::fs::write(&file, b"lora").map_err(|e| MinusError::io(&file, e))?;
+        assert_eq!(entry.cached_path(&hub), Some(file));
         Ok(())
     }
 }
