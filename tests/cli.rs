@@ -65,6 +65,8 @@ fn generate_writes_numbered_pngs_with_settings() {
 fn failing(args: &[&str]) -> (Option<i32>, String) {
     let scratch = temp_dir("cli-fail");
     let output = minus()
+        // An empty download cache: a missing flag is not filled from the user's.
+        .env("HF_HUB_CACHE", scratch.join("empty-hub"))
         .arg("generate")
         .args(["--device", "cpu", "--height", "64"])
         .args(args)
@@ -112,10 +114,6 @@ fn bad_input_gives_a_one_line_error_naming_the_problem() {
                 "/no/such.png",
             ],
             "/no/such.png",
-        ),
-        (
-            vec!["--model", &model, "--image", "/no/such.png"],
-            "need an IP-Adapter",
         ),
         (
             vec![

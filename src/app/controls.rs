@@ -11,7 +11,9 @@ use super::settings::Settings;
 use super::sweep::{SweepParameter, SweepSettings};
 use crate::pipeline::preprocess::FitMode;
 use crate::pipeline::request::ETA_RANGE;
-use crate::pipeline::{Combine, EmbedsScaling, PreviewKind, Request, WeightType, Window};
+use crate::pipeline::{
+    Combine, EmbedsScaling, FinalDecode, PreviewKind, Request, WeightType, Window,
+};
 use crate::rng::random_seed;
 use crate::schedulers::SamplerKind;
 
@@ -48,6 +50,7 @@ pub fn settings_ui(
     choice_field(ui, "Fit", &mut request.fit, FitMode::ALL, FitMode::name).on_hover_text(
         "How non-square prompt images are made square: crop the middle, pad, or squash",
     );
+    final_decode_ui(ui, &mut request.final_decode);
     ui.separator();
     [
         output_ui(ui, &mut settings.output_dir),
@@ -202,6 +205,26 @@ fn preview_ui(
         ControlAction::DownloadTaesd
     } else {
         ControlAction::None
+    }
+}
+
+/// Whether the finished picture is decoded by TAESD (a draft) instead of the VAE.
+fn final_decode_ui(ui: &mut egui::Ui, decode: &mut FinalDecode) {
+    let mut fast = *decode == FinalDecode::Taesd;
+    if ui
+        .checkbox(&mut fast, "Fast final decode (TAESD)")
+        .on_hover_text(
+            "Decode the finished picture with TAESD, the previews' tiny decoder: a draft in \
+             about a second on the CPU instead of half a minute, softer in fine detail \
+             (needs TAESD downloaded)",
+        )
+        .changed()
+    {
+        *decode = if fast {
+            FinalDecode::Taesd
+        } else {
+            FinalDecode::Vae
+        };
     }
 }
 

@@ -312,9 +312,14 @@ fn entry_buttons_ui(ui: &mut egui::Ui, entry: &GalleryEntry) -> ResultAction {
         if ui.button("Use these settings").clicked() {
             action = ResultAction::UseSettings(Box::new(request.clone()));
         }
+        // A draft says so: TAESD's picture is softer than the VAE's.
+        let decode = match request.final_decode {
+            crate::pipeline::FinalDecode::Taesd => ", TAESD decode",
+            crate::pipeline::FinalDecode::Vae => "",
+        };
         ui.label(
             RichText::new(format!(
-                "seed {}, {} steps, {}",
+                "seed {}, {} steps, {}{decode}",
                 request.seed,
                 request.steps,
                 request.sampler.display_name()

@@ -11,14 +11,16 @@ use minus::output::{check_replaceable, numbered_paths};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::preprocess::FitMode;
 use minus::pipeline::{
-    Combine, EmbedsScaling, Flow, ImagePrompt, MaskFile, Models, Phase, Request, WeightType,
-    Window, generate,
+    Combine, EmbedsScaling, FinalDecode, Flow, ImagePrompt, MaskFile, Models, Phase, Request,
+    WeightType, Window, generate,
 };
 use minus::rng::random_seed;
 
 use super::UsageError;
+use super::defaults::{Needs, fill_from_cache};
 use minus::schedulers::{DEFAULT_ETA, SamplerKind};
 use minus::weights::ModelPaths;
+use minus::weights::hub::Hub;
 use minus::weights::lora::LoraChoice;
 
 /// Flags of `minus generate`.
@@ -125,6 +127,10 @@ pub struct GenerateArgs {
     /// Where the image scale enters the image attention.
     #[arg(long, value_enum, default_value_t = EmbedsScaling::VOnly)]
     embeds_scaling: EmbedsScaling,
+    /// Decoder of the final picture: the full VAE, or TAESD for a draft in about a
+    /// second on the CPU (softer in fine detail; needs --taesd or TAESD downloaded).
+    #[arg(long = "decode", value_name = "DECODER", value_enum, default_value_t = FinalDecode::Vae)]
+    final_decode: FinalDecode,
     /// Compute device (auto: CUDA, then Metal on Apple silicon, then the CPU; a GPU that
     /// fails a first test falls back to the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
@@ -221,6 +227,7 @@ impl GenerateArgs {
             embeds_scaling: self.embeds_scaling,
             // `generate` fills them in from the models that run.
             loras: Vec::new(),
+            final_decode: self.final_decode,
         })
     }
 }
@@ -251,16 +258,37 @@ fn loras(paths: &[PathBuf], strengths: &[f64]) -> anyhow::Result<Vec<LoraChoice>
     Ok(loras)
 }
 
+/// The model files of the run: the flags', the rest from the download cache, and the
+/// `--lora` files.
+fn model_paths(args: &GenerateArgs, request: &Request) -> anyhow::Result<ModelPaths> {
+    let mut paths = ModelPaths {
+        loras: loras(&args.loras, &args.lora_weights)?,
+        ..args.models.clone()
+    };
+    let needs = Needs {
+        image_prompts: request.has_image_prompts(),
+        taesd: request.final_decode == FinalDecode::Taesd,
+    };
+    fill_from_cache(&mut paths, needs, &Hub::from_env())?;
+    // A folder the models would quietly do without (TAESD's) must be there when asked for.
+    if let Some(taesd) = paths.taesd.as_ref().filter(|_| needs.taesd)
+        && !taesd.is_dir()
+    {
+        anyhow::bail!(
+            "{}: TAESD folder not found (--decode taesd needs its config.json and weights)",
+            taesd.display()
+        );
+    }
+    Ok(paths)
+}
+
 /// Runs `minus generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let request = args.request()?;
     request
         .validate()
         .map_err(|error| UsageError(error.to_string()))?;
-    let paths = ModelPaths {
-        loras: loras(&args.loras, &args.lora_weights)?,
-        ..args.models.clone()
-    };
+    let paths = model_paths(args, &request)?;
     if request.guidance_off() && request.negative_images.iter().any(|image| image.enabled) {
         eprintln!("{NEGATIVE_IMAGES_NEED_GUIDANCE}");
     }
@@ -312,7 +340,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         },
     )
     .context("generation failed")?;
-    let model_name = args.models.model_name();
+    let model_name = paths.model_name();
     for (path, image) in outputs.iter().zip(&generation.images) {
         save_result(path, image, &generation.request, &model_name)?;
         eprintln!("wrote {}", path.display());

@@ -68,6 +68,13 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
     if !loras.is_empty() {
         text.push_str(&format!(", {loras}"));
     }
+    // Only a draft decode is named: results decoded by the VAE read as they always did.
+    if !request.final_decode.is_vae() {
+        text.push_str(&format!(
+            ", Decode: {}",
+            request.final_decode.display_name()
+        ));
+    }
     text
 }
 
@@ -312,6 +319,26 @@ mod tests {
         assert!(text(SamplerKind::Lcm).contains("Sampler: LCM, "));
         assert!(!text(SamplerKind::Lcm).contains("Eta"));
         assert!(!text(SamplerKind::Ddim).contains("Eta"));
+    }
+
+    #[test]
+    fn a_taesd_decode_is_named_in_the_settings_and_read_back() -> Result<()> {
+        use crate::pipeline::FinalDecode;
+        let vae = Request::default();
+        assert!(!parameters_text(&vae, "m").contains("Decode"));
+        let json = serde_json::to_string(&vae).expect("json");
+        assert!(!json.contains("final_decode"), "{json}");
+        let taesd = Request {
+            final_decode: FinalDecode::Taesd,
+            ..Request::default()
+        };
+        let text = parameters_text(&taesd, "m");
+        assert!(text.ends_with(", Decode: TAESD"), "{text}");
+        let bytes = encode_png(&RgbImage::new(2, 2), &taesd, "m")?;
+        let restored = read_request(&bytes).expect("settings");
+        assert_eq!(restored.final_decode, FinalDecode::Taesd);
+        assert_eq!(restored, taesd);
+        Ok(())
     }
 
     #[test]

@@ -1,10 +1,39 @@
 //! Decoder output (the VAE's, TAESD's) as 8-bit images: shared by the final decode and
-//! the previews.
+//! the previews; and which decoder makes the final picture.
 
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
+use crate::choices::named_choices;
 use crate::{MinusError, Result};
+
+named_choices! {
+    /// The decoder that turns the final latents into the picture.
+    #[derive(Default)]
+    pub enum FinalDecode {
+        /// The full VAE: the picture as SD 1.5 makes it.
+        #[default]
+        Vae = "vae",
+        /// TAESD, the previews' tiny decoder: a draft in about a second on the CPU,
+        /// softer in fine detail.
+        Taesd = "taesd",
+    }
+}
+
+impl FinalDecode {
+    /// Whether this is the default (the full VAE): saved settings then leave it out.
+    pub fn is_vae(&self) -> bool {
+        *self == Self::Vae
+    }
+
+    /// How the settings text and the window's labels name this decoder.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Vae => "VAE",
+            Self::Taesd => "TAESD",
+        }
+    }
+}
 
 /// Decoder output in [-1, 1] → 8-bit RGB images.
 pub fn to_images(decoded: &Tensor) -> Result<Vec<RgbImage>> {

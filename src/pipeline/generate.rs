@@ -8,6 +8,7 @@ use image::RgbImage;
 
 use super::conditioning::{Conditioning, EmbeddingCache, prepare_with_masks};
 // Kept under this path too, where the parity tests have always found it.
+use super::decoded::FinalDecode;
 pub use super::decoded::to_images;
 use super::methods::WeightType;
 use super::models::Models;
@@ -66,7 +67,8 @@ pub struct Generation {
     pub images: Vec<RgbImage>,
     /// The request as run (image hashes filled in).
     pub request: Request,
-    /// Raw VAE output `[n, 3, H, W]`, before clamping.
+    /// Raw decoder output `[n, 3, H, W]` (the VAE's, or TAESD's when the request asks
+    /// for it), before clamping.
     pub decoded: Tensor,
     /// Seconds spent in the denoising loop.
     pub denoise_secs: f64,
@@ -82,6 +84,8 @@ pub fn generate(
     on_step: &mut dyn FnMut(&StepReport) -> Flow,
 ) -> Result<Generation> {
     request.validate()?;
+    // Before any step: a run that cannot decode must not cost its denoising first.
+    final_decoder(models, request.final_decode)?;
     super::memory::check_request(models, request)?;
     let mut request = request.clone();
     request.loras = models.loras();
@@ -92,13 +96,34 @@ pub fn generate(
     let latents = denoise_in_slots(models, &request, conditioning, slots, on_step)?;
     let denoise_secs = started.elapsed().as_secs_f64();
     on_phase(Phase::Decoding);
-    let decoded = models.vae.decode(&latents.to_dtype(models.dtype)?)?;
+    let decoded = decode_final(models, request.final_decode, &latents)?;
     let images = to_images(&decoded)?;
     Ok(Generation {
         images,
         request,
         decoded,
         denoise_secs,
+    })
+}
+
+/// The TAESD that `kind` needs (`None` for the VAE), or the error saying it is not loaded.
+fn final_decoder(models: &Models, kind: FinalDecode) -> Result<Option<&TaesdDecoder>> {
+    match (kind, &models.taesd) {
+        (FinalDecode::Vae, _) => Ok(None),
+        (FinalDecode::Taesd, Some(taesd)) => Ok(Some(taesd)),
+        (FinalDecode::Taesd, None) => Err(MinusError::InvalidRequest(
+            "the fast final decode needs TAESD, which is not loaded: download it \
+             (`minus models download taesd`) or decode with the VAE"
+                .to_string(),
+        )),
+    }
+}
+
+/// The final latents (f32, as the sampler leaves them) decoded by `kind`'s decoder.
+pub fn decode_final(models: &Models, kind: FinalDecode, latents: &Tensor) -> Result<Tensor> {
+    Ok(match final_decoder(models, kind)? {
+        Some(taesd) => taesd.decode(&latents.to_dtype(taesd.dtype())?)?,
+        None => models.vae.decode(&latents.to_dtype(models.dtype)?)?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! One generation: conditioning, the CFG denoising loop, noise, previews, decoding.
 
 pub mod conditioning;
-mod decoded;
+pub mod decoded;
 pub mod generate;
 mod lru;
 pub mod masks;
@@ -17,6 +17,7 @@ pub mod resample;
 mod slots;
 
 pub use crate::models::unet::EmbedsScaling;
+pub use decoded::FinalDecode;
 pub use generate::{Flow, Generation, StepReport, generate};
 pub use methods::{Combine, WeightType};
 pub use models::Models;

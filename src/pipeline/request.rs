@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::decoded::FinalDecode;
 use super::methods::{Combine, WeightType};
 use super::preprocess::FitMode;
 use crate::models::unet::EmbedsScaling;
@@ -155,6 +156,10 @@ pub struct Request {
     /// The LoRAs merged into the models that ran, with their strengths and hashes
     /// (filled in from the models by `generate`; saved so a restore can find them).
     pub loras: Vec<LoraChoice>,
+    /// The decoder of the final picture (TAESD for a fast draft). Left out of the saved
+    /// settings when it is the full VAE, so results saved before it existed read the same.
+    #[serde(skip_serializing_if = "FinalDecode::is_vae")]
+    pub final_decode: FinalDecode,
 }
 
 impl Default for Request {
@@ -185,6 +190,7 @@ impl Default for Request {
             negative_weight_type: WeightType::Linear,
             embeds_scaling: EmbedsScaling::VOnly,
             loras: Vec::new(),
+            final_decode: FinalDecode::Vae,
         }
     }
 }
@@ -467,6 +473,7 @@ mod tests {
         assert_eq!(old.embeds_scaling, EmbedsScaling::VOnly);
         assert!(old.loras.is_empty());
         assert_eq!(old.eta, 0.3);
+        assert_eq!(old.final_decode, FinalDecode::Vae);
         let new: Request = serde_json::from_str(
             r#"{"combine": "norm-average", "weight_type": "ease-in-out", "embeds_scaling": "k-mean-v-c-penalty"}"#,
         )?;

@@ -12,25 +12,29 @@ use super::lora::LoraChoice;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct ModelPaths {
-    /// Diffusers SD 1.5 model folder, or a single-file checkpoint (.safetensors/.ckpt).
-    #[arg(long)]
+    /// Diffusers SD 1.5 model folder, or a single-file checkpoint (.safetensors/.ckpt)
+    /// [default: the catalogue's model (with its VAE) from the download cache].
+    // Empty when not given: the command line then fills it from the download cache.
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path())]
     pub model: PathBuf,
     /// VAE (diffusers folder or single file) replacing the model's own.
     #[arg(long)]
     #[serde(deserialize_with = "empty_is_none")]
     pub vae: Option<PathBuf>,
-    /// IP-Adapter weights file (h94 layout, .safetensors or .bin).
+    /// IP-Adapter weights file (h94 layout, .safetensors or .bin) [default with image
+    /// prompts: h94's `ip-adapter_sd15` from the download cache].
     #[arg(long)]
     #[serde(deserialize_with = "empty_is_none")]
     pub ip_adapter: Option<PathBuf>,
-    /// CLIP image encoder folder (h94 `models/image_encoder`) or single file.
+    /// CLIP image encoder folder (h94 `models/image_encoder`) or single file [default
+    /// with image prompts: h94's from the download cache].
     #[arg(long)]
     #[serde(deserialize_with = "empty_is_none")]
     pub image_encoder: Option<PathBuf>,
-    /// TAESD folder (diffusers `AutoencoderTiny`: `config.json` + weights) for live
-    /// previews; the window fills it from the download cache. A missing folder means
-    /// previews fall back to the latent colour map.
-    #[arg(skip)]
+    /// TAESD folder (diffusers `AutoencoderTiny`: `config.json` + weights), the decoder
+    /// of `--decode taesd` [default: TAESD from the download cache]. The window uses it
+    /// for live previews too; without it they fall back to the latent colour map.
+    #[arg(long)]
     #[serde(deserialize_with = "empty_is_none")]
     pub taesd: Option<PathBuf>,
     /// Diffusers folder whose config.json files describe a single-file checkpoint
@@ -50,12 +54,22 @@ impl ModelPaths {
         !self.model.as_os_str().is_empty()
     }
 
-    /// The model's file or folder name, as saved PNGs name it.
+    /// The model's file or folder name, as saved PNGs name it; for a folder of the
+    /// download cache (named by its commit) the repository's name.
     pub fn model_name(&self) -> String {
-        self.model
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        let cached_repo = self
+            .model
+            .parent()
+            .filter(|parent| parent.file_name() == Some("snapshots".as_ref()))
+            .and_then(|snapshots| snapshots.parent()?.file_name()?.to_str())
+            .and_then(|repo| repo.strip_prefix("models--")?.split_once("--"))
+            .map(|(_, name)| name.to_string());
+        cached_repo.unwrap_or_else(|| {
+            self.model
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
     }
 
     /// The new strengths, when `self` is `loaded` with other LoRA strengths only (the
@@ -82,6 +96,12 @@ impl ModelPaths {
     }
 }
 
+/// clap's path parser refuses an empty value, which here means "not given".
+fn any_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
 /// Earlier versions saved unset paths as empty strings.
 fn empty_is_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
     let path: Option<PathBuf> = Option::deserialize(deserializer)?;
@@ -102,6 +122,27 @@ mod tests {
         assert!(!ModelPaths::default().is_set());
         assert!(paths.loras.is_empty());
         Ok(())
+    }
+
+    #[test]
+    fn a_model_in_the_download_cache_is_named_by_its_repository() {
+        let named = |model: &str| {
+            ModelPaths {
+                model: PathBuf::from(model),
+                ..ModelPaths::default()
+            }
+            .model_name()
+        };
+        assert_eq!(
+            named("/hub/models--SG161222--Realistic_Vision_V4.0_noVAE/snapshots/0123abc"),
+            "Realistic_Vision_V4.0_noVAE"
+        );
+        assert_eq!(
+            named("/models/dreamshaper_8.safetensors"),
+            "dreamshaper_8.safetensors"
+        );
+        assert_eq!(named("/elsewhere/snapshots/0123abc"), "0123abc");
+        assert_eq!(named(""), "");
     }
 
     #[test]
