@@ -115,6 +115,15 @@ fn strokes_rectangles_invert_and_clear_change_the_drawn_mask() {
         "the left half is {} pixels, the rectangle painted {left_half}",
         total / 2
     );
+
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    assert!(
+        app(&harness).mask_editor_coverage().is_none(),
+        "Enter uses the mask"
+    );
+    let (_, enabled, shown) = app(&harness).pane_mask(false, 0).expect("a mask");
+    assert_eq!((enabled, shown), (true, Some(left_half)));
 }
 
 #[test]
