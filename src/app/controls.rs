@@ -247,7 +247,8 @@ fn sweep_ui(ui: &mut egui::Ui, sweep: &mut SweepSettings) -> ControlAction {
             ui,
             "values",
             &mut sweep.values,
-            "Comma-separated values, one run each",
+            "Comma-separated values, one run each (masks on/off: on, off, +N for the \
+             Nth image's mask off, -N for the Nth negative image's)",
         );
         if ui
             .button("Run sweep")
