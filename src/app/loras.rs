@@ -24,9 +24,11 @@ const FOUND_LIST_HEIGHT: f32 = 140.0;
 /// What the LoRA list asks the app to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoraAction {
+    /// Nothing to do.
     None,
     /// The list changed: load the models with it (only new strengths re-merge).
     Reload,
+    /// Open the file dialog for a LoRA file or the LoRA folder.
     Browse(PathField, PickKind),
 }
 
@@ -179,7 +181,7 @@ impl LoraLibrary {
     fn found_ui(&mut self, ui: &mut egui::Ui, chosen: &[LoraChoice]) -> Option<PathBuf> {
         let rescan = ui.horizontal(|ui| {
             let text = match &self.listing {
-                None if self.folders.is_empty() => "No LoRA folder set".to_string(),
+                _ if self.folders.is_empty() => "No LoRA folder set".to_string(),
                 None => "Listing the LoRA folders...".to_string(),
                 Some(listing) if listing.files.is_empty() => {
                     "No LoRA files in the LoRA folders".to_string()
