@@ -14,6 +14,7 @@ use minus::models::timing::{self, KindTotal, LayerKind};
 use minus::models::unet::{CrossContext, ImageTokens, IpScales};
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
 use minus::pipeline::preview::{PreviewKind, latents_to_rgb, render, taesd_to_rgb};
+use minus::pipeline::fast_preset::{FAST_CFG, FAST_STEPS, apply_fast_preset};
 use minus::pipeline::{Flow, ImagePrompt, Models, Request, generate};
 use minus::weights::ModelPaths;
 use serde_json::json;
@@ -152,14 +153,22 @@ struct DecodeFigures {
     taesd_full_secs: f64,
 }
 
+/// The whole runs' figures.
+struct RunFigures {
+    /// A run with `--steps` steps of the default sampler and the VAE.
+    full_secs: f64,
+    its_per_sec: f64,
+    /// A run with the Fast preset.
+    fast_secs: f64,
+}
+
 /// What one bench run measured, in seconds unless named otherwise.
 struct Figures {
     encoder_secs: f64,
     step_secs: f64,
     layers: Option<LayerTimes>,
     decode: DecodeFigures,
-    full_secs: f64,
-    its_per_sec: f64,
+    runs: RunFigures,
     peak_mb: Option<f64>,
     load_peak_mb: Option<f64>,
 }
@@ -271,14 +280,13 @@ fn time_everything(
     })?;
     let (step_secs, layers) = time_unet_step(args, models, &pixels, setup)?;
     let decode = time_decoders(args, models, setup)?;
-    let (full_secs, its_per_sec) = time_full_run(args, models, dir)?;
+    let runs = time_full_runs(args, models, dir)?;
     Ok(Figures {
         encoder_secs,
         step_secs,
         layers,
         decode,
-        full_secs,
-        its_per_sec,
+        runs,
         peak_mb: peak_rss_mb(),
         load_peak_mb,
     })
@@ -372,15 +380,14 @@ fn time_decoders(
     })
 }
 
-/// Times a full run as users make it (text and image conditioning, the steps, the
-/// decode); returns its seconds and the denoising's iterations per second.
-fn time_full_run(args: &BenchArgs, models: &Models, dir: &Path) -> anyhow::Result<(f64, f64)> {
+/// A request as users make one: a positive and a negative image, `args`' size and batch.
+fn bench_request(args: &BenchArgs, dir: &Path) -> anyhow::Result<Request> {
     let prompt_image = dir.join("bench-prompt.png");
     image::RgbImage::from_fn(320, 240, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
     })
     .save(&prompt_image)?;
-    let request = Request {
+    Ok(Request {
         images: vec![ImagePrompt::new(&prompt_image)],
         negative_images: vec![ImagePrompt::new(&prompt_image)],
         steps: args.steps,
@@ -388,17 +395,37 @@ fn time_full_run(args: &BenchArgs, models: &Models, dir: &Path) -> anyhow::Resul
         height: args.size,
         batch: args.batch,
         ..Request::default()
-    };
+    })
+}
+
+/// Times one whole run of `request` from nothing cached (text and image conditioning,
+/// the steps, the decode); returns its seconds and the denoising's iterations per second.
+fn time_run(models: &Models, request: &Request) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
     let generation = generate(
         models,
-        &request,
+        request,
         &mut EmbeddingCache::default(),
         &mut |_| {},
         &mut |_| Flow::Continue,
     )?;
     let full_secs = started.elapsed().as_secs_f64();
-    Ok((full_secs, args.steps as f64 / generation.denoise_secs))
+    Ok((full_secs, request.steps as f64 / generation.denoise_secs))
+}
+
+/// Times a full run as users make it, and one with the Fast preset (TCD, its steps, CFG
+/// kept on, TAESD decode; its LoRA changes the weights, not the time of a run).
+fn time_full_runs(args: &BenchArgs, models: &Models, dir: &Path) -> anyhow::Result<RunFigures> {
+    let request = bench_request(args, dir)?;
+    let (full_secs, its_per_sec) = time_run(models, &request)?;
+    let mut fast = request;
+    apply_fast_preset(&mut fast);
+    let (fast_secs, _) = time_run(models, &fast)?;
+    Ok(RunFigures {
+        full_secs,
+        its_per_sec,
+        fast_secs,
+    })
 }
 
 impl Figures {
@@ -413,11 +440,15 @@ impl Figures {
             ("preview (latent colours)", decode.preview_secs),
             ("preview (TAESD, as drawn)", decode.taesd_secs),
             ("TAESD at full size", decode.taesd_full_secs),
-            ("full run", self.full_secs),
+            ("full run", self.runs.full_secs),
         ] {
             println!("{name:<28} {secs:>10.4}");
         }
-        let its = self.its_per_sec;
+        println!(
+            "Fast preset (TCD, {FAST_STEPS} steps, CFG {FAST_CFG}, TAESD decode): {:.1} s to a picture",
+            self.runs.fast_secs
+        );
+        let its = self.runs.its_per_sec;
         println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
         println!(
             "preview / UNet step: latent colours {:.4}%, TAESD as drawn {:.2}%, at full size {:.2}%",
@@ -442,7 +473,8 @@ impl Figures {
             "vae_decode_secs": decode.vae_secs, "preview_secs": decode.preview_secs,
             "taesd_preview_secs": decode.taesd_secs,
             "taesd_full_size_secs": decode.taesd_full_secs,
-            "full_run_secs": self.full_secs, "it_per_sec": self.its_per_sec,
+            "full_run_secs": self.runs.full_secs, "it_per_sec": self.runs.its_per_sec,
+            "fast_preset_secs": self.runs.fast_secs,
             "peak_rss_mb": self.peak_mb, "load_peak_rss_mb": self.load_peak_mb,
             "weights_dir": dir,
             "layers": self.layers.as_ref().map(|(timed_step_secs, totals)| json!({

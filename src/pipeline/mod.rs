@@ -2,6 +2,7 @@
 
 pub mod conditioning;
 pub mod decoded;
+pub mod fast_preset;
 pub mod generate;
 mod lru;
 pub mod masks;
