@@ -25,9 +25,11 @@ enum ModelsCommand {
         #[arg(long = "models-dir")]
         models_dirs: Vec<PathBuf>,
     },
-    /// Download default models into the Hugging Face cache (default: what a first run needs).
+    /// Download catalogue entries into the Hugging Face cache (default: what a first run
+    /// needs).
     Download {
-        /// Catalogue names (see `minus models list`).
+        /// Catalogue names (see `minus models list`): the defaults, the other adapters,
+        /// the few-step LoRAs `tcd-sd15-lora` and `hyper-sd15-8steps-cfg-lora`.
         names: Vec<String>,
     },
     /// Check the cached downloads against their SHA-256.

@@ -113,7 +113,8 @@ fn final_decoder(models: &Models, kind: FinalDecode) -> Result<Option<&TaesdDeco
         (FinalDecode::Taesd, Some(taesd)) => Ok(Some(taesd)),
         (FinalDecode::Taesd, None) => Err(MinusError::InvalidRequest(
             "the fast final decode needs TAESD, which is not loaded: download it \
-             (`minus models download taesd`) or decode with the VAE"
+             (Download TAESD in the window, `minus models download taesd`) or decode \
+             with the VAE"
                 .to_string(),
         )),
     }
