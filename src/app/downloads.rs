@@ -7,7 +7,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::engine::{Command, Engine, Event};
 use crate::weights::ModelPaths;
-use crate::weights::catalogue::{Catalogue, DEFAULT_ADAPTER, FIRST_RUN, IMAGE_ENCODER, TAESD};
+use crate::weights::catalogue::{
+    Catalogue, DEFAULT_ADAPTER, FIRST_RUN, IMAGE_ENCODER, TAESD, TCD_LORA,
+};
 use crate::weights::hub::Hub;
 use crate::weights::local::{LocalKind, LocalModel};
 
@@ -35,6 +37,9 @@ pub enum DownloadOutcome {
     },
     /// TAESD is in the cache: load the models again to use it for previews.
     PreviewReady,
+    /// The Fast preset's TCD LoRA is in the cache (with TAESD if it was fetched too):
+    /// put it in the LoRA list.
+    FastLoraReady(PathBuf),
     /// It stopped: say why.
     Failed(String),
 }
@@ -47,6 +52,8 @@ enum Purpose {
     Adapter(String),
     /// TAESD, for previews.
     Preview,
+    /// The Fast preset's TCD LoRA, and TAESD where it was missing.
+    Fast,
 }
 
 /// The download and discovery state of the window.
@@ -126,6 +133,21 @@ impl Downloads {
         self.download(engine, vec![TAESD.to_string()], Purpose::Preview);
     }
 
+    /// Asks the engine to download the Fast preset's TCD LoRA, and TAESD with it when
+    /// `with_taesd`, to put the LoRA in the list once it is there.
+    pub fn start_fast(&mut self, engine: &Engine, with_taesd: bool) {
+        let mut names = vec![TCD_LORA.to_string()];
+        if with_taesd {
+            names.push(TAESD.to_string());
+        }
+        self.download(engine, names, Purpose::Fast);
+    }
+
+    /// Whether the running download is the Fast preset's.
+    pub fn is_fetching_fast(&self) -> bool {
+        self.purpose == Some(Purpose::Fast)
+    }
+
     fn download(&mut self, engine: &Engine, names: Vec<String>, purpose: Purpose) {
         engine.send(Command::Download {
             hub: self.hub.clone(),
@@ -174,6 +196,10 @@ impl Downloads {
                     Some(Purpose::Preview) => match self.cached_entry(TAESD) {
                         Some(_) => DownloadOutcome::PreviewReady,
                         None => missing("TAESD"),
+                    },
+                    Some(Purpose::Fast) => match self.cached_entry(TCD_LORA) {
+                        Some(lora) => DownloadOutcome::FastLoraReady(lora),
+                        None => missing("the TCD LoRA"),
                     },
                     Some(Purpose::Defaults) | None => match self.cached_defaults() {
                         Some(paths) => DownloadOutcome::Ready(paths),

@@ -75,6 +75,7 @@ impl MinusApp {
                 image_encoder,
             } => self.use_adapter(adapter, image_encoder),
             DownloadOutcome::PreviewReady => self.load_models(),
+            DownloadOutcome::FastLoraReady(lora) => self.use_fast_lora(lora),
             DownloadOutcome::Failed(error) => self
                 .messages
                 .push(Message::error(MessageSource::Download, error)),

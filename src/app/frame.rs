@@ -89,6 +89,7 @@ impl MinusApp {
             }
             self.models_ui(ui);
             ui.separator();
+            self.fast_ui(ui);
             self.controls_ui(ui);
             if ui
                 .button("Reset to defaults")

@@ -6,6 +6,7 @@ mod compare;
 mod controls;
 mod downloads;
 mod events;
+mod fast;
 mod fields;
 mod frame;
 mod input;
@@ -26,6 +27,7 @@ mod settings;
 mod status;
 mod sweep;
 mod sweep_masks;
+mod sweep_values;
 mod tasks;
 #[cfg(feature = "test-support")]
 mod test_support;
