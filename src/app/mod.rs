@@ -28,6 +28,7 @@ mod status;
 mod sweep;
 mod sweep_masks;
 mod sweep_values;
+mod sweep_values;
 mod tasks;
 #[cfg(feature = "test-support")]
 mod test_support;

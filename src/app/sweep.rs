@@ -9,6 +9,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::method::Method;
+use super::sweep_values::{parse_list, parse_values};
 use crate::engine::JobId;
 use crate::pipeline::Request;
 
@@ -81,15 +82,7 @@ impl SweepParameter {
             return super::sweep_masks::mask_requests(base, values);
         }
         if self == Self::Method {
-            let methods = values
-                .split(',')
-                .filter(|v| !v.trim().is_empty())
-                .map(Method::parse)
-                .collect::<Result<Vec<_>, _>>()?;
-            if methods.is_empty() {
-                return Err("a sweep needs at least one value".to_string());
-            }
-            return Ok(methods
+            return Ok(parse_list(values, Method::parse)?
                 .into_iter()
                 .map(|method| (method.apply(base), method.label()))
                 .collect());
@@ -146,23 +139,6 @@ impl SweepSettings {
             self.values = parameter.default_values().to_string();
         }
     }
-}
-
-/// Parses "0, 0.5, 1" into numbers; names the first entry that is not one.
-pub fn parse_values(text: &str) -> Result<Vec<f64>, String> {
-    let values: Vec<f64> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse::<f64>()
-                .map_err(|_| format!("sweep value `{v}` is not a number"))
-        })
-        .collect::<Result<_, _>>()?;
-    if values.is_empty() {
-        return Err("a sweep needs at least one value".to_string());
-    }
-    Ok(values)
 }
 
 /// One cell of a running or finished sweep.

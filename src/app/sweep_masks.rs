@@ -1,6 +1,7 @@
 //! A sweep over masks: the same run with the masks as set, all off, or one image's
 //! mask off, so the effect of a mask shows on one seed.
 
+use super::sweep_values::parse_list;
 use crate::pipeline::Request;
 
 /// What one value of a mask sweep does to the request.
@@ -74,15 +75,10 @@ impl MaskSwitch {
 
 /// One request and its grid label per value of `values` (comma separated).
 pub fn mask_requests(base: &Request, values: &str) -> Result<Vec<(Request, String)>, String> {
-    let switches = values
-        .split(',')
-        .filter(|v| !v.trim().is_empty())
-        .map(MaskSwitch::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    if switches.is_empty() {
-        return Err("a sweep needs at least one value".to_string());
-    }
-    switches.into_iter().map(|s| s.apply(base)).collect()
+    parse_list(values, MaskSwitch::parse)?
+        .into_iter()
+        .map(|switch| switch.apply(base))
+        .collect()
 }
 
 #[cfg(test)]
