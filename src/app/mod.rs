@@ -28,7 +28,6 @@ mod status;
 mod sweep;
 mod sweep_masks;
 mod sweep_values;
-mod sweep_values;
 mod tasks;
 #[cfg(feature = "test-support")]
 mod test_support;
