@@ -13,8 +13,8 @@ use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, selec
 use minus::models::timing::{self, KindTotal, LayerKind};
 use minus::models::unet::{CrossContext, ImageTokens, IpScales};
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
-use minus::pipeline::preview::{PreviewKind, latents_to_rgb, render, taesd_to_rgb};
 use minus::pipeline::fast_preset::{FAST_CFG, FAST_STEPS, apply_fast_preset};
+use minus::pipeline::preview::{PreviewKind, latents_to_rgb, render, taesd_to_rgb};
 use minus::pipeline::{Flow, ImagePrompt, Models, Request, generate};
 use minus::weights::ModelPaths;
 use serde_json::json;

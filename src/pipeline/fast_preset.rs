@@ -28,7 +28,11 @@ mod tests {
     fn the_preset_keeps_guidance_and_so_the_negative_image() {
         let mut request = Request::default();
         apply_fast_preset(&mut request);
-        assert!(!request.guidance_off(), "CFG {} drops the negative image", request.cfg);
+        assert!(
+            !request.guidance_off(),
+            "CFG {} drops the negative image",
+            request.cfg
+        );
         assert_eq!(
             (request.sampler, request.steps, request.final_decode),
             (SamplerKind::Tcd, FAST_STEPS, FinalDecode::Taesd)
