@@ -91,6 +91,13 @@ fn strokes_rectangles_invert_and_clear_change_the_drawn_mask() {
 
     press(&mut harness, "Invert");
     assert_eq!(coverage(&harness).0, total - stroke);
+    press(&mut harness, "Undo");
+    assert_eq!(
+        coverage(&harness).0,
+        stroke,
+        "Undo takes the inversion back"
+    );
+    press(&mut harness, "Invert");
     press(&mut harness, "Eraser");
     drag(&mut harness, &[rect.center(), rect.right_center()]);
     assert!(
@@ -99,6 +106,19 @@ fn strokes_rectangles_invert_and_clear_change_the_drawn_mask() {
     );
     press(&mut harness, "Clear");
     assert_eq!(coverage(&harness).0, 0);
+    harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::Z);
+    harness.run_steps(2);
+    assert!(coverage(&harness).0 > 0, "Ctrl+Z takes the clearing back");
+    for _ in 0..2 {
+        harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::Z);
+        harness.run_steps(2);
+    }
+    assert_eq!(
+        coverage(&harness).0,
+        stroke,
+        "the eraser's stroke and the inversion come back off one by one"
+    );
+    press(&mut harness, "Clear");
 
     press(&mut harness, "Rectangle");
     drag(

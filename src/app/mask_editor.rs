@@ -13,6 +13,11 @@ use super::mask_view::{MASK_COLOUR, read_in_background};
 
 /// The longest side of the canvas on screen, in points.
 const CANVAS_SIDE: f32 = 420.0;
+/// Memory for the masks Undo can go back to (one byte a pixel: 256 at 1024²).
+const UNDO_BUDGET_BYTES: usize = 64 << 20;
+/// Ctrl+Z (Cmd+Z on macOS) takes the last change back.
+const UNDO_SHORTCUT: egui::KeyboardShortcut =
+    egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, Key::Z);
 
 /// What a drag on the canvas does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +44,8 @@ pub struct MaskEditor {
     pub target: (Target, usize),
     title: String,
     canvas: MaskCanvas,
+    /// The mask before each change, newest last.
+    undo: Vec<MaskCanvas>,
     tool: Tool,
     brush_radius_px: f32,
     /// Where the pointer was in the last frame of a stroke, in mask pixels.
@@ -70,6 +77,7 @@ impl MaskEditor {
             target,
             title: format!("Mask of {image_name} ({width}×{height})"),
             canvas,
+            undo: Vec::new(),
             tool: Tool::Brush,
             brush_radius_px,
             stroke_from: None,
@@ -93,7 +101,7 @@ impl MaskEditor {
         self.reading = Some(read_in_background(path, self.canvas.size(), ctx));
     }
 
-    /// Draws the editor; Enter uses the mask, Escape cancels.
+    /// Draws the editor; Enter uses the mask, Ctrl+Z undoes, Escape cancels.
     pub fn ui(&mut self, ctx: &egui::Context) -> EditorAction {
         let mut action = self.take_answers(ctx);
         let mut open = true;
@@ -116,6 +124,9 @@ impl MaskEditor {
         let typing = ctx.memory(|m| m.focused().is_some());
         if !typing && ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, Key::Enter)) {
             action = EditorAction::Use(self.canvas.clone());
+        }
+        if !typing && ctx.input_mut(|i| i.consume_shortcut(&UNDO_SHORTCUT)) {
+            self.undo();
         }
         if !open || ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, Key::Escape)) {
             action = EditorAction::Cancel;
@@ -151,8 +162,35 @@ impl MaskEditor {
     }
 
     fn set_canvas(&mut self, canvas: MaskCanvas) {
+        self.remember();
         self.canvas = canvas;
         self.overlay = None;
+    }
+
+    /// Keeps the mask as it is for Undo, dropping the oldest beyond the budget.
+    fn remember(&mut self) {
+        let [width, height] = self.canvas.size();
+        let kept = (UNDO_BUDGET_BYTES / (width * height).max(1)).max(1);
+        self.undo.push(self.canvas.clone());
+        if self.undo.len() > kept {
+            let excess = self.undo.len() - kept;
+            self.undo.drain(..excess);
+        }
+    }
+
+    /// Applies `change` to the mask, remembering it first.
+    fn change(&mut self, change: impl FnOnce(&mut MaskCanvas)) {
+        self.remember();
+        change(&mut self.canvas);
+        self.overlay = None;
+    }
+
+    /// Goes back to the mask before the last change.
+    fn undo(&mut self) {
+        if let Some(canvas) = self.undo.pop() {
+            self.canvas = canvas;
+            self.overlay = None;
+        }
     }
 
     /// The tool choice, the brush size, Invert, Clear and Load file....
@@ -178,16 +216,21 @@ impl MaskEditor {
                 .on_hover_text("Swap where the image acts")
                 .clicked()
             {
-                self.canvas.invert();
-                self.overlay = None;
+                self.change(MaskCanvas::invert);
             }
             if ui
                 .button("Clear")
                 .on_hover_text("Erase everything")
                 .clicked()
             {
-                self.canvas.clear();
-                self.overlay = None;
+                self.change(MaskCanvas::clear);
+            }
+            let undo = ui.add_enabled(!self.undo.is_empty(), egui::Button::new("Undo"));
+            if undo
+                .on_hover_text("Take the last change back (Ctrl+Z)")
+                .clicked()
+            {
+                self.undo();
             }
             let tip = "Read a mask from a picture (white = the image acts there); \
                        pictures can also be dropped here";
@@ -247,10 +290,16 @@ impl MaskEditor {
         match (self.tool, pointer) {
             (Tool::Brush | Tool::Eraser, Some(at)) if pressed => {
                 let value = if self.tool == Tool::Brush { ON } else { OFF };
-                let from = self.stroke_from.unwrap_or(at);
-                self.canvas.stroke(from, at, self.brush_radius_px, value);
+                let radius = self.brush_radius_px;
+                match self.stroke_from {
+                    // A stroke is one change for Undo, however many frames it takes.
+                    None => self.change(|canvas| canvas.stroke(at, at, radius, value)),
+                    Some(from) => {
+                        self.canvas.stroke(from, at, radius, value);
+                        self.overlay = None;
+                    }
+                }
                 self.stroke_from = Some(at);
-                self.overlay = None;
             }
             (Tool::Rectangle, Some(at)) if response.drag_started() => {
                 self.rectangle = Some((press_origin.unwrap_or(at), at));
@@ -265,8 +314,7 @@ impl MaskEditor {
         if response.drag_stopped()
             && let Some((from, to)) = self.rectangle.take()
         {
-            self.canvas.fill_rect(from, to, ON);
-            self.overlay = None;
+            self.change(|canvas| canvas.fill_rect(from, to, ON));
         }
         if !response.is_pointer_button_down_on() {
             self.stroke_from = None;
