@@ -62,10 +62,10 @@ fn loaded_loras(app: &MinusApp) -> Option<Vec<(String, f64)>> {
     app.loaded_models().map(|m| m.loras.clone())
 }
 
-/// The models are loaded with the TCD LoRA (named after its file) at strength 1 and
+/// The models are loaded with the TCD LoRA (named after its repository) at strength 1 and
 /// with TAESD.
 fn loaded_with_tcd(app: &MinusApp) -> bool {
-    let tcd = ("pytorch_lora_weights".to_string(), 1.0);
+    let tcd = ("TCD-SD15-LoRA".to_string(), 1.0);
     loaded_loras(app) == Some(vec![tcd]) && app.loaded_models().is_some_and(|m| m.taesd)
 }
 

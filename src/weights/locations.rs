@@ -57,14 +57,7 @@ impl ModelPaths {
     /// The model's file or folder name, as saved PNGs name it; for a folder of the
     /// download cache (named by its commit) the repository's name.
     pub fn model_name(&self) -> String {
-        let cached_repo = self
-            .model
-            .parent()
-            .filter(|parent| parent.file_name() == Some("snapshots".as_ref()))
-            .and_then(|snapshots| snapshots.parent()?.file_name()?.to_str())
-            .and_then(|repo| repo.strip_prefix("models--")?.split_once("--"))
-            .map(|(_, name)| name.to_string());
-        cached_repo.unwrap_or_else(|| {
+        super::hub::cached_repo_name(&self.model).unwrap_or_else(|| {
             self.model
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -15,6 +15,19 @@ use crossbeam_channel::RecvTimeoutError;
 
 pub use verify::{BlobCheck, CacheReport, sha256_file, verify_cache};
 
+/// The repository name (without its owner) of a path inside a Hugging Face cache
+/// snapshot (`models--owner--name/snapshots/<commit>/...`): a snapshot's folder and
+/// file names are commit hashes and the repository's generic file names, not names a
+/// person would recognise.
+pub fn cached_repo_name(path: &Path) -> Option<String> {
+    let snapshots = path
+        .ancestors()
+        .find(|dir| dir.file_name() == Some("snapshots".as_ref()))?;
+    let repo = snapshots.parent()?.file_name()?.to_str()?;
+    let (_owner, name) = repo.strip_prefix("models--")?.split_once("--")?;
+    Some(name.to_string())
+}
+
 use crate::files::read_text_file;
 use crate::{MinusError, Result};
 

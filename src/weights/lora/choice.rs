@@ -12,6 +12,9 @@ use crate::{MinusError, Result};
 /// gives noise, and a typo should give a message instead.
 pub const LORA_STRENGTH_RANGE: RangeInclusive<f64> = -10.0..=10.0;
 
+/// The file name diffusers' `save_lora_weights` gives every LoRA it writes.
+const DIFFUSERS_LORA_STEM: &str = "pytorch_lora_weights";
+
 /// Hex digits of the hash A1111 writes into `Lora hashes` (its `shorthash`).
 const SHORT_HASH_LEN: usize = 12;
 
@@ -44,14 +47,20 @@ impl LoraChoice {
     }
 
     /// The name A1111 gives the LoRA in its settings text: the file name without its
-    /// extension, without the `:` and `,` that would break the `name: hash` list.
+    /// extension, without the `:` and `,` that would break the `name: hash` list. A file
+    /// with diffusers' default name in a Hugging Face cache is named by its repository
+    /// instead (`TCD-SD15-LoRA`, not `pytorch_lora_weights`).
     pub fn name(&self) -> String {
         let stem = self
             .path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        stem.replace([':', ','], "")
+        let name = match crate::weights::hub::cached_repo_name(&self.path) {
+            Some(repo) if stem == DIFFUSERS_LORA_STEM => repo,
+            _ => stem,
+        };
+        name.replace([':', ','], "")
     }
 
     /// The first 12 hex digits of the addnet hash, as A1111's `Lora hashes` lists it.
@@ -104,6 +113,21 @@ mod tests {
     fn the_name_is_the_stem_without_list_separators() {
         let lora = LoraChoice::new("/loras/style: v2, final.safetensors", 1.0);
         assert_eq!(lora.name(), "style v2 final");
+    }
+
+    #[test]
+    fn a_cached_diffusers_lora_is_named_by_its_repository() {
+        let snapshot = "/hub/models--h1t--TCD-SD15-LoRA/snapshots/0123abcd";
+        let lora = LoraChoice::new(format!("{snapshot}/pytorch_lora_weights.safetensors"), 1.0);
+        assert_eq!(lora.name(), "TCD-SD15-LoRA");
+        let named = LoraChoice::new(format!("{snapshot}/Hyper-SD15-8steps.safetensors"), 1.0);
+        assert_eq!(
+            named.name(),
+            "Hyper-SD15-8steps",
+            "a file with its own name keeps it"
+        );
+        let elsewhere = LoraChoice::new("/loras/pytorch_lora_weights.safetensors", 1.0);
+        assert_eq!(elsewhere.name(), "pytorch_lora_weights");
     }
 
     #[test]
