@@ -148,6 +148,11 @@ CASES = [
     dict(name='plus_style_transfer', adapter='plus', scheduler='euler', steps=4, cfg=6.0, width=64, height=64,
          seed=9, prompt='a house', negative_prompt='', image='house.png', negative_image='lawn.png', weight=1.1,
          weight_type='style transfer'),
+    dict(name='base_composition', adapter='base', scheduler='ddim', steps=4, cfg=6.0, width=64, height=64,
+         seed=9, prompt='a house', negative_prompt='', image='house.png', negative_image='lawn.png', weight=1.0,
+         weight_type='composition'),
+    dict(name='plus_neg_only', adapter='plus', scheduler='euler', steps=4, cfg=5.0, width=64, height=64, seed=13,
+         prompt='a garden', negative_prompt='', image=None, negative_image='sticker_rgba.png', weight=1.0),
 ]
 
 # cubiq's SDXL weight types as diffusers layer scales. ComfyUI_IPAdapter_plus, IPAdapterPlus.py,
