@@ -244,6 +244,36 @@ fn tab_follows_the_path_rows_in_reading_order() {
 }
 
 #[test]
+fn the_first_run_offer_stays_after_the_typed_path_fails_to_load() {
+    let out = temp_dir("ui-first-path-fails");
+    let mut settings = test_settings(&out);
+    settings.models.paths = minus::weights::ModelPaths::default();
+    let mut harness = harness(settings);
+    harness.run_steps(3);
+    let offered = |harness: &Harness<'_, State>| {
+        harness
+            .query_by_label_contains("Download default models")
+            .is_some()
+    };
+    assert!(offered(&harness));
+    harness
+        .get_by_role_and_label(Role::TextInput, "Model")
+        .focus();
+    harness.run_steps(2);
+    let missing = out.join("no-such-model");
+    harness
+        .get_by_role_and_label(Role::TextInput, "Model")
+        .type_text(&missing.display().to_string());
+    harness.run_steps(2);
+    harness.key_press(egui::Key::Tab);
+    run_until(&mut harness, "the load's error", |app| {
+        app.messages().iter().any(|m| m.kind == MessageKind::Error)
+    });
+    // The field lost focus and nothing loaded: the rows below stay where they were.
+    assert!(offered(&harness), "the offer went before any model loaded");
+}
+
+#[test]
 fn the_first_run_offer_stays_while_the_first_model_path_is_typed() {
     let out = temp_dir("ui-first-path");
     let mut settings = test_settings(&out);

@@ -68,6 +68,9 @@ pub struct Downloads {
     defaults_size_mb: u64,
     /// Approximate size of TAESD, read from the catalogue once (it is offered per frame).
     pub taesd_size_mb: Option<u64>,
+    /// Whether the first-run offer has been shown: it then stays until models load, so
+    /// the fields below do not jump up under the pointer once a first path is typed.
+    first_run_offered: bool,
     /// Files found in the ComfyUI/A1111 folder, and the channel the scan answers on.
     found: Vec<LocalModel>,
     found_channel: (Sender<Vec<LocalModel>>, Receiver<Vec<LocalModel>>),
@@ -91,6 +94,7 @@ impl Downloads {
             purpose: None,
             defaults_size_mb,
             taesd_size_mb,
+            first_run_offered: false,
             found: Vec::new(),
             found_channel: crossbeam_channel::unbounded(),
         }
@@ -240,6 +244,7 @@ impl Downloads {
                 engine.send(Command::CancelDownload);
             }
         } else if offer_defaults {
+            self.first_run_offered = true;
             let size_gb = self.defaults_size_mb as f64 / 1000.0;
             ui.label("No models yet: download the defaults, or set your own under Models.");
             if ui
@@ -250,6 +255,11 @@ impl Downloads {
                 self.start(engine);
             }
         }
+    }
+
+    /// Whether the first-run offer has been shown this session.
+    pub fn offered_first_run(&self) -> bool {
+        self.first_run_offered
     }
 
     /// Where a folder scan sends the files it finds.

@@ -107,10 +107,11 @@ impl MinusApp {
     fn models_ui(&mut self, ui: &mut egui::Ui) {
         ui.label(RichText::new(self.model_status.text()).small());
         models_panel::loaded_ui(ui, self.model_status.loaded.as_ref());
-        // The first-run offer stays while the first path is typed, so the
-        // fields do not jump up under the pointer; it goes once that loads.
+        // Once shown, the first-run offer stays until models load: going when a first
+        // path is typed or its field loses focus would move the fields up under the
+        // pointer.
         let offer_defaults = !self.settings.models.paths.is_set()
-            || (self.models_panel.is_editing() && self.model_status.loaded.is_none());
+            || (self.downloads.offered_first_run() && self.model_status.loaded.is_none());
         self.downloads.ui(ui, &self.engine, offer_defaults);
         let action = self.models_panel.ui(ui, &mut self.settings.models);
         self.models_action(action);

@@ -44,11 +44,6 @@ pub struct ModelsPanel {
 }
 
 impl ModelsPanel {
-    /// A path is being typed and has not been loaded yet.
-    pub fn is_editing(&self) -> bool {
-        self.edited
-    }
-
     /// The section with the catalogue's adapters.
     pub fn new() -> Self {
         Self {
