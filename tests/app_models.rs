@@ -243,28 +243,40 @@ fn tab_follows_the_path_rows_in_reading_order() {
     }
 }
 
-#[test]
-fn the_first_run_offer_stays_after_the_typed_path_fails_to_load() {
-    let out = temp_dir("ui-first-path-fails");
-    let mut settings = test_settings(&out);
+/// A first-run window (no model set) on `out`, showing the offer to download the defaults.
+fn first_run_window(out: &std::path::Path) -> Harness<'static, State> {
+    let mut settings = test_settings(out);
     settings.models.paths = minus::weights::ModelPaths::default();
     let mut harness = harness(settings);
     harness.run_steps(3);
-    let offered = |harness: &Harness<'_, State>| {
-        harness
-            .query_by_label_contains("Download default models")
-            .is_some()
-    };
     assert!(offered(&harness));
+    harness
+}
+
+/// Whether the first-run offer is on screen.
+fn offered(harness: &Harness<'_, State>) -> bool {
+    harness
+        .query_by_label_contains("Download default models")
+        .is_some()
+}
+
+/// Types `path` into the Model field, which keeps the focus.
+fn type_model_path(harness: &mut Harness<'_, State>, path: &std::path::Path) {
     harness
         .get_by_role_and_label(Role::TextInput, "Model")
         .focus();
     harness.run_steps(2);
-    let missing = out.join("no-such-model");
     harness
         .get_by_role_and_label(Role::TextInput, "Model")
-        .type_text(&missing.display().to_string());
+        .type_text(&path.display().to_string());
     harness.run_steps(2);
+}
+
+#[test]
+fn the_first_run_offer_stays_after_the_typed_path_fails_to_load() {
+    let out = temp_dir("ui-first-path-fails");
+    let mut harness = first_run_window(&out);
+    type_model_path(&mut harness, &out.join("no-such-model"));
     harness.key_press(egui::Key::Tab);
     run_until(&mut harness, "the load's error", |app| {
         app.messages().iter().any(|m| m.kind == MessageKind::Error)
@@ -276,23 +288,8 @@ fn the_first_run_offer_stays_after_the_typed_path_fails_to_load() {
 #[test]
 fn the_first_run_offer_stays_while_the_first_model_path_is_typed() {
     let out = temp_dir("ui-first-path");
-    let mut settings = test_settings(&out);
-    settings.models.paths = minus::weights::ModelPaths::default();
-    let mut harness = harness(settings);
-    harness.run_steps(3);
-    let offered = |harness: &Harness<'_, State>| {
-        harness
-            .query_by_label_contains("Download default models")
-            .is_some()
-    };
-    assert!(offered(&harness));
-    let model = harness.get_by_role_and_label(Role::TextInput, "Model");
-    model.focus();
-    harness.run_steps(2);
-    harness
-        .get_by_role_and_label(Role::TextInput, "Model")
-        .type_text(&fixtures().join("models/sd15").display().to_string());
-    harness.run_steps(2);
+    let mut harness = first_run_window(&out);
+    type_model_path(&mut harness, &fixtures().join("models/sd15"));
     // The rows below do not move up under the pointer while typing.
     assert!(offered(&harness), "the offer went while typing");
     harness.key_press(egui::Key::Tab);

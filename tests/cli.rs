@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{fixtures, model_paths, temp_dir};
+use common::{fixtures, generate_command, model_paths, temp_dir};
 
 fn minus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_minus"))
@@ -15,18 +15,8 @@ fn minus() -> Command {
 /// image prompt and `negative` (a fixture image) as negative image, writing `out`;
 /// `args` (space-separated) come first. Fails the test unless it succeeds.
 fn generate_ok(args: &str, negative: &str, out: &std::path::Path) -> std::process::Output {
-    let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
-    let status = minus()
-        .args(["generate", "--device", "cpu"])
+    let status = generate_command("ip-adapter_sd15.safetensors")
         .args(args.split_whitespace())
-        .arg("--model")
-        .arg(&paths.model)
-        .arg("--ip-adapter")
-        .arg(paths.ip_adapter.as_ref().expect("adapter"))
-        .arg("--image-encoder")
-        .arg(paths.image_encoder.as_ref().expect("encoder"))
-        .arg("--image")
-        .arg(fixtures().join("images/house.png"))
         .arg("--negative-image")
         .arg(fixtures().join("images").join(negative))
         .arg("--output")

@@ -3,29 +3,18 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{fixtures, model_paths, temp_dir};
+use common::{fixtures, generate_command, temp_dir};
 use minus::schedulers::SamplerKind;
 
 /// `minus generate` on the CPU with the tiny models, the house as image prompt and the
 /// lawn as negative image (when `negative`), 64×64, writing `out`; `args` come first.
 fn generate(args: &str, negative: bool, out: &std::path::Path) -> Output {
-    let paths = model_paths(Some("ip-adapter_sd15.safetensors"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_minus"));
+    let mut command = generate_command("ip-adapter_sd15.safetensors");
     command
-        .args([
-            "generate", "--device", "cpu", "--width", "64", "--height", "64",
-        ])
+        .args(["--width", "64", "--height", "64"])
         .args(args.split_whitespace())
-        .arg("--model")
-        .arg(&paths.model)
-        .arg("--ip-adapter")
-        .arg(paths.ip_adapter.as_ref().expect("adapter"))
-        .arg("--image-encoder")
-        .arg(paths.image_encoder.as_ref().expect("encoder"))
-        .arg("--image")
-        .arg(fixtures().join("images/house.png"))
         .arg("--output")
         .arg(out);
     if negative {

@@ -7,11 +7,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use candle_core::Tensor;
 use common::{
-    adapter_file, assert_image_within, fixtures, load_models, model_paths, relative_error, temp_dir,
+    adapter_file, assert_image_within, fixtures, generate_command, load_models, relative_error,
+    temp_dir,
 };
 use image::RgbImage;
 use minus::models::unet::downsample;
@@ -377,25 +377,13 @@ fn a_bad_mask_file_is_one_line_naming_it() {
     }
 }
 
-fn minus() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_minus"))
-}
-
 /// `minus generate` with the tiny models, the house and the sticker as image prompts and
 /// `args` after them; returns (exit code, stderr).
 fn generate_cli(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
-    let paths = model_paths(Some(adapter_file("base")));
-    let output = minus()
-        .args(["generate", "--device", "cpu", "--steps", "2"])
-        .args(["--width", "64", "--height", "64", "--seed", "3"])
-        .arg("--model")
-        .arg(&paths.model)
-        .arg("--ip-adapter")
-        .arg(paths.ip_adapter.as_ref().expect("adapter"))
-        .arg("--image-encoder")
-        .arg(paths.image_encoder.as_ref().expect("encoder"))
-        .arg("--image")
-        .arg(fixtures().join("images/house.png"))
+    let output = generate_command(adapter_file("base"))
+        .args([
+            "--steps", "2", "--width", "64", "--height", "64", "--seed", "3",
+        ])
         .arg("--image")
         .arg(fixtures().join("images/sticker_rgba.png"))
         .args(args)

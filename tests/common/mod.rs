@@ -46,6 +46,24 @@ pub fn model_paths(adapter: Option<&str>) -> ModelPaths {
     }
 }
 
+/// `minus generate` on the CPU with the tiny models, the IP-Adapter file `adapter` and
+/// its image encoder, and the house as the first image prompt; callers add the rest.
+pub fn generate_command(adapter: &str) -> std::process::Command {
+    let paths = model_paths(Some(adapter));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minus"));
+    command
+        .args(["generate", "--device", "cpu"])
+        .arg("--model")
+        .arg(&paths.model)
+        .arg("--ip-adapter")
+        .arg(paths.ip_adapter.as_ref().expect("adapter"))
+        .arg("--image-encoder")
+        .arg(paths.image_encoder.as_ref().expect("encoder"))
+        .arg("--image")
+        .arg(fixtures().join("images/house.png"));
+    command
+}
+
 /// The adapter file of a reference case's `adapter` value.
 pub fn adapter_file(kind: &str) -> &'static str {
     match kind {
