@@ -9,7 +9,7 @@ use image::RgbImage;
 use super::MinusApp;
 use super::loader::{Loaded, Target};
 use super::messages::{Message, MessageSource};
-use super::panes::PaneImage;
+use super::panes::{Pane, PaneImage};
 use super::results::GalleryEntry;
 use super::{tasks, texture};
 use crate::pipeline::Request;
@@ -89,11 +89,7 @@ impl MinusApp {
         image: &RgbImage,
         ctx: &egui::Context,
     ) {
-        let pane = if target == Target::Negative {
-            &mut self.negative
-        } else {
-            &mut self.positive
-        };
+        let pane = self.pane_mut(target);
         let thumbnail = texture::upload(
             ctx,
             &path.display().to_string(),
@@ -112,6 +108,15 @@ impl MinusApp {
             }
         };
         entry.thumbnail = Some(thumbnail);
+    }
+
+    /// The pane images for `target` go to: the negative pane, or else the image prompt.
+    pub(super) fn pane_mut(&mut self, target: Target) -> &mut Pane {
+        if target == Target::Negative {
+            &mut self.negative
+        } else {
+            &mut self.positive
+        }
     }
 
     /// Applies a saved request (the panes take its images with their weights); returns

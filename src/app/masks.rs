@@ -21,11 +21,7 @@ impl MinusApp {
 
     /// The image at `target`, if it is still there.
     fn pane_image(&mut self, (target, index): (Target, usize)) -> Option<&mut PaneImage> {
-        let pane = match target {
-            Target::Negative => &mut self.negative,
-            _ => &mut self.positive,
-        };
-        pane.images.get_mut(index)
+        self.pane_mut(target).images.get_mut(index)
     }
 
     /// Keeps every pane image's mask view on its mask at the output's size.
