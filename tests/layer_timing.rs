@@ -24,7 +24,7 @@ fn a_timed_unet_step_counts_each_layer_once() -> anyhow::Result<()> {
     let models = load_models(Some(adapter_file("plus")));
     let image = models.image.as_ref().expect("image models");
     let device = Device::Cpu;
-    let text = encode_text(&models, "a house")?.repeat((2, 1, 1))?;
+    let text = encode_text(&models, "a house")?.tokens.repeat((2, 1, 1))?;
     let tokens_shape = (2, 16, text.dim(2)?);
     let context = CrossContext::new(
         text,

@@ -152,6 +152,7 @@ fn run_case(name: &str) {
     let mut loop_conditioning = Conditioning {
         text_uncond: conditioning.text_uncond.clone(),
         text_cond: conditioning.text_cond.clone(),
+        pooled: None,
         ip_tokens: conditioning.ip_tokens.clone(),
     };
     if let Some(image_models) = &models.image {

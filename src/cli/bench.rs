@@ -305,7 +305,7 @@ fn time_unet_step(
     let n = args.batch;
     let latent = args.size / 8;
     let sample = Tensor::randn(0f32, 1f32, (2 * n, 4, latent, latent), device)?.to_dtype(*dtype)?;
-    let text = encode_text(models, "")?.repeat((2 * n, 1, 1))?;
+    let text = encode_text(models, "")?.tokens.repeat((2 * n, 1, 1))?;
     let tokens = image
         .adapter
         .project(&encode_pixels(image, pixels)?)?

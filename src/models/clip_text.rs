@@ -1,4 +1,5 @@
-//! CLIP's text tower (`CLIPTextModel`): token ids → last hidden state.
+//! CLIP's text tower (`CLIPTextModel`): token ids → last hidden state, or the
+//! penultimate one and the pooled output SDXL uses.
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
@@ -23,6 +24,17 @@ pub struct ClipTextConfig {
     pub layer_norm_eps: f64,
     #[serde(default = "default_text_act")]
     pub hidden_act: String,
+    /// transformers pools at the first `eos_token_id`, or at the largest id when it is 2
+    /// (the value in older configs, SDXL's among them).
+    #[serde(default = "default_eos")]
+    pub eos_token_id: u32,
+    /// Width of `text_projection` (read only for SDXL's second encoder).
+    #[serde(default)]
+    pub projection_dim: Option<usize>,
+}
+
+fn default_eos() -> u32 {
+    super::tokenizer::EOS_TOKEN
 }
 
 fn default_eps() -> f64 {
@@ -77,6 +89,7 @@ pub struct ClipTextModel {
     encoder: ClipEncoder,
     final_layer_norm: LayerNorm,
     num_layers: usize,
+    eos_token_id: u32,
 }
 
 impl ClipTextModel {
@@ -101,18 +114,61 @@ impl ClipTextModel {
                 vb.pp("final_layer_norm"),
             )?,
             num_layers: config.num_hidden_layers,
+            eos_token_id: config.eos_token_id,
         })
     }
 
     /// Encodes a batch of token ids `[batch, seq]` (u32) into `[batch, seq, hidden]`.
     pub fn forward(&self, token_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (xs, mask) = self.embed(token_ids)?;
+        let xs = self.encoder.forward(&xs, Some(&mask), self.num_layers)?;
+        self.final_layer_norm.forward(&xs)
+    }
+
+    /// `hidden_states[-2]`: the output of the last layer but one, without the final norm
+    /// (what SDXL's pipelines condition on).
+    pub fn penultimate(&self, token_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (xs, mask) = self.embed(token_ids)?;
+        self.encoder
+            .forward(&xs, Some(&mask), self.num_layers.saturating_sub(1))
+    }
+
+    /// `hidden_states[-2]` and the pooled output `[batch, hidden]`: the final (normed)
+    /// hidden state at each sequence's end token, as transformers picks it.
+    pub fn penultimate_and_pooled(&self, ids: &[u32]) -> candle_core::Result<(Tensor, Tensor)> {
+        let token_ids = Tensor::new(ids, self.position_embedding.device())?.unsqueeze(0)?;
+        let (xs, mask) = self.embed(&token_ids)?;
+        let last = self.num_layers.saturating_sub(1);
+        let penultimate = self.encoder.forward(&xs, Some(&mask), last)?;
+        let xs = self
+            .encoder
+            .forward_layers(&penultimate, Some(&mask), last..self.num_layers)?;
+        let normed = self.final_layer_norm.forward(&xs)?;
+        let pooled = normed.narrow(1, self.pooled_position(ids), 1)?.squeeze(1)?;
+        Ok((penultimate, pooled))
+    }
+
+    /// Where transformers' `CLIPTextTransformer` pools: the first largest id when
+    /// `eos_token_id` is 2, else the first `eos_token_id` (position 0 without one, as
+    /// transformers' argmax gives).
+    fn pooled_position(&self, ids: &[u32]) -> usize {
+        let found = if self.eos_token_id == 2 {
+            let largest = ids.iter().copied().max();
+            ids.iter().position(|&id| Some(id) == largest)
+        } else {
+            ids.iter().position(|&id| id == self.eos_token_id)
+        };
+        found.unwrap_or(0)
+    }
+
+    /// Token plus position embeddings, and the causal mask.
+    fn embed(&self, token_ids: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let seq_len = token_ids.dim(1)?;
         let tokens = self.token_embedding.forward(token_ids)?;
         let positions = self.position_embedding.narrow(0, 0, seq_len)?;
         let xs = tokens.broadcast_add(&positions)?;
         let mask = causal_mask(seq_len, xs.dtype(), xs.device())?;
-        let xs = self.encoder.forward(&xs, Some(&mask), self.num_layers)?;
-        self.final_layer_norm.forward(&xs)
+        Ok((xs, mask))
     }
 }
 
@@ -122,4 +178,14 @@ fn causal_mask(seq_len: usize, dtype: DType, device: &Device) -> candle_core::Re
         .flat_map(|i| (0..seq_len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Tensor::from_vec(values, (seq_len, seq_len), device)?.to_dtype(dtype)
+}
+
+/// Where a text encoder file keeps the tower: under `text_model.` (transformers' usual
+/// layout, SDXL's second encoder) or at the root (files from recent transformers).
+pub fn text_model_level(vb: VarBuilder) -> VarBuilder {
+    if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
+        vb.pp("text_model")
+    } else {
+        vb
+    }
 }

@@ -115,6 +115,21 @@ impl ClipEncoder {
         Ok(xs)
     }
 
+    /// Runs layers `first..end` only: from the output of layer `first - 1` (or the
+    /// embeddings) to that of layer `end - 1`.
+    pub fn forward_layers(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        layers: std::ops::Range<usize>,
+    ) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for layer in self.layers.get(layers).unwrap_or_default() {
+            xs = layer.forward(&xs, mask)?;
+        }
+        Ok(xs)
+    }
+
     /// Number of layers in the stack.
     pub fn num_layers(&self) -> usize {
         self.layers.len()

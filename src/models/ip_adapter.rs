@@ -197,7 +197,8 @@ impl IpAdapterConfig {
     }
 }
 
-/// A loaded IP-Adapter: the image projection plus the 16 per-layer projections.
+/// A loaded IP-Adapter: the image projection plus one pair of projections per `attn2`
+/// layer (16 for SD 1.5, 70 for SDXL).
 pub struct IpAdapter {
     kind: AdapterKind,
     projection: Projection,
@@ -313,6 +314,3 @@ fn load_projection(vb: VarBuilder, config: &IpAdapterConfig) -> candle_core::Res
         }),
     })
 }
-
-/// Number of `attn2` layers in SD 1.5's UNet, each with its own image projections.
-pub const SD15_CROSS_ATTENTION_LAYERS: usize = 16;

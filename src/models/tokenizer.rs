@@ -91,9 +91,19 @@ impl ClipTokenizer {
 
     /// Token ids padded with EOS to exactly 77, as SD 1.5's pipeline feeds them.
     pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.encode_padded(text, EOS_TOKEN)
+    }
+
+    /// Token ids padded with `pad` to exactly 77 (SDXL's second tokenizer pads with `!`).
+    pub fn encode_padded(&self, text: &str, pad: u32) -> Vec<u32> {
         let mut ids = self.encode_unpadded(text);
-        ids.resize(MAX_TOKENS, EOS_TOKEN);
+        ids.resize(MAX_TOKENS, pad);
         ids
+    }
+
+    /// The id of a whole token as the vocabulary spells it (`!`, `<|endoftext|>`).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.vocab.get(token).copied()
     }
 
     /// Applies the merges to one pre-tokenized word (already mapped to byte chars): the

@@ -16,6 +16,7 @@ use super::phase::Phase;
 use super::preprocess::{FitMode, clip_square, decode_rgb, normalize};
 use super::request::{ImagePrompt, Request};
 use super::slots::{HalfFeatures, MaskSlots, image_tokens};
+pub use super::text::{TextEmbedding, encode_text};
 use crate::files::{MAX_IMAGE_FILE_BYTES, read_regular_file};
 use crate::models::ip_adapter::ImageFeature;
 use crate::models::unet::{Coverage, RegionMask};
@@ -32,7 +33,7 @@ pub struct EmbeddingCache {
     noised: Lru<NoisedKey, Vec<Tensor>, MAX_NOISED>,
     encoder_runs: usize,
     /// Text embeddings keyed by (text encoder id, prompt).
-    texts: Lru<TextKey, Tensor, MAX_TEXTS>,
+    texts: Lru<TextKey, TextEmbedding, MAX_TEXTS>,
     text_encoder_runs: usize,
 }
 
@@ -93,7 +94,7 @@ impl EmbeddingCache {
     }
 
     /// The embeddings of `text`, encoded only the first time.
-    fn text(&mut self, models: &Models, text: &str) -> Result<Tensor> {
+    fn text(&mut self, models: &Models, text: &str) -> Result<TextEmbedding> {
         let key = (models.text_id.clone(), text.to_string());
         self.texts.get_or_try_insert_with(key, || {
             self.text_encoder_runs += 1;
@@ -106,6 +107,8 @@ impl EmbeddingCache {
 pub struct Conditioning {
     pub text_uncond: Tensor,
     pub text_cond: Tensor,
+    /// SDXL's pooled text embeddings `(uncond, cond)`, each `[1, dim]`.
+    pub pooled: Option<(Tensor, Tensor)>,
     /// Image tokens `(uncond, cond)`, `None` for plain text-to-image: `[1, T, dim]`, or
     /// with masks `[slots, T, dim]`, one image slot per batch item.
     pub ip_tokens: Option<(Tensor, Tensor)>,
@@ -116,13 +119,6 @@ pub struct Prepared {
     pub conditioning: Conditioning,
     /// `Some` when any image has a mask.
     pub slots: Option<MaskSlots>,
-}
-
-/// Encodes one prompt to `[1, 77, hidden]`.
-pub fn encode_text(models: &Models, text: &str) -> Result<Tensor> {
-    let ids = models.tokenizer.encode(text);
-    let ids = Tensor::new(ids.as_slice(), &models.device)?.unsqueeze(0)?;
-    Ok(models.text_encoder.forward(&ids)?)
 }
 
 /// Computes the text and image conditioning of a `request` without masks, filling in
@@ -154,7 +150,12 @@ pub fn prepare_with_masks(
 ) -> Result<Prepared> {
     on_phase(Phase::EncodingPrompts);
     let text_cond = cache.text(models, &request.prompt)?;
-    let text_uncond = cache.text(models, &request.negative_prompt)?;
+    // An empty field means "no negative prompt" (diffusers' `None`).
+    let text_uncond = if request.negative_prompt.is_empty() && models.zero_empty_negative {
+        TextEmbedding::zeros_like(&text_cond)?
+    } else {
+        cache.text(models, &request.negative_prompt)?
+    };
     let (ip_tokens, slots) = if request.has_image_prompts() {
         let image = models.image.as_ref().ok_or_else(|| {
             MinusError::InvalidRequest(
@@ -173,8 +174,9 @@ pub fn prepare_with_masks(
     };
     Ok(Prepared {
         conditioning: Conditioning {
-            text_uncond,
-            text_cond,
+            pooled: text_uncond.pooled.zip(text_cond.pooled),
+            text_uncond: text_uncond.tokens,
+            text_cond: text_cond.tokens,
             ip_tokens,
         },
         slots,

@@ -17,7 +17,7 @@ use super::preview::{PreviewKind, render};
 use super::request::Request;
 use super::slots::{cross_context, repeat_batch};
 use crate::models::taesd::TaesdDecoder;
-use crate::models::unet::{Coverage, IpScales};
+use crate::models::unet::{Coverage, IpScales, TextTime};
 use crate::rng::TorchRng;
 use crate::schedulers;
 use crate::{MinusError, Result};
@@ -167,7 +167,13 @@ pub fn denoise_in_slots(
         0,
     )?;
     let has_image_tokens = conditioning.ip_tokens.is_some() && models.image.is_some();
-    let context = cross_context(models, conditioning.ip_tokens.as_ref(), slots, text, n)?;
+    let mut context = cross_context(models, conditioning.ip_tokens.as_ref(), slots, text, n)?;
+    if let Some((uncond, cond)) = &conditioning.pooled {
+        let pooled = Tensor::cat(&[repeat_batch(uncond, n)?, repeat_batch(cond, n)?], 0)?;
+        let pooled = pooled.to_dtype(models.dtype)?;
+        context =
+            context.with_text_time(TextTime::uncropped(pooled, request.width, request.height));
+    }
     let timesteps = scheduler.timesteps().to_vec();
     let total = timesteps.len();
     let started = Instant::now();
@@ -233,19 +239,22 @@ fn ip_scales(request: &Request, step: usize, total: usize, has_tokens: bool) -> 
 }
 
 /// Every `attn2` layer's `[2n, 1, 1]` scales: each half's weight times its weight
-/// type's factor for the layer (cubiq's `ipadapter_attention`, with the layer's index
-/// in execution order as his `transformer_index`).
+/// type's factor for the layer (cubiq's `ipadapter_attention`, with the index of the
+/// layer's transformer in execution order as his `transformer_index`).
 fn layer_scales(
     models: &Models,
     request: &Request,
     (uncond, cond): (f64, f64),
     n: usize,
 ) -> candle_core::Result<IpScales> {
-    let order = models.unet.cross_attention_order();
-    let layers = order
-        .iter()
-        .map(|&(part, index)| {
-            let factor = |kind: WeightType| kind.factor(index, order.len(), part);
+    let transformers = models.unet.transformer_count();
+    let sdxl = models.unet.config().is_sdxl();
+    let layers = models
+        .unet
+        .cross_attention_order()
+        .into_iter()
+        .map(|place| {
+            let factor = |kind: WeightType| kind.factor(place, transformers, sdxl);
             let scales = (
                 uncond * factor(request.negative_weight_type),
                 cond * factor(request.weight_type),

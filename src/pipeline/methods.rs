@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::choices::named_choices;
-use crate::models::unet::UNetPart;
+use crate::models::unet::{CrossAttentionPlace, UNetPart};
 
 named_choices! {
     /// How the conditioned side's images become one set of image features
@@ -52,8 +52,10 @@ impl Combine {
 }
 
 named_choices! {
-    /// cubiq's SD 1.5 weight types: a factor on the image scale by attention layer
-    /// (`CrossAttentionPatch.py`, `ipadapter_attention`, the `weight_type` branches).
+    /// cubiq's weight types: a factor on the image scale by transformer
+    /// (`CrossAttentionPatch.py`, `ipadapter_attention`, and `IPAdapterPlus.py`,
+    /// `ipadapter_execute`, for the InstantStyle ones, whose transformers differ between
+    /// SD 1.5 and SDXL).
     #[derive(Default)]
     pub enum WeightType {
         /// The same scale everywhere (IP-Adapter's own).
@@ -75,14 +77,24 @@ named_choices! {
         WeakMiddle = "weak-middle",
         /// 0.2 everywhere but the middle block.
         StrongMiddle = "strong-middle",
+        /// Only the transformer that carries style (SDXL: the first up block's second,
+        /// InstantStyle's); 0 elsewhere.
+        StyleTransfer = "style-transfer",
+        /// Only the transformer that carries layout (SDXL: the last down block's second).
+        Composition = "composition",
+        /// Every transformer but the layout one.
+        StrongStyleTransfer = "strong-style-transfer",
+        /// The style and the layout transformers.
+        StyleAndComposition = "style-and-composition",
     }
 }
 
 impl WeightType {
-    /// The factor of the layer that runs `index`-th of `layers` (execution order:
-    /// down blocks, middle block, up blocks), in `part` of the UNet.
-    pub fn factor(self, index: usize, layers: usize, part: UNetPart) -> f64 {
-        let (t, n) = (index as f64, layers as f64);
+    /// The factor of a layer at `place`, in a UNet of `transformers` transformers (SDXL's
+    /// when `sdxl`).
+    pub fn factor(self, place: CrossAttentionPlace, transformers: usize, sdxl: bool) -> f64 {
+        let (t, n) = (place.transformer as f64, transformers as f64);
+        let part = place.part;
         let weak = |weak: bool| if weak { 0.2 } else { 1.0 };
         match self {
             Self::Linear => 1.0,
@@ -94,7 +106,33 @@ impl WeightType {
             Self::WeakOutput => weak(part == UNetPart::Up),
             Self::WeakMiddle => weak(part == UNetPart::Middle),
             Self::StrongMiddle => weak(part != UNetPart::Middle),
+            _ => instant_style_factor(self, place.transformer, sdxl),
         }
+    }
+}
+
+/// cubiq's InstantStyle weight types: the factor of transformer `index` (execution
+/// order). SDXL: 3 is the last down block's second transformer (layout), 6 the first up
+/// block's second (style). SD 1.5 spreads both over more transformers.
+fn instant_style_factor(kind: WeightType, index: usize, sdxl: bool) -> f64 {
+    let style = if sdxl {
+        index == 6
+    } else {
+        matches!(index, 0..=3 | 9..=15)
+    };
+    let composition = match (sdxl, index) {
+        (true, 3) | (false, 5) => 1.0,
+        (false, 4) => 0.25,
+        _ => 0.0,
+    };
+    let on = |on: bool| if on { 1.0 } else { 0.0 };
+    match kind {
+        WeightType::StyleTransfer => on(style),
+        WeightType::Composition => composition,
+        WeightType::StrongStyleTransfer if sdxl => on(index != 3),
+        WeightType::StrongStyleTransfer => on(!matches!(index, 4 | 5)),
+        WeightType::StyleAndComposition => on(style).max(composition),
+        _ => 1.0,
     }
 }
 
@@ -113,7 +151,15 @@ mod tests {
             })
             .collect();
         let factors = |kind: WeightType| -> Vec<f64> {
-            (0..16).map(|i| kind.factor(i, 16, order[i])).collect()
+            (0..16)
+                .map(|i| {
+                    let place = CrossAttentionPlace {
+                        part: order[i],
+                        transformer: i,
+                    };
+                    kind.factor(place, 16, false)
+                })
+                .collect()
         };
         assert!(factors(WeightType::Linear).iter().all(|f| *f == 1.0));
         let ease_in = factors(WeightType::EaseIn);

@@ -16,6 +16,7 @@ pub mod preview;
 pub mod request;
 pub mod resample;
 mod slots;
+pub mod text;
 
 pub use crate::models::unet::EmbedsScaling;
 pub use decoded::FinalDecode;

@@ -9,13 +9,15 @@ use candle_core::{DType, Device};
 use crate::models::clip_text::{ClipTextConfig, ClipTextModel};
 use crate::models::clip_vision::{ClipVisionConfig, ClipVisionModel};
 use crate::models::config_check::CheckedConfig;
+use crate::models::family::ModelFamily;
 use crate::models::ip_adapter::{ImageFeature, IpAdapter};
+use crate::models::sdxl_text::SecondTextEncoder;
 use crate::models::taesd::{TaesdConfig, TaesdDecoder};
 use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{VaeConfig, VaeDecoder};
 use crate::schedulers::NoiseSchedule;
-use crate::weights::config::read_config;
+use crate::weights::config::{read_config, read_json};
 use crate::weights::diffusers::load_component;
 use crate::weights::lora::{LoraChoice, LoraSet};
 use crate::weights::pickle::load_weights_file;
@@ -39,6 +41,14 @@ pub struct ImagePromptModels {
 pub struct Models {
     pub tokenizer: ClipTokenizer,
     pub text_encoder: ClipTextModel,
+    /// SDXL's second text encoder.
+    pub text_encoder_2: Option<SecondTextEncoder>,
+    /// SD 1.5 or SDXL, as the UNet's config says.
+    pub family: ModelFamily,
+    /// Whether an empty negative prompt conditions on zeros instead of the encoded
+    /// empty text (SDXL's `force_zeros_for_empty_prompt`, on unless the folder's
+    /// `model_index.json` turns it off).
+    pub zero_empty_negative: bool,
     /// Identifies the text encoder (its model's path) in the embedding cache.
     pub text_id: String,
     pub unet: UNet,
@@ -88,7 +98,7 @@ impl Models {
     pub fn load(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<Self> {
         let text_model_id = encoder_identity(&[&paths.model], device, dtype);
         let mut loras = LoraNetworks::new(LoraSet::read(&paths.loras)?, text_model_id);
-        let (text_encoder, unet, own_vae) = if paths.model.is_file() {
+        let core = if paths.model.is_file() {
             load_single_file(paths, &mut loras, device, dtype)?
         } else if paths.model.is_dir() {
             load_diffusers_folder(paths, &mut loras, device, dtype)?
@@ -100,7 +110,8 @@ impl Models {
                         .to_string(),
             });
         };
-        let vae = match (&paths.vae, own_vae) {
+        let (unet, text_encoder) = (core.unet, core.text_encoder);
+        let vae = match (&paths.vae, core.vae) {
             (Some(path), _) if path.is_file() => {
                 let config: VaeConfig =
                     component_config(paths.configs.as_deref(), "vae", SD15_VAE_CONFIG)?;
@@ -135,12 +146,19 @@ impl Models {
         Ok(Self {
             tokenizer: ClipTokenizer::new(),
             text_encoder,
+            family: if core.text_encoder_2.is_some() {
+                ModelFamily::Sdxl
+            } else {
+                ModelFamily::Sd15
+            },
+            text_encoder_2: core.text_encoder_2,
+            zero_empty_negative: core.zero_empty_negative,
             text_id: loras.text_id(),
             unet,
             vae,
             taesd,
             image,
-            schedule: NoiseSchedule::sd15(),
+            schedule: core.schedule,
             device: device.clone(),
             dtype,
             loras,
@@ -168,7 +186,16 @@ impl Models {
     }
 }
 
-type CoreModels = (ClipTextModel, UNet, Option<VaeDecoder>);
+/// The networks a model file or folder brings.
+struct CoreModels {
+    text_encoder: ClipTextModel,
+    text_encoder_2: Option<SecondTextEncoder>,
+    unet: UNet,
+    /// `None` when the model has no VAE or another one is given.
+    vae: Option<VaeDecoder>,
+    zero_empty_negative: bool,
+    schedule: NoiseSchedule,
+}
 
 fn load_diffusers_folder(
     paths: &ModelPaths,
@@ -180,15 +207,98 @@ fn load_diffusers_folder(
     let text = load_component(&dir.join("text_encoder"), dtype)?;
     let text_config = read_config(&text.config_path)?;
     let text_encoder = loras.text_encoder(text.weights, text_config, device, dtype)?;
-    let unet = load_component(&dir.join("unet"), dtype)?;
-    let unet_config = read_config(&unet.config_path)?;
-    let unet = loras.unet(unet.weights, unet_config, device, dtype)?;
+    let unet_component = load_component(&dir.join("unet"), dtype)?;
+    let unet_config: UNetConfig = read_config(&unet_component.config_path)?;
+    let sdxl = unet_config.is_sdxl();
+    let text_encoder_2 = sdxl
+        .then(|| load_second_text_encoder(dir, device, dtype))
+        .transpose()?;
+    let unet = loras.unet(unet_component.weights, unet_config, device, dtype)?;
     // The folder's own VAE is only needed (and required) when no other is given.
     let vae = match paths.vae {
         Some(_) => None,
         None => Some(load_vae(&dir.join("vae"), device, dtype)?),
     };
-    Ok((text_encoder, unet, vae))
+    Ok(CoreModels {
+        text_encoder,
+        text_encoder_2,
+        unet,
+        vae,
+        zero_empty_negative: sdxl && force_zeros_for_empty_prompt(dir)?,
+        schedule: if sdxl {
+            sdxl_schedule(dir)?
+        } else {
+            NoiseSchedule::sd15()
+        },
+    })
+}
+
+/// SDXL's noise schedule, spaced as the folder's `scheduler/scheduler_config.json`
+/// says ("leading", SDXL's own, when the file or the field is missing). SD 1.5 keeps
+/// the built-in schedule whatever its folder says, so its pictures stay as they were.
+fn sdxl_schedule(dir: &Path) -> Result<NoiseSchedule> {
+    let path = dir.join("scheduler").join("scheduler_config.json");
+    let spacing = if path.is_file() {
+        let config: serde_json::Value = read_json(&path)?;
+        config["timestep_spacing"]
+            .as_str()
+            .unwrap_or("leading")
+            .to_string()
+    } else {
+        "leading".to_string()
+    };
+    Ok(NoiseSchedule {
+        leading_spacing: spacing == "leading",
+        ..NoiseSchedule::sdxl()
+    })
+}
+
+/// SDXL's `text_encoder_2/`, padding as `tokenizer_2/` says.
+fn load_second_text_encoder(
+    dir: &Path,
+    device: &Device,
+    dtype: DType,
+) -> Result<SecondTextEncoder> {
+    let pad_token = second_pad_token(&dir.join("tokenizer_2"))?;
+    let component = load_component(&dir.join("text_encoder_2"), dtype)?;
+    let config: ClipTextConfig = read_config(&component.config_path)?;
+    let file = &component.weights;
+    SecondTextEncoder::load(file.var_builder(dtype, device), &config, pad_token)
+        .map_err(|e| file.load_error(e))
+}
+
+/// The id `tokenizer_2/special_tokens_map.json` pads with (`!` when the file or the
+/// entry is missing, as in SDXL's own folder).
+fn second_pad_token(tokenizer_dir: &Path) -> Result<u32> {
+    let path = tokenizer_dir.join("special_tokens_map.json");
+    let pad = if path.is_file() {
+        let map: serde_json::Value = read_json(&path)?;
+        match &map["pad_token"] {
+            serde_json::Value::String(token) => token.clone(),
+            other => other["content"].as_str().unwrap_or("!").to_string(),
+        }
+    } else {
+        "!".to_string()
+    };
+    ClipTokenizer::new()
+        .token_id(&pad)
+        .ok_or_else(|| MinusError::BadConfig {
+            path,
+            message: format!("pad_token `{pad}` is not in CLIP's vocabulary"),
+        })
+}
+
+/// `force_zeros_for_empty_prompt` of the folder's `model_index.json` (on by default,
+/// as in diffusers' SDXL pipeline).
+fn force_zeros_for_empty_prompt(dir: &Path) -> Result<bool> {
+    let path = dir.join("model_index.json");
+    if !path.is_file() {
+        return Ok(true);
+    }
+    let index: serde_json::Value = read_json(&path)?;
+    Ok(index["force_zeros_for_empty_prompt"]
+        .as_bool()
+        .unwrap_or(true))
 }
 
 fn load_single_file(
@@ -208,7 +318,14 @@ fn load_single_file(
         (None, Some(vae)) => Some(build_vae(vae, &vae_config, device, dtype)?),
         _ => None,
     };
-    Ok((text_encoder, unet, vae))
+    Ok(CoreModels {
+        text_encoder,
+        text_encoder_2: None,
+        unet,
+        vae,
+        zero_empty_negative: false,
+        schedule: NoiseSchedule::sd15(),
+    })
 }
 
 // The VAE builder takes the file by value: its tensors are freed when it is built.

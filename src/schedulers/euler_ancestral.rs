@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::sigmas::{LinspaceTimesteps, step_sigmas};
+use super::sigmas::{LinspaceTimesteps, initial_sigma, step_sigmas};
 use super::{NoiseSchedule, Scheduler, StepOutput, fresh_noise};
 use crate::rng::TorchRng;
 
@@ -12,6 +12,7 @@ pub struct EulerAncestral {
     timesteps: Vec<f64>,
     /// One sigma per step plus a final 0.
     sigmas: Vec<f64>,
+    init_noise_sigma: f64,
 }
 
 impl EulerAncestral {
@@ -19,7 +20,11 @@ impl EulerAncestral {
     pub fn new(schedule: &NoiseSchedule, steps: usize, karras: bool) -> Self {
         let (sigmas, timesteps) =
             step_sigmas(schedule, steps, karras, LinspaceTimesteps::Fractional);
-        Self { timesteps, sigmas }
+        Self {
+            timesteps,
+            init_noise_sigma: initial_sigma(schedule, &sigmas),
+            sigmas,
+        }
     }
 }
 
@@ -29,8 +34,7 @@ impl Scheduler for EulerAncestral {
     }
 
     fn init_noise_sigma(&self) -> f64 {
-        // "linspace" spacing starts at sigma_max itself, not sqrt(sigma_max² + 1).
-        self.sigmas.iter().copied().fold(0.0, f64::max)
+        self.init_noise_sigma
     }
 
     fn scale_model_input(&self, sample: &Tensor, step: usize) -> candle_core::Result<Tensor> {

@@ -3,6 +3,7 @@
 
 mod ddim;
 mod dpmpp_2m;
+mod euler;
 mod euler_ancestral;
 mod lcm;
 mod sigmas;
@@ -15,6 +16,7 @@ use crate::rng::TorchRng;
 
 pub use ddim::Ddim;
 pub use dpmpp_2m::DpmPp2M;
+pub use euler::Euler;
 pub use euler_ancestral::EulerAncestral;
 pub use lcm::{Lcm, ORIGINAL_INFERENCE_STEPS};
 pub use tcd::{DEFAULT_ETA, Tcd};
@@ -28,6 +30,8 @@ named_choices! {
         Ddim = "ddim",
         /// Euler ancestral, "linspace" spacing, fractional timesteps.
         EulerAncestral = "euler-a" | "euler-ancestral",
+        /// Euler (no fresh noise), spaced as Euler ancestral; SDXL's default.
+        Euler = "euler",
         /// DPM-Solver++ 2M (midpoint), "linspace" spacing.
         DpmPp2M = "dpmpp-2m" | "dpm++-2m",
         /// TCD (few steps; made for TCD-distilled weights), stochasticity `eta`.
@@ -43,6 +47,7 @@ impl SamplerKind {
         match self {
             Self::Ddim => "DDIM",
             Self::EulerAncestral => "Euler a",
+            Self::Euler => "Euler",
             Self::DpmPp2M => "DPM++ 2M",
             Self::Tcd => "TCD",
             Self::Lcm => "LCM",
@@ -51,7 +56,7 @@ impl SamplerKind {
 
     /// Whether the sampler can use Karras sigmas.
     pub fn supports_karras(self) -> bool {
-        matches!(self, Self::EulerAncestral | Self::DpmPp2M)
+        matches!(self, Self::EulerAncestral | Self::Euler | Self::DpmPp2M)
     }
 
     /// Whether the sampler reads the request's `eta`.
@@ -64,7 +69,7 @@ impl SamplerKind {
     pub fn max_steps(self) -> usize {
         match self {
             Self::Tcd | Self::Lcm => ORIGINAL_INFERENCE_STEPS,
-            Self::Ddim | Self::EulerAncestral | Self::DpmPp2M => 1000,
+            Self::Ddim | Self::EulerAncestral | Self::Euler | Self::DpmPp2M => 1000,
         }
     }
 }
@@ -76,6 +81,10 @@ pub struct NoiseSchedule {
     pub alphas_cumprod: Vec<f32>,
     /// Added to every "leading" timestep (1 for SD 1.5).
     pub steps_offset: usize,
+    /// Whether the sigma-space samplers (Euler, Euler a, DPM++ 2M) space their timesteps
+    /// "leading", as SDXL's scheduler config says, rather than their own "linspace"
+    /// (what SD 1.5's config, which names no spacing, gives them).
+    pub leading_spacing: bool,
 }
 
 impl NoiseSchedule {
@@ -102,12 +111,21 @@ impl NoiseSchedule {
         Self {
             alphas_cumprod,
             steps_offset,
+            leading_spacing: false,
         }
     }
 
     /// SD 1.5: betas 0.00085..0.012, 1000 steps, offset 1.
     pub fn sd15() -> Self {
         Self::scaled_linear(0.00085, 0.012, 1000, 1)
+    }
+
+    /// SDXL: SD 1.5's betas, with "leading" spacing for the sigma-space samplers.
+    pub fn sdxl() -> Self {
+        Self {
+            leading_spacing: true,
+            ..Self::sd15()
+        }
     }
 
     /// Number of training timesteps.
@@ -201,6 +219,7 @@ pub fn build(
     match kind {
         SamplerKind::Ddim => Box::new(Ddim::new(schedule, steps)),
         SamplerKind::EulerAncestral => Box::new(EulerAncestral::new(schedule, steps, karras)),
+        SamplerKind::Euler => Box::new(Euler::new(schedule, steps, karras)),
         SamplerKind::DpmPp2M => Box::new(DpmPp2M::new(schedule, steps, karras)),
         SamplerKind::Tcd => Box::new(Tcd::new(schedule, steps, eta)),
         SamplerKind::Lcm => Box::new(Lcm::new(schedule, steps)),

@@ -1,4 +1,4 @@
-//! Sigma schedules shared by the Karras-style samplers (Euler a, DPM++ 2M).
+//! Sigma schedules shared by the Karras-style samplers (Euler, Euler a, DPM++ 2M).
 
 use super::NoiseSchedule;
 
@@ -104,6 +104,13 @@ pub fn step_sigmas(
     let rounded = spacing == LinspaceTimesteps::Rounded;
     let (mut sigmas, mut timesteps) = if karras {
         karras_schedule(&training, steps, rounded)
+    } else if schedule.leading_spacing {
+        let timesteps = leading_timesteps(schedule, steps, rounded);
+        let sigmas = timesteps
+            .iter()
+            .map(|t| interpolate(&training, *t))
+            .collect();
+        (sigmas, timesteps)
     } else {
         let timesteps: Vec<f64> = if rounded {
             linspace_timesteps(schedule.train_steps(), steps + 1)
@@ -130,5 +137,29 @@ pub fn step_sigmas(
 pub fn to_f32_precision(values: &mut [f64]) {
     for v in values {
         *v = f64::from(*v as f32);
+    }
+}
+
+/// "leading" spacing, as SDXL's scheduler config asks: every `T / N`-th training
+/// timestep from 0, reversed, plus `steps_offset`. DPM-Solver (`rounded`) divides by
+/// `N + 1` and drops the last (diffusers' `set_timesteps` of each).
+fn leading_timesteps(schedule: &NoiseSchedule, steps: usize, rounded: bool) -> Vec<f64> {
+    let count = if rounded { steps + 1 } else { steps };
+    let ratio = schedule.train_steps() / count.max(1);
+    (0..count)
+        .rev()
+        .take(steps)
+        .map(|i| (i * ratio + schedule.steps_offset) as f64)
+        .collect()
+}
+
+/// The initial noise's scale for the sigma-space samplers: `sigma_max` with "linspace"
+/// spacing, `sqrt(sigma_max² + 1)` with "leading" (diffusers' `init_noise_sigma`).
+pub fn initial_sigma(schedule: &NoiseSchedule, sigmas: &[f64]) -> f64 {
+    let max = sigmas.iter().copied().fold(0.0, f64::max);
+    if schedule.leading_spacing {
+        (max * max + 1.0).sqrt()
+    } else {
+        max
     }
 }

@@ -6,9 +6,7 @@ use std::path::Path;
 use super::TensorFile;
 use super::config::{check_config, read_json};
 use crate::models::clip_vision::ClipVisionConfig;
-use crate::models::ip_adapter::{
-    IpAdapterConfig, ProjectionConfig, ResamplerLayerConfig, SD15_CROSS_ATTENTION_LAYERS,
-};
+use crate::models::ip_adapter::{IpAdapterConfig, ProjectionConfig, ResamplerLayerConfig};
 use crate::{MinusError, Result};
 
 /// The adapter's kind and sizes, recognised from the tensors in its file.
@@ -65,12 +63,26 @@ pub fn infer_ip_adapter_config(file: &TensorFile) -> Result<IpAdapterConfig> {
     })
 }
 
-/// The output width of each `attn2` layer's image projections, checking that each
-/// takes the tokens the projection makes.
+/// The most `attn2` layers an adapter file may name (SD 1.5 has 16, SDXL 70).
+const MAX_CROSS_ATTENTION_LAYERS: usize = 512;
+
+/// The output width of each `attn2` layer's image projections (as many as the file
+/// numbers 1, 3, 5, ... without a gap), checking that each takes the tokens the
+/// projection makes.
 fn attention_layer_widths(file: &TensorFile, cross_attention_dim: usize) -> Result<Vec<usize>> {
-    (0..SD15_CROSS_ATTENTION_LAYERS)
+    let key = |layer: usize| format!("ip_adapter.{}.to_k_ip.weight", 2 * layer + 1);
+    let layers = (0..MAX_CROSS_ATTENTION_LAYERS)
+        .take_while(|&layer| file.contains(&key(layer)))
+        .count();
+    if layers == 0 {
+        return Err(MinusError::BadWeights {
+            path: file.path().to_path_buf(),
+            message: "no `ip_adapter.1.to_k_ip` tensor: not an IP-Adapter file".to_string(),
+        });
+    }
+    (0..layers)
         .map(|layer| {
-            let key = format!("ip_adapter.{}.to_k_ip.weight", 2 * layer + 1);
+            let key = key(layer);
             let input = file.dim(&key, 1)?;
             if input != cross_attention_dim {
                 return Err(MinusError::BadWeights {

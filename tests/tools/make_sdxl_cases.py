@@ -128,31 +128,33 @@ SCHEDULER = {'_class_name': 'EulerDiscreteScheduler', '_diffusers_version': '0.1
 ADAPTER_FILES = {'base': 'ip-adapter_sdxl.safetensors', 'plus': 'ip-adapter-plus_sdxl_vit-h.safetensors'}
 
 # `euler` is the file's scheduler (what StableDiffusionXLPipeline.from_pretrained gives), `ddim`
-# DDIMScheduler.from_config of it. negative_prompt None takes diffusers' force_zeros path.
+# DDIMScheduler.from_config of it. negative_prompt None takes diffusers' force_zeros path: Minus
+# reads an empty negative prompt field as no negative prompt (A1111's SDXL code zeros an all-empty
+# negative prompt the same way, sd_models_xl.py `force_zero_negative_prompt`).
 CASES = [
     dict(name='text_only', adapter=None, scheduler='euler', steps=4, cfg=6.0, width=64, height=64, seed=42,
          prompt='a photo of a cat', negative_prompt='blurry, low quality'),
     dict(name='base_posneg', adapter='base', scheduler='euler', steps=4, cfg=6.0, width=64, height=64, seed=7,
-         prompt='a house', negative_prompt='', image='house.png', negative_image='lawn.png', weight=0.8),
+         prompt='a house', negative_prompt=None, image='house.png', negative_image='lawn.png', weight=0.8),
     dict(name='plus_posneg', adapter='plus', scheduler='euler', steps=4, cfg=6.0, width=64, height=64, seed=7,
-         prompt='a house', negative_prompt='', image='house.png', negative_image='sticker_rgba.png', weight=0.8),
+         prompt='a house', negative_prompt=None, image='house.png', negative_image='sticker_rgba.png', weight=0.8),
     dict(name='base_neg_only', adapter='base', scheduler='ddim', steps=4, cfg=5.0, width=64, height=64, seed=3,
          prompt='a red house on a hill', negative_prompt='ugly', image=None, negative_image='lawn.png', weight=1.0),
     dict(name='plus_batch2', adapter='plus', scheduler='ddim', steps=4, cfg=6.0, width=64, height=64, seed=11,
          prompt='a cozy cottage', negative_prompt='dark', image='house.png', negative_image='lawn.png',
          weight=0.9, num_images_per_prompt=2),
     dict(name='base_nonsquare', adapter='base', scheduler='euler', steps=4, cfg=6.5, width=88, height=56, seed=5,
-         prompt='a wide landscape', negative_prompt='', image='lawn.png', negative_image='house.png', weight=1.0),
+         prompt='a wide landscape', negative_prompt=None, image='lawn.png', negative_image='house.png', weight=1.0),
     dict(name='empty_negative_zeros', adapter=None, scheduler='euler', steps=4, cfg=6.0, width=64, height=64,
          seed=42, prompt='a photo of a cat', negative_prompt=None),
     dict(name='plus_style_transfer', adapter='plus', scheduler='euler', steps=4, cfg=6.0, width=64, height=64,
-         seed=9, prompt='a house', negative_prompt='', image='house.png', negative_image='lawn.png', weight=1.1,
+         seed=9, prompt='a house', negative_prompt=None, image='house.png', negative_image='lawn.png', weight=1.1,
          weight_type='style transfer'),
     dict(name='base_composition', adapter='base', scheduler='ddim', steps=4, cfg=6.0, width=64, height=64,
-         seed=9, prompt='a house', negative_prompt='', image='house.png', negative_image='lawn.png', weight=1.0,
+         seed=9, prompt='a house', negative_prompt=None, image='house.png', negative_image='lawn.png', weight=1.0,
          weight_type='composition'),
     dict(name='plus_neg_only', adapter='plus', scheduler='euler', steps=4, cfg=5.0, width=64, height=64, seed=13,
-         prompt='a garden', negative_prompt='', image=None, negative_image='sticker_rgba.png', weight=1.0),
+         prompt='a garden', negative_prompt=None, image=None, negative_image='sticker_rgba.png', weight=1.0),
 ]
 
 # cubiq's SDXL weight types as diffusers layer scales. ComfyUI_IPAdapter_plus, IPAdapterPlus.py,

@@ -15,7 +15,30 @@ pub struct BlockContext {
     pub eps: f64,
     pub context_dim: usize,
     pub linear_projection: bool,
-    pub transformer_depth: usize,
+}
+
+/// The transformers of one block that has attention.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub heads: usize,
+    /// Transformer blocks (each with one `attn2`) per transformer.
+    pub depth: usize,
+}
+
+/// The `attn2` layers met while loading, in IP-Adapter order.
+#[derive(Debug, Default)]
+pub struct CrossLayers {
+    /// The width of each layer.
+    pub channels: Vec<usize>,
+    /// How many of them each transformer holds, transformers in the same order.
+    pub per_transformer: Vec<usize>,
+}
+
+impl CrossLayers {
+    /// Transformers met so far.
+    pub fn transformers(&self) -> usize {
+        self.per_transformer.len()
+    }
 }
 
 impl BlockContext {
@@ -29,37 +52,39 @@ impl BlockContext {
         }
     }
 
-    fn transformer(&self, channels: usize, heads: usize) -> TransformerConfig {
+    fn transformer(&self, channels: usize, shape: AttentionShape) -> TransformerConfig {
         TransformerConfig {
             channels,
             context_dim: self.context_dim,
-            heads,
+            heads: shape.heads,
             groups: self.groups,
-            depth: self.transformer_depth,
+            depth: shape.depth,
             linear_projection: self.linear_projection,
         }
     }
 }
 
 /// Loads `count` transformers of `vb.attentions.{i}` (none for a block without
-/// attention, `config` `None`), appending the width of each of their `attn2` layers to
-/// `ip_layers` (IP-Adapter layer order).
+/// attention, `config` `None`), appending their `attn2` layers to `cross_layers`
+/// (IP-Adapter layer order).
 fn load_attentions(
     vb: &VarBuilder,
     count: usize,
     config: Option<TransformerConfig>,
-    ip_layers: &mut Vec<usize>,
+    cross_layers: &mut CrossLayers,
 ) -> candle_core::Result<Vec<Transformer2D>> {
     let Some(config) = config else {
         return Ok(Vec::new());
     };
     (0..count)
         .map(|i| {
-            let t = Transformer2D::load(vb.pp(format!("attentions.{i}")), config, ip_layers.len())?;
-            ip_layers.extend(std::iter::repeat_n(
-                config.channels,
-                t.cross_attention_layers(),
-            ));
+            let first = cross_layers.channels.len();
+            let t = Transformer2D::load(vb.pp(format!("attentions.{i}")), config, first)?;
+            let layers = t.cross_attention_layers();
+            cross_layers
+                .channels
+                .extend(std::iter::repeat_n(config.channels, layers));
+            cross_layers.per_transformer.push(layers);
             Ok(t)
         })
         .collect()
@@ -85,8 +110,8 @@ pub struct DownBlockLayout {
     pub out_channels: usize,
     /// Resnets (and transformers, with attention) in the block.
     pub layers: usize,
-    /// Attention heads; `None` for a block without attention.
-    pub heads: Option<usize>,
+    /// Its transformers; `None` for a block without attention.
+    pub attention: Option<AttentionShape>,
     /// Whether a strided convolution halves the size at the end.
     pub downsample: bool,
 }
@@ -97,13 +122,13 @@ impl DownBlock {
         vb: VarBuilder,
         ctx: &BlockContext,
         layout: DownBlockLayout,
-        ip_layers: &mut Vec<usize>,
+        cross_layers: &mut CrossLayers,
     ) -> candle_core::Result<Self> {
         let DownBlockLayout {
             in_channels,
             out_channels,
             layers,
-            heads,
+            attention,
             downsample,
         } = layout;
         let resnets = (0..layers)
@@ -112,8 +137,8 @@ impl DownBlock {
                 ResnetBlock2D::load(vb.pp(format!("resnets.{i}")), ctx.resnet(cin, out_channels))
             })
             .collect::<candle_core::Result<_>>()?;
-        let transformer = heads.map(|heads| ctx.transformer(out_channels, heads));
-        let attentions = load_attentions(&vb, layers, transformer, ip_layers)?;
+        let transformer = attention.map(|shape| ctx.transformer(out_channels, shape));
+        let attentions = load_attentions(&vb, layers, transformer, cross_layers)?;
         let downsampler = downsample
             .then(|| conv3x3(out_channels, out_channels, 2, vb.pp("downsamplers.0.conv")))
             .transpose()?;
@@ -159,12 +184,11 @@ impl MidBlock {
     pub fn load(
         vb: VarBuilder,
         ctx: &BlockContext,
-        channels: usize,
-        heads: usize,
-        ip_layers: &mut Vec<usize>,
+        (channels, shape): (usize, AttentionShape),
+        cross_layers: &mut CrossLayers,
     ) -> candle_core::Result<Self> {
-        let mut attentions =
-            load_attentions(&vb, 1, Some(ctx.transformer(channels, heads)), ip_layers)?;
+        let transformer = Some(ctx.transformer(channels, shape));
+        let mut attentions = load_attentions(&vb, 1, transformer, cross_layers)?;
         Ok(Self {
             resnet_in: ResnetBlock2D::load(vb.pp("resnets.0"), ctx.resnet(channels, channels))?,
             attention: attentions.remove(0),
@@ -204,8 +228,8 @@ pub struct UpBlockLayout {
     pub channels: UpBlockChannels,
     /// Resnets (and transformers, with attention) in the block: layers_per_block + 1.
     pub layers: usize,
-    /// Attention heads; `None` for a block without attention.
-    pub heads: Option<usize>,
+    /// Its transformers; `None` for a block without attention.
+    pub attention: Option<AttentionShape>,
     /// Whether an upsampler doubles the size at the end.
     pub upsample: bool,
 }
@@ -216,12 +240,12 @@ impl UpBlock {
         vb: VarBuilder,
         ctx: &BlockContext,
         layout: UpBlockLayout,
-        ip_layers: &mut Vec<usize>,
+        cross_layers: &mut CrossLayers,
     ) -> candle_core::Result<Self> {
         let UpBlockLayout {
             channels,
             layers,
-            heads,
+            attention,
             upsample,
         } = layout;
         let resnets = (0..layers)
@@ -242,8 +266,8 @@ impl UpBlock {
                 )
             })
             .collect::<candle_core::Result<_>>()?;
-        let transformer = heads.map(|heads| ctx.transformer(channels.out, heads));
-        let attentions = load_attentions(&vb, layers, transformer, ip_layers)?;
+        let transformer = attention.map(|shape| ctx.transformer(channels.out, shape));
+        let attentions = load_attentions(&vb, layers, transformer, cross_layers)?;
         let upsampler = upsample
             .then(|| Upsample2D::load(vb.pp("upsamplers.0"), channels.out))
             .transpose()?;

@@ -7,6 +7,7 @@ use candle_core::{Module, Tensor};
 use super::super::ip_adapter::IpAttentionWeights;
 use super::super::linear::Linear;
 use super::regions::Regions;
+use super::text_time::TextTime;
 
 /// Image tokens and the adapter's per-layer key/value projections for them.
 pub struct ImageTokens<'a> {
@@ -23,14 +24,16 @@ pub(super) struct LayerKeys {
     pub image: Option<(Tensor, Tensor)>,
 }
 
-/// The conditioning of one run: text embeddings `[batch, 77, dim]` and optionally
-/// image tokens. Neither changes from step to step, so neither do their keys and
+/// The conditioning of one run: text embeddings `[batch, 77, dim]`, optionally image
+/// tokens, and for SDXL the pooled text embedding and size ids. None of them changes from step to step, so neither do their keys and
 /// values in each `attn2` layer: the first step computes them, later steps reuse them.
 pub struct CrossContext<'a> {
     text: Tensor,
     image: Option<ImageTokens<'a>>,
     /// With masks: the image slots and where each acts (`None`: one slot, everywhere).
     regions: Option<Regions>,
+    /// SDXL's added conditioning.
+    text_time: Option<TextTime>,
     /// Per `attn2` layer (IP-Adapter order), once computed.
     keys: RefCell<Vec<Option<LayerKeys>>>,
 }
@@ -42,6 +45,7 @@ impl<'a> CrossContext<'a> {
             text,
             image,
             regions: None,
+            text_time: None,
             keys: RefCell::new(Vec::new()),
         }
     }
@@ -53,6 +57,19 @@ impl<'a> CrossContext<'a> {
             regions: Some(regions),
             ..self
         }
+    }
+
+    /// The same context with SDXL's added conditioning.
+    pub fn with_text_time(self, text_time: TextTime) -> Self {
+        Self {
+            text_time: Some(text_time),
+            ..self
+        }
+    }
+
+    /// SDXL's added conditioning, when the run has it.
+    pub(super) fn text_time(&self) -> Option<&TextTime> {
+        self.text_time.as_ref()
     }
 
     /// The image slots, when masks split the image tokens.

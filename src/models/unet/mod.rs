@@ -1,17 +1,21 @@
-//! SD 1.5's `UNet2DConditionModel`, with IP-Adapter's decoupled image attention
-//! in every cross-attention layer.
+//! The `UNet2DConditionModel` of SD 1.5 and SDXL (its per-block transformer depths and
+//! its "text_time" added conditioning), with IP-Adapter's decoupled image attention in
+//! every cross-attention layer.
 
 mod blocks;
 mod context;
 mod ip_scaling;
 mod regions;
+mod sinusoid;
+mod text_time;
 mod transformer;
 
 pub use context::{CrossContext, ImageTokens};
 pub use ip_scaling::{EmbedsScaling, IpScales};
 pub use regions::{Coverage, RegionMask, Regions, downsample};
+pub use text_time::TextTime;
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -24,9 +28,11 @@ use super::group_norm::GroupNorm;
 use super::linear::{Linear, linear};
 use super::resnet::conv3x3;
 use blocks::{
-    BlockContext, DownBlock, DownBlockLayout, MidBlock, StepInputs, UpBlock, UpBlockChannels,
-    UpBlockLayout,
+    AttentionShape, BlockContext, CrossLayers, DownBlock, DownBlockLayout, MidBlock, StepInputs,
+    UpBlock, UpBlockChannels, UpBlockLayout,
 };
+use sinusoid::{SinusoidStyle, sinusoids};
+use text_time::{TextTimeEmbedding, TextTimeSizes};
 use transformer::CrossInputs;
 
 /// An integer or one value per block, as diffusers configs allow.
@@ -46,7 +52,7 @@ impl PerBlock {
     }
 }
 
-/// The fields of a diffusers UNet `config.json` that SD 1.5 uses.
+/// The fields of a diffusers UNet `config.json` that SD 1.5 and SDXL use.
 #[derive(Debug, Clone, Deserialize)]
 pub struct UNetConfig {
     #[serde(default = "default_in_channels")]
@@ -73,8 +79,18 @@ pub struct UNetConfig {
     pub freq_shift: f64,
     #[serde(default)]
     pub use_linear_projection: bool,
+    /// Transformer blocks in each transformer, per UNet block (SDXL: 1, 2, 10).
     #[serde(default = "default_depth")]
-    pub transformer_layers_per_block: usize,
+    pub transformer_layers_per_block: PerBlock,
+    /// `"text_time"` for SDXL's added conditioning; `None` for SD 1.5.
+    #[serde(default)]
+    pub addition_embed_type: Option<String>,
+    /// Width of each size id's sinusoid (SDXL: 256).
+    #[serde(default)]
+    pub addition_time_embed_dim: Option<usize>,
+    /// Width of the added embedding's input: the pooled text width + 6 size ids.
+    #[serde(default)]
+    pub projection_class_embeddings_input_dim: Option<usize>,
 }
 
 fn default_in_channels() -> usize {
@@ -95,8 +111,8 @@ fn default_eps() -> f64 {
 fn default_true() -> bool {
     true
 }
-fn default_depth() -> usize {
-    1
+fn default_depth() -> PerBlock {
+    PerBlock::Same(1)
 }
 
 impl UNetConfig {
@@ -109,6 +125,58 @@ impl UNetConfig {
             .get(block)
     }
 
+    /// The transformers of block `block`, when it has attention.
+    fn attention(&self, block: usize, kind: &str) -> Option<AttentionShape> {
+        kind.contains("CrossAttn").then(|| AttentionShape {
+            heads: self.heads(block),
+            depth: self.transformer_layers_per_block.get(block),
+        })
+    }
+
+    /// The added conditioning's sizes: `Some` for SDXL's "text_time", `None` without.
+    fn text_time(&self) -> Result<Option<(usize, usize)>, ConfigProblem> {
+        let Some(kind) = &self.addition_embed_type else {
+            return Ok(None);
+        };
+        if kind != "text_time" {
+            return Err(ConfigProblem {
+                field: "addition_embed_type",
+                message: format!("is `{kind}`; Minus runs `text_time` (SDXL) or none"),
+            });
+        }
+        let missing = |field: &'static str| ConfigProblem {
+            field,
+            message: "is missing; `text_time` needs it".to_string(),
+        };
+        let id_dim = self
+            .addition_time_embed_dim
+            .ok_or_else(|| missing("addition_time_embed_dim"))?;
+        let input_dim = self
+            .projection_class_embeddings_input_dim
+            .ok_or_else(|| missing("projection_class_embeddings_input_dim"))?;
+        positive_at_most("addition_time_embed_dim", id_dim, MAX_CHANNELS)?;
+        positive_at_most(
+            "projection_class_embeddings_input_dim",
+            input_dim,
+            8 * MAX_CHANNELS,
+        )?;
+        if input_dim <= 6 * id_dim {
+            return Err(ConfigProblem {
+                field: "projection_class_embeddings_input_dim",
+                message: format!(
+                    "is {input_dim}, not more than the six size ids' {}",
+                    6 * id_dim
+                ),
+            });
+        }
+        Ok(Some((id_dim, input_dim)))
+    }
+
+    /// Whether the config is SDXL's: the "text_time" added conditioning.
+    pub fn is_sdxl(&self) -> bool {
+        self.addition_embed_type.as_deref() == Some("text_time")
+    }
+
     /// Each down block's shape, as diffusers derives it from the config.
     fn down_block_layouts(&self) -> Vec<DownBlockLayout> {
         let channels = &self.block_out_channels;
@@ -116,7 +184,7 @@ impl UNetConfig {
             in_channels: if i == 0 { channels[0] } else { channels[i - 1] },
             out_channels: channels[i],
             layers: self.layers_per_block,
-            heads: kind.contains("CrossAttn").then(|| self.heads(i)),
+            attention: self.attention(i, kind),
             downsample: i + 1 < channels.len(),
         };
         self.down_block_types
@@ -137,9 +205,7 @@ impl UNetConfig {
                 skip_in: reversed[(i + 1).min(reversed.len() - 1)],
             },
             layers: self.layers_per_block + 1,
-            heads: kind
-                .contains("CrossAttn")
-                .then(|| self.heads(blocks - 1 - i)),
+            attention: self.attention(blocks - 1 - i, kind),
             upsample: i + 1 < blocks,
         };
         self.up_block_types.iter().enumerate().map(layout).collect()
@@ -167,11 +233,14 @@ impl CheckedConfig for UNetConfig {
             }
         }
         positive_at_most("layers_per_block", self.layers_per_block, MAX_LAYERS)?;
-        positive_at_most(
-            "transformer_layers_per_block",
-            self.transformer_layers_per_block,
-            MAX_LAYERS,
-        )?;
+        for block in 0..blocks {
+            positive_at_most(
+                "transformer_layers_per_block",
+                self.transformer_layers_per_block.get(block),
+                MAX_LAYERS,
+            )?;
+        }
+        self.text_time()?;
         positive_at_most(
             "cross_attention_dim",
             self.cross_attention_dim,
@@ -200,20 +269,32 @@ pub enum UNetPart {
     Up,
 }
 
+/// Where one `attn2` layer sits, as cubiq's weight types index them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossAttentionPlace {
+    pub part: UNetPart,
+    /// Its transformer's index in execution order (down blocks, the middle block, then
+    /// up blocks): cubiq's `transformer_index` (SD 1.5: 16 transformers, SDXL: 11).
+    pub transformer: usize,
+}
+
 /// The denoising UNet.
 pub struct UNet {
     conv_in: Conv2d,
     time_linear_1: Linear,
     time_linear_2: Linear,
+    /// SDXL's added conditioning.
+    text_time: Option<TextTimeEmbedding>,
     down_blocks: Vec<DownBlock>,
     mid_block: MidBlock,
     up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
     config: UNetConfig,
-    cross_attention_channels: Vec<usize>,
-    /// `attn2` layers in the down blocks, the up blocks and the middle block.
-    cross_attention_counts: [usize; 3],
+    /// The `attn2` layers, in IP-Adapter order: down blocks, up blocks, middle block.
+    cross_layers: CrossLayers,
+    /// Transformers in the down blocks, the up blocks and the middle block.
+    transformer_counts: [usize; 3],
 }
 
 impl UNet {
@@ -232,28 +313,31 @@ impl UNet {
             eps: config.norm_eps,
             context_dim: config.cross_attention_dim,
             linear_projection: config.use_linear_projection,
-            transformer_depth: config.transformer_layers_per_block,
         };
         // IP-Adapter numbers attn2 layers: down blocks, then up blocks, then the mid block.
-        let mut ip_layers = Vec::new();
+        let mut cross_layers = CrossLayers::default();
         let mut down_blocks = Vec::new();
         for (i, layout) in config.down_block_layouts().into_iter().enumerate() {
             let vb = vb.pp(format!("down_blocks.{i}"));
-            down_blocks.push(DownBlock::load(vb, &ctx, layout, &mut ip_layers)?);
+            down_blocks.push(DownBlock::load(vb, &ctx, layout, &mut cross_layers)?);
         }
-        let down_layers = ip_layers.len();
+        let down_transformers = cross_layers.transformers();
         let mut up_blocks = Vec::new();
         for (i, layout) in config.up_block_layouts().into_iter().enumerate() {
             let vb = vb.pp(format!("up_blocks.{i}"));
-            up_blocks.push(UpBlock::load(vb, &ctx, layout, &mut ip_layers)?);
+            up_blocks.push(UpBlock::load(vb, &ctx, layout, &mut cross_layers)?);
         }
-        let up_layers = ip_layers.len() - down_layers;
+        let up_transformers = cross_layers.transformers() - down_transformers;
+        let middle = config.block_out_channels.len() - 1;
+        let mid_attention = AttentionShape {
+            heads: config.heads(middle),
+            depth: config.transformer_layers_per_block.get(middle),
+        };
         let mid_block = MidBlock::load(
             vb.pp("mid_block"),
             &ctx,
-            last,
-            config.heads(channels.len() - 1),
-            &mut ip_layers,
+            (last, mid_attention),
+            &mut cross_layers,
         )?;
         Ok(Self {
             conv_in: conv3x3(config.in_channels, first, 1, vb.pp("conv_in"))?,
@@ -263,6 +347,7 @@ impl UNet {
                 temb_channels,
                 vb.pp("time_embedding.linear_2"),
             )?,
+            text_time: load_text_time(&vb, config, temb_channels)?,
             down_blocks,
             mid_block,
             up_blocks,
@@ -274,12 +359,12 @@ impl UNet {
             )?,
             conv_out: conv3x3(first, config.out_channels, 1, vb.pp("conv_out"))?,
             config: config.clone(),
-            cross_attention_counts: [
-                down_layers,
-                up_layers,
-                ip_layers.len() - down_layers - up_layers,
+            transformer_counts: [
+                down_transformers,
+                up_transformers,
+                cross_layers.transformers() - down_transformers - up_transformers,
             ],
-            cross_attention_channels: ip_layers,
+            cross_layers,
         })
     }
 
@@ -291,17 +376,35 @@ impl UNet {
     /// Width of every `attn2` layer in IP-Adapter order: an adapter must bring one
     /// image projection of that width per layer.
     pub fn cross_attention_channels(&self) -> &[usize] {
-        &self.cross_attention_channels
+        &self.cross_layers.channels
+    }
+
+    /// Number of transformers (cubiq's weight types count these).
+    pub fn transformer_count(&self) -> usize {
+        self.transformer_counts.iter().sum()
     }
 
     /// Where each `attn2` layer (IP-Adapter order) runs: its part of the UNet and its
-    /// index in execution order (down blocks, the middle block, then up blocks).
-    pub fn cross_attention_order(&self) -> Vec<(UNetPart, usize)> {
-        let [down, up, mid] = self.cross_attention_counts;
-        let down_order = (0..down).map(|i| (UNetPart::Down, i));
-        let up_order = (0..up).map(|i| (UNetPart::Up, down + mid + i));
-        let mid_order = (0..mid).map(|i| (UNetPart::Middle, down + i));
-        down_order.chain(up_order).chain(mid_order).collect()
+    /// transformer's index in execution order (down blocks, the middle block, then up blocks).
+    pub fn cross_attention_order(&self) -> Vec<CrossAttentionPlace> {
+        let [down, up, _] = self.transformer_counts;
+        let mid = self.transformer_count() - down - up;
+        let place = |transformer: usize| {
+            let (part, transformer) = if transformer < down {
+                (UNetPart::Down, transformer)
+            } else if transformer < down + up {
+                (UNetPart::Up, transformer + mid)
+            } else {
+                (UNetPart::Middle, transformer - up)
+            };
+            CrossAttentionPlace { part, transformer }
+        };
+        self.cross_layers
+            .per_transformer
+            .iter()
+            .enumerate()
+            .flat_map(|(transformer, &layers)| std::iter::repeat_n(place(transformer), layers))
+            .collect()
     }
 
     /// Predicts the noise for `sample` `[batch, 4, h, w]` at `timestep` (may be fractional),
@@ -315,15 +418,7 @@ impl UNet {
         context: &CrossContext,
         ip_scale: Option<&IpScales>,
     ) -> candle_core::Result<Tensor> {
-        let batch = sample.dim(0)?;
-        let t_emb = self
-            .timestep_embedding(timestep, sample.device())?
-            .to_dtype(sample.dtype())?
-            .repeat((batch, 1))?;
-        let temb = self
-            .time_linear_2
-            .forward(&self.time_linear_1.forward(&t_emb)?.silu()?)?;
-        let temb_silu = temb.silu()?;
+        let temb_silu = self.time_embedding(sample, timestep, context)?.silu()?;
         let inputs = StepInputs {
             temb_silu: &temb_silu,
             cross: CrossInputs { context, ip_scale },
@@ -341,23 +436,66 @@ impl UNet {
         self.conv_out.forward(&xs)
     }
 
+    /// `[batch, temb]`: the timestep's embedding, plus SDXL's added conditioning.
+    fn time_embedding(
+        &self,
+        sample: &Tensor,
+        timestep: f64,
+        context: &CrossContext,
+    ) -> candle_core::Result<Tensor> {
+        let batch = sample.dim(0)?;
+        let t_emb = self
+            .timestep_embedding(timestep, sample.device())?
+            .to_dtype(sample.dtype())?
+            .repeat((batch, 1))?;
+        let temb = self
+            .time_linear_2
+            .forward(&self.time_linear_1.forward(&t_emb)?.silu()?)?;
+        match (&self.text_time, context.text_time()) {
+            (None, None) => Ok(temb),
+            (Some(embedding), Some(text_time)) => temb + embedding.forward(text_time)?,
+            (Some(_), None) => Err(candle_core::Error::Msg(
+                "this SDXL UNet needs the pooled text embedding and size ids".into(),
+            )),
+            (None, Some(_)) => Err(candle_core::Error::Msg(
+                "this UNet takes no pooled text embedding (an SD 1.5 UNet with SDXL text encoders?)"
+                    .into(),
+            )),
+        }
+    }
+
     /// Sinusoidal timestep embedding `[1, block_out_channels[0]]`, computed in f32 as diffusers does.
     fn timestep_embedding(&self, timestep: f64, device: &Device) -> candle_core::Result<Tensor> {
         let dim = self.config.block_out_channels[0];
-        let half = dim / 2;
-        let t = timestep as f32;
-        let shift = self.config.freq_shift as f32;
-        let ln_max_period = (10000f32).ln();
-        let args: Vec<f32> = (0..half)
-            .map(|i| t * (-ln_max_period * i as f32 / (half as f32 - shift)).exp())
-            .collect();
-        let sin = args.iter().map(|a| a.sin());
-        let cos = args.iter().map(|a| a.cos());
-        let values: Vec<f32> = if self.config.flip_sin_to_cos {
-            cos.chain(sin).collect()
-        } else {
-            sin.chain(cos).collect()
-        };
-        Tensor::from_vec(values, (1, dim), device)?.to_dtype(DType::F32)
+        sinusoids(&[timestep], dim, sinusoid_style(&self.config), device)
     }
+}
+
+fn sinusoid_style(config: &UNetConfig) -> SinusoidStyle {
+    SinusoidStyle {
+        flip_sin_to_cos: config.flip_sin_to_cos,
+        freq_shift: config.freq_shift,
+    }
+}
+
+/// SDXL's `add_embedding`, when the config asks for it.
+fn load_text_time(
+    vb: &VarBuilder,
+    config: &UNetConfig,
+    temb_channels: usize,
+) -> candle_core::Result<Option<TextTimeEmbedding>> {
+    let sizes = config
+        .text_time()
+        .map_err(|p| candle_core::Error::Msg(format!("`{}` {}", p.field, p.message)))?;
+    sizes
+        .map(|(id_dim, input_dim)| {
+            let sizes = TextTimeSizes {
+                id_dim,
+                input_dim,
+                temb_channels,
+                style: sinusoid_style(config),
+            };
+            TextTimeEmbedding::load(vb, sizes)
+        })
+        .transpose()
 }

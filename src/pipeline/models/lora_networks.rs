@@ -5,7 +5,7 @@
 use candle_core::{DType, Device};
 
 use crate::Result;
-use crate::models::clip_text::{ClipTextConfig, ClipTextModel};
+use crate::models::clip_text::{ClipTextConfig, ClipTextModel, text_model_level};
 use crate::models::unet::{UNet, UNetConfig};
 use crate::weights::TensorFile;
 use crate::weights::lora::{LoraChoice, LoraSet, Network, PatchedWeights, Target};
@@ -162,13 +162,7 @@ fn build_text_encoder(
     device: &Device,
     dtype: DType,
 ) -> Result<ClipTextModel> {
-    let vb = file.var_builder(dtype, device);
-    // Files saved by recent transformers drop the `text_model.` prefix.
-    let vb = if file.contains("text_model.embeddings.token_embedding.weight") {
-        vb.pp("text_model")
-    } else {
-        vb
-    };
+    let vb = text_model_level(file.var_builder(dtype, device));
     ClipTextModel::load(vb, config).map_err(|e| file.load_error(e))
 }
 
