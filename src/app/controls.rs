@@ -9,6 +9,7 @@ use super::fields::{choice_field, path_field, text_field};
 use super::method::Method;
 use super::settings::Settings;
 use super::sweep::{SweepParameter, SweepSettings};
+use crate::models::family::ModelFamily;
 use crate::pipeline::preprocess::FitMode;
 use crate::pipeline::request::ETA_RANGE;
 use crate::pipeline::{
@@ -16,10 +17,6 @@ use crate::pipeline::{
 };
 use crate::rng::random_seed;
 use crate::schedulers::SamplerKind;
-
-/// Width/height presets offered next to the free values.
-const SIZE_PRESETS: [(usize, usize); 5] =
-    [(512, 512), (512, 768), (768, 512), (640, 640), (768, 768)];
 
 /// What the settings column asks the app to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +33,14 @@ pub enum ControlAction {
 pub fn settings_ui(
     ui: &mut egui::Ui,
     settings: &mut Settings,
+    family: ModelFamily,
     taesd_offer_mb: Option<u64>,
 ) -> ControlAction {
     prompts_ui(ui, &mut settings.request);
     ui.separator();
     image_weights_ui(ui, &mut settings.request);
     ui.separator();
-    sampling_ui(ui, &mut settings.request);
+    sampling_ui(ui, &mut settings.request, family);
     seed_ui(ui, &mut settings.request.seed, &mut settings.random_seed);
     let request = &mut settings.request;
     ui.add(egui::Slider::new(&mut request.batch, 1..=8).text("Images per run"))
@@ -95,7 +93,7 @@ fn image_weights_ui(ui: &mut egui::Ui, request: &mut Request) {
 }
 
 /// Guidance, steps, the sampler and the picture size.
-fn sampling_ui(ui: &mut egui::Ui, request: &mut Request) {
+fn sampling_ui(ui: &mut egui::Ui, request: &mut Request, family: ModelFamily) {
     ui.add(egui::Slider::new(&mut request.cfg, 1.0..=20.0).text("CFG scale"))
         .on_hover_text("How strongly to follow the prompts (classifier-free guidance)");
     // The few-step samplers pick from 50 distilled timesteps.
@@ -121,7 +119,7 @@ fn sampling_ui(ui: &mut egui::Ui, request: &mut Request) {
         ui.add(egui::Slider::new(&mut request.eta, ETA_RANGE).text("Eta"))
             .on_hover_text("TCD's randomness per step: 0 is deterministic, higher loses detail");
     }
-    size_ui(ui, &mut request.width, &mut request.height);
+    size_ui(ui, &mut request.width, &mut request.height, family);
 }
 
 /// The seed, a button for a new one, and whether each run draws its own.
@@ -306,7 +304,8 @@ fn window_ui(ui: &mut egui::Ui, label: &str, window: &mut Window) {
     }
 }
 
-fn size_ui(ui: &mut egui::Ui, width: &mut usize, height: &mut usize) {
+/// The size fields and the presets of the loaded model's family.
+fn size_ui(ui: &mut egui::Ui, width: &mut usize, height: &mut usize, family: ModelFamily) {
     ui.horizontal(|ui| {
         ui.add(
             egui::DragValue::new(width)
@@ -325,7 +324,7 @@ fn size_ui(ui: &mut egui::Ui, width: &mut usize, height: &mut usize) {
         egui::ComboBox::from_label("preset")
             .selected_text(format!("{}×{}", *width, *height))
             .show_ui(ui, |ui| {
-                for (w, h) in SIZE_PRESETS {
+                for &(w, h) in family.size_presets() {
                     if ui
                         .selectable_label(*width == w && *height == h, format!("{w}×{h}"))
                         .clicked()

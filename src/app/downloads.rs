@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::engine::{Command, Engine, Event};
+use crate::models::family::ModelFamily;
 use crate::weights::ModelPaths;
-use crate::weights::catalogue::{
-    Catalogue, DEFAULT_ADAPTER, FIRST_RUN, IMAGE_ENCODER, TAESD, TCD_LORA,
-};
+use crate::weights::catalogue::{Catalogue, DefaultSet, TCD_LORA, preview_decoder_for};
 use crate::weights::hub::Hub;
 use crate::weights::local::{LocalKind, LocalModel};
 
@@ -47,11 +46,12 @@ pub enum DownloadOutcome {
 /// Why the running download was started.
 #[derive(Debug, Clone, PartialEq)]
 enum Purpose {
-    Defaults,
+    /// A family's default set, to use once it is there.
+    Defaults(ModelFamily),
     /// An adapter (its catalogue name) to use once it is there.
     Adapter(String),
-    /// TAESD, for previews.
-    Preview,
+    /// A preview decoder (its catalogue name: TAESD or TAESDXL).
+    Preview(&'static str),
     /// The Fast preset's TCD LoRA, and TAESD where it was missing.
     Fast,
 }
@@ -64,10 +64,9 @@ pub struct Downloads {
     pub progress: Option<DownloadProgress>,
     /// What the running download is for.
     purpose: Option<Purpose>,
-    /// Approximate size of the first-run download, read from the catalogue once.
-    defaults_size_mb: u64,
-    /// Approximate size of TAESD, read from the catalogue once (it is offered per frame).
-    pub taesd_size_mb: Option<u64>,
+    /// Whether the SDXL set is all in the cache (checked at start and after downloads,
+    /// not every frame).
+    sdxl_cached: bool,
     /// Whether the first-run offer has been shown: it then stays until models load, so
     /// the fields below do not jump up under the pointer once a first path is typed.
     first_run_offered: bool,
@@ -79,32 +78,47 @@ pub struct Downloads {
 impl Downloads {
     /// No download yet, from `hub`.
     pub fn new(hub: Hub) -> Self {
-        let catalogue = Catalogue::built_in().ok();
-        let defaults_size_mb = catalogue.as_ref().map_or(0, |c| {
-            c.entries
-                .iter()
-                .filter(|e| FIRST_RUN.contains(&e.name.as_str()))
-                .map(|e| e.approx_mb)
-                .sum()
-        });
-        let taesd_size_mb = catalogue.and_then(|c| c.get(TAESD).ok().map(|e| e.approx_mb));
-        Self {
+        let mut downloads = Self {
             hub,
             progress: None,
             purpose: None,
-            defaults_size_mb,
-            taesd_size_mb,
+            sdxl_cached: false,
             first_run_offered: false,
             found: Vec::new(),
             found_channel: crossbeam_channel::unbounded(),
-        }
+        };
+        downloads.sdxl_cached = downloads.cached_defaults(ModelFamily::Sdxl).is_some();
+        downloads
     }
 
-    /// The default models, if all of them are in the hub cache already.
-    pub fn cached_defaults(&self) -> Option<ModelPaths> {
+    /// `family`'s default models, if all of them are in the hub cache already.
+    pub fn cached_defaults(&self, family: ModelFamily) -> Option<ModelPaths> {
         Catalogue::built_in()
             .ok()?
-            .cached_model_paths(&self.hub, DEFAULT_ADAPTER)
+            .cached_model_paths(&self.hub, DefaultSet::of(family))
+    }
+
+    /// Approximate size of `family`'s default set, in MB.
+    fn set_size_mb(family: ModelFamily) -> u64 {
+        let names = DefaultSet::of(family).names();
+        Catalogue::built_in().map_or(0, |c| c.size_mb(&names))
+    }
+
+    /// Approximate size of `family`'s preview decoder, in MB.
+    pub fn preview_size_mb(family: ModelFamily) -> Option<u64> {
+        let name = preview_decoder_for(family);
+        Catalogue::built_in()
+            .ok()?
+            .get(name)
+            .ok()
+            .map(|e| e.approx_mb)
+    }
+
+    /// The cached image encoder that adapter entry `adapter` works with.
+    pub fn cached_encoder_for(&self, adapter: &str) -> Option<PathBuf> {
+        let catalogue = Catalogue::built_in().ok()?;
+        let encoder = catalogue.get(adapter).ok()?.image_encoder_name();
+        self.cached_entry(encoder)
     }
 
     /// The path of catalogue entry `name` if all its files are in the hub cache.
@@ -116,25 +130,29 @@ impl Downloads {
             .cached_path(&self.hub)
     }
 
-    /// Asks the engine to download the defaults.
-    pub fn start(&mut self, engine: &Engine) {
-        let names = FIRST_RUN.iter().map(|n| n.to_string()).collect();
-        self.download(engine, names, Purpose::Defaults);
+    /// Asks the engine to download `family`'s default set.
+    pub fn start(&mut self, engine: &Engine, family: ModelFamily) {
+        let names = DefaultSet::of(family).names();
+        let names = names.iter().map(|n| n.to_string()).collect();
+        self.download(engine, names, Purpose::Defaults(family));
     }
 
     /// Asks the engine to download adapter `name` (and the image encoder, if it is
     /// not cached), to use it once it is there.
     pub fn start_adapter(&mut self, engine: &Engine, name: &str) {
         let mut names = vec![name.to_string()];
-        if self.cached_entry(IMAGE_ENCODER).is_none() {
-            names.push(IMAGE_ENCODER.to_string());
+        if self.cached_encoder_for(name).is_none() {
+            let catalogue = Catalogue::built_in().ok();
+            let encoder = catalogue.and_then(|c| c.get(name).ok());
+            names.extend(encoder.map(|e| e.image_encoder_name().to_string()));
         }
         self.download(engine, names, Purpose::Adapter(name.to_string()));
     }
 
     /// Asks the engine to download TAESD, the previews' decoder.
-    pub fn start_preview(&mut self, engine: &Engine) {
-        self.download(engine, vec![TAESD.to_string()], Purpose::Preview);
+    pub fn start_preview(&mut self, engine: &Engine, family: ModelFamily) {
+        let name = preview_decoder_for(family);
+        self.download(engine, vec![name.to_string()], Purpose::Preview(name));
     }
 
     /// Asks the engine to download the Fast preset's TCD LoRA, and TAESD with it when
@@ -142,7 +160,7 @@ impl Downloads {
     pub fn start_fast(&mut self, engine: &Engine, with_taesd: bool) {
         let mut names = vec![TCD_LORA.to_string()];
         if with_taesd {
-            names.push(TAESD.to_string());
+            names.push(preview_decoder_for(ModelFamily::Sd15).to_string());
         }
         self.download(engine, names, Purpose::Fast);
     }
@@ -193,22 +211,20 @@ impl Downloads {
                     Some(Purpose::Adapter(name)) => match self.cached_entry(&name) {
                         Some(adapter) => DownloadOutcome::AdapterReady {
                             adapter,
-                            image_encoder: self.cached_entry(IMAGE_ENCODER),
+                            image_encoder: self.cached_encoder_for(&name),
                         },
                         None => missing(&name),
                     },
-                    Some(Purpose::Preview) => match self.cached_entry(TAESD) {
+                    Some(Purpose::Preview(name)) => match self.cached_entry(name) {
                         Some(_) => DownloadOutcome::PreviewReady,
-                        None => missing("TAESD"),
+                        None => missing(name),
                     },
                     Some(Purpose::Fast) => match self.cached_entry(TCD_LORA) {
                         Some(lora) => DownloadOutcome::FastLoraReady(lora),
                         None => missing("the TCD LoRA"),
                     },
-                    Some(Purpose::Defaults) | None => match self.cached_defaults() {
-                        Some(paths) => DownloadOutcome::Ready(paths),
-                        None => missing("the default models"),
-                    },
+                    Some(Purpose::Defaults(family)) => self.defaults_ready(family),
+                    None => self.defaults_ready(ModelFamily::Sd15),
                 }
             }
             Event::DownloadFailed { error } => {
@@ -220,8 +236,19 @@ impl Downloads {
         }
     }
 
+    /// What a finished download of `family`'s set means: use it, or it is not there.
+    fn defaults_ready(&mut self, family: ModelFamily) -> DownloadOutcome {
+        self.sdxl_cached = self.cached_defaults(ModelFamily::Sdxl).is_some();
+        match self.cached_defaults(family) {
+            Some(paths) => DownloadOutcome::Ready(paths),
+            None => DownloadOutcome::Failed(
+                "the default models downloaded but not found in the cache".to_string(),
+            ),
+        }
+    }
+
     /// The progress bar while downloading, else the offer to download the defaults when
-    /// `offer_defaults`.
+    /// `offer_defaults`, and the SDXL set while it is not in the cache.
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, offer_defaults: bool) {
         if let Some(state) = &self.progress {
             let fraction = state
@@ -243,17 +270,37 @@ impl Downloads {
             {
                 engine.send(Command::CancelDownload);
             }
-        } else if offer_defaults {
-            self.first_run_offered = true;
-            let size_gb = self.defaults_size_mb as f64 / 1000.0;
-            ui.label("No models yet: download the defaults, or set your own under Models.");
-            if ui
-                .button(format!("Download default models (about {size_gb:.1} GB)"))
-                .on_hover_text("Realistic Vision V4, sd-vae-ft-mse, the IP-Adapter and its image encoder, and TAESD for previews, into the Hugging Face cache")
-                .clicked()
-            {
-                self.start(engine);
+        } else {
+            if offer_defaults {
+                self.first_run_offered = true;
+                let size_gb = Self::set_size_mb(ModelFamily::Sd15) as f64 / 1000.0;
+                ui.label("No models yet: download the defaults, or set your own under Models.");
+                if ui
+                    .button(format!("Download default models (about {size_gb:.1} GB)"))
+                    .on_hover_text("Realistic Vision V4 (SD 1.5), sd-vae-ft-mse, the IP-Adapter and its image encoder, and TAESD for previews, into the Hugging Face cache")
+                    .clicked()
+                {
+                    self.start(engine, ModelFamily::Sd15);
+                }
             }
+            self.sdxl_offer_ui(ui, engine);
+        }
+    }
+
+    /// The button that downloads the SDXL set, while it is not all in the cache.
+    fn sdxl_offer_ui(&mut self, ui: &mut egui::Ui, engine: &Engine) {
+        if self.sdxl_cached {
+            return;
+        }
+        let size_gb = Self::set_size_mb(ModelFamily::Sdxl) as f64 / 1000.0;
+        if ui
+            .button(format!("Download SDXL models (about {size_gb:.1} GB)"))
+            .on_hover_text(
+                "SDXL base 1.0, its fp16-fix VAE, the Plus SDXL IP-Adapter with its ViT-H                  image encoder, and TAESDXL for previews, into the Hugging Face cache;                  SDXL makes 1024² pictures and needs about 12 GB of memory in f16",
+            )
+            .clicked()
+        {
+            self.start(engine, ModelFamily::Sdxl);
         }
     }
 

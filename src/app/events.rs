@@ -6,6 +6,7 @@ use super::MinusApp;
 use super::downloads::DownloadOutcome;
 use super::messages::{Message, MessageSource};
 use crate::engine::Event;
+use crate::models::family::ModelFamily;
 
 impl MinusApp {
     /// Takes every event the engine sent since the last frame.
@@ -44,10 +45,11 @@ impl MinusApp {
     }
 
     fn models_event(&mut self, event: &Event) {
-        if matches!(event, Event::ModelsLoaded { .. }) {
+        if let Event::ModelsLoaded { loaded, .. } = event {
             // An earlier setup's error no longer applies.
             self.messages
                 .succeeded(MessageSource::Models, Instant::now());
+            self.follow_family_size(loaded.family);
         }
         if let Some(message) = self.model_status.apply(event) {
             self.messages.push(message);
@@ -92,5 +94,20 @@ impl MinusApp {
         );
         self.model_status.apply(&event);
         self.results.apply(event, ctx, &mut self.messages);
+    }
+
+    /// A picture still at the other family's square default takes this family's (an
+    /// SDXL model draws poorly at 512², SD 1.5 at 1024²); any other size is the user's.
+    fn follow_family_size(&mut self, family: ModelFamily) {
+        let request = &mut self.settings.request;
+        let size = (request.width, request.height);
+        let other_default = ModelFamily::ALL
+            .into_iter()
+            .filter(|other| *other != family)
+            .any(|other| size == (other.default_side_px(), other.default_side_px()));
+        if other_default {
+            let side = family.default_side_px();
+            (request.width, request.height) = (side, side);
+        }
     }
 }

@@ -8,6 +8,7 @@ use egui::RichText;
 
 use super::MinusApp;
 use super::messages::{Message, MessageSource};
+use crate::models::family::ModelFamily;
 use crate::pipeline::fast_preset::{FAST_CFG, FAST_STEPS, apply_fast_preset};
 use crate::weights::catalogue::{Catalogue, TAESD, TCD_LORA};
 use crate::weights::lora::LoraChoice;
@@ -45,9 +46,11 @@ impl FastFiles {
 impl MinusApp {
     /// The Fast button with its one-line summary.
     pub(super) fn fast_ui(&mut self, ui: &mut egui::Ui) {
+        // The preset's LoRA is made for SD 1.5.
+        let sd15 = self.loaded_family() == ModelFamily::Sd15;
         let pressed = ui
             .horizontal(|ui| {
-                let button = ui.button("Fast");
+                let button = ui.add_enabled(sd15, egui::Button::new("Fast"));
                 ui.label(
                     RichText::new(format!(
                         "a draft in {FAST_STEPS} steps (TCD LoRA, TAESD decode)"
@@ -60,6 +63,9 @@ impl MinusApp {
                     .on_hover_ui(|ui| {
                         ui.label(self.fast_tooltip());
                     })
+                    .on_disabled_hover_text(
+                        "The Fast preset's TCD LoRA is made for SD 1.5: load an SD 1.5 model to use it",
+                    )
                     .clicked()
             })
             .inner;
@@ -117,7 +123,9 @@ impl MinusApp {
             return;
         }
         match files.lora {
-            Some(_) => self.downloads.start_preview(&self.engine),
+            Some(_) => self
+                .downloads
+                .start_preview(&self.engine, ModelFamily::Sd15),
             None => self.downloads.start_fast(&self.engine, files.taesd_missing),
         }
     }

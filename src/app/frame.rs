@@ -113,6 +113,7 @@ impl MinusApp {
         let offer_defaults = !self.settings.models.paths.is_set()
             || (self.downloads.offered_first_run() && self.model_status.loaded.is_none());
         self.downloads.ui(ui, &self.engine, offer_defaults);
+        self.models_panel.family = self.loaded_family();
         let action = self.models_panel.ui(ui, &mut self.settings.models);
         self.models_action(action);
         if let Some(model) = self.downloads.found_ui(ui) {
@@ -125,14 +126,18 @@ impl MinusApp {
     fn controls_ui(&mut self, ui: &mut egui::Ui) {
         let preview = self.settings.preview;
         let taesd_offer = self.taesd_offer_mb();
-        let action = controls::settings_ui(ui, &mut self.settings, taesd_offer);
+        let family = self.loaded_family();
+        let action = controls::settings_ui(ui, &mut self.settings, family, taesd_offer);
         if self.settings.preview != preview {
             self.engine.send(Command::SetPreview(self.settings.preview));
         }
         match action {
             ControlAction::None => {}
             ControlAction::RunSweep => self.run_sweep(),
-            ControlAction::DownloadTaesd => self.downloads.start_preview(&self.engine),
+            ControlAction::DownloadTaesd => {
+                let family = self.loaded_family();
+                self.downloads.start_preview(&self.engine, family);
+            }
             ControlAction::Browse(field, kind) => {
                 self.browser.open(&self.notices, field, kind);
             }

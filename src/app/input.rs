@@ -133,6 +133,17 @@ impl MinusApp {
         self.loader.load(positive, Target::Positive);
         self.loader.load(negative, Target::Negative);
         self.restore_loras(request.loras.clone());
+        let loaded = self.loaded_family();
+        if self.model_status.loaded.is_some() && request.family != loaded {
+            let text = format!(
+                "This picture was made with an {} model; the loaded model is {}: load an {} model to make it again",
+                request.family.display_name(),
+                loaded.display_name(),
+                request.family.display_name()
+            );
+            self.messages
+                .push(Message::warning(MessageSource::Restore, text));
+        }
         self.settings.request = request;
         self.settings.random_seed = false;
         true

@@ -40,8 +40,10 @@ use std::time::Instant;
 use egui::{Key, KeyboardShortcut, Modifiers};
 
 use crate::engine::{Command, Engine, JobId};
+use crate::models::family::ModelFamily;
 use crate::pipeline::{PreviewKind, Request};
-use crate::weights::catalogue::{IMAGE_ENCODER, TAESD};
+use crate::weights::catalogue::{TAESD, TAESDXL, preview_decoder_for};
+use crate::weights::family::peek_family;
 use crate::weights::hub::Hub;
 use browse::Browser;
 pub use browse::{PathField, PathPicker, PickKind};
@@ -163,28 +165,44 @@ impl MinusApp {
         if self.settings.models.paths.is_set() {
             return;
         }
-        if let Some(paths) = self.downloads.cached_defaults() {
+        let cached = ModelFamily::ALL
+            .into_iter()
+            .find_map(|family| self.downloads.cached_defaults(family));
+        if let Some(paths) = cached {
             self.settings.models.paths = paths;
         }
     }
 
-    /// Starts downloading the default models.
+    /// Starts downloading the default (SD 1.5) models.
     pub fn download_defaults(&mut self) {
-        self.downloads.start(&self.engine);
+        self.downloads.start(&self.engine, ModelFamily::Sd15);
     }
 
     fn load_models(&mut self) {
         match self.settings.models.load_settings() {
             Some(mut load) => {
-                // TAESD is looked up in the download cache at each load, so one
-                // downloaded after the models were chosen is used too.
-                if load.paths.taesd.is_none() {
-                    load.paths.taesd = self.downloads.cached_entry(TAESD);
+                // The preview decoder is looked up in the download cache at each load,
+                // so one downloaded after the models were chosen is used too, and the
+                // one made for the model's family (TAESD or TAESDXL) is taken.
+                let catalogue_decoder = [TAESD, TAESDXL]
+                    .map(|name| self.downloads.cached_entry(name))
+                    .contains(&load.paths.taesd);
+                if load.paths.taesd.is_none() || catalogue_decoder {
+                    let family = peek_family(&load.paths.model);
+                    load.paths.taesd = self.downloads.cached_entry(preview_decoder_for(family));
                 }
                 self.engine.send(Command::LoadModels(load));
             }
             None => self.model_status.clear(),
         }
+    }
+
+    /// The loaded model's family (SD 1.5 until a model loads).
+    fn loaded_family(&self) -> ModelFamily {
+        self.model_status
+            .loaded
+            .as_ref()
+            .map_or(ModelFamily::Sd15, |loaded| loaded.family)
     }
 
     /// The size of TAESD, in MB, when the window should offer to download it: TAESD
@@ -195,7 +213,7 @@ impl MinusApp {
         if !wanted || self.downloads.progress.is_some() {
             return None;
         }
-        self.downloads.taesd_size_mb
+        Downloads::preview_size_mb(loaded.family)
     }
 
     /// The request the current settings and panes describe.
@@ -284,7 +302,7 @@ impl MinusApp {
             ModelsAction::ChooseAdapter(name) => match self.downloads.cached_entry(&name) {
                 Some(adapter) => {
                     self.models_panel.offer = None;
-                    let encoder = self.downloads.cached_entry(IMAGE_ENCODER);
+                    let encoder = self.downloads.cached_encoder_for(&name);
                     self.use_adapter(adapter, encoder);
                 }
                 None => self.models_panel.offer = Some(name),

@@ -11,6 +11,7 @@ use super::loras::{LoraAction, LoraLibrary};
 use super::settings::ModelSettings;
 use crate::device::DeviceChoice;
 use crate::engine::LoadedModels;
+use crate::models::family::ModelFamily;
 use crate::weights::ModelPaths;
 use crate::weights::catalogue::{Catalogue, CatalogueEntry};
 
@@ -41,6 +42,8 @@ pub struct ModelsPanel {
     catalogue: Option<&'static Catalogue>,
     /// The LoRA folders' files, and restored LoRAs being looked for.
     pub loras: LoraLibrary,
+    /// The loaded model's family: the kind list offers the adapters made for it.
+    pub family: ModelFamily,
 }
 
 impl ModelsPanel {
@@ -52,9 +55,12 @@ impl ModelsPanel {
         }
     }
 
-    /// The catalogue's adapters, in order.
+    /// The catalogue's adapters for the loaded model's family, in order.
     fn adapters(&self) -> impl Iterator<Item = &CatalogueEntry> {
-        self.catalogue.into_iter().flat_map(|c| c.adapters())
+        let family = self.family;
+        self.catalogue
+            .into_iter()
+            .flat_map(move |c| c.adapters_for(family))
     }
 
     /// The label of the adapter `path` is, "Other file", or "None".
@@ -274,8 +280,11 @@ pub fn loaded_ui(ui: &mut egui::Ui, loaded: Option<&LoadedModels>) {
     let preview = loaded.map_or(dash.clone(), |l| {
         if l.taesd { "TAESD" } else { "latent colours" }.to_string()
     });
+    let model = loaded.map_or(dash.clone(), |l| {
+        format!("{} ({})", l.model, l.family.display_name())
+    });
     let rows = [
-        [("Model:", or_dash(loaded.map(|l| &l.model))), ("VAE:", vae)],
+        [("Model:", model), ("VAE:", vae)],
         [
             ("Adapter:", adapter),
             (

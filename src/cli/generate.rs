@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, select_device};
+use minus::models::family::ModelFamily;
 use minus::output::format::{SaveFormat, save_result};
 use minus::output::{check_replaceable, numbered_paths};
 use minus::pipeline::conditioning::EmbeddingCache;
@@ -98,12 +99,12 @@ pub struct GenerateArgs {
     /// Seed (default: random).
     #[arg(long)]
     seed: Option<u64>,
-    /// Image width in pixels (multiple of 8).
-    #[arg(long, default_value_t = 512)]
-    width: usize,
-    /// Image height in pixels (multiple of 8).
-    #[arg(long, default_value_t = 512)]
-    height: usize,
+    /// Image width in pixels (multiple of 8; default 512 for SD 1.5, 1024 for SDXL).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Image height in pixels (multiple of 8; default 512 for SD 1.5, 1024 for SDXL).
+    #[arg(long)]
+    height: Option<usize>,
     /// Images per run; files are named `<stem>-<i>.png` when more than one.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -184,6 +185,17 @@ fn prompts(
         .collect())
 }
 
+/// `request` at the family's default size on each side the command line leaves open.
+fn sized_for_family(args: &GenerateArgs, mut request: Request, family: ModelFamily) -> Request {
+    let side = family.default_side_px();
+    let (width, height) = (args.width.unwrap_or(side), args.height.unwrap_or(side));
+    if (width, height) != (request.width, request.height) {
+        eprintln!("size: {width}x{height} ({} default)", family.display_name());
+    }
+    (request.width, request.height) = (width, height);
+    request
+}
+
 impl GenerateArgs {
     fn request(&self) -> anyhow::Result<Request> {
         let ip_window = Window {
@@ -216,8 +228,9 @@ impl GenerateArgs {
             steps: self.steps,
             cfg: self.cfg,
             seed: self.seed.unwrap_or_else(random_seed),
-            width: self.width,
-            height: self.height,
+            // The model's family, which sets the default, is known once it loads.
+            width: self.width.unwrap_or(ModelFamily::Sd15.default_side_px()),
+            height: self.height.unwrap_or(ModelFamily::Sd15.default_side_px()),
             batch: self.batch,
             fit: self.fit,
             noise: self.noise,
@@ -225,8 +238,9 @@ impl GenerateArgs {
             weight_type: self.weight_type,
             negative_weight_type: self.negative_weight_type,
             embeds_scaling: self.embeds_scaling,
-            // `generate` fills them in from the models that run.
+            // `generate` fills these in from the models that run.
             loras: Vec::new(),
+            family: ModelFamily::Sd15,
             final_decode: self.final_decode,
         })
     }
@@ -312,9 +326,11 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         eprintln!("LoRA {} ({hash}) at {}", lora.name(), lora.strength);
     }
     eprintln!(
-        "models loaded in {:.1}s",
+        "{} models loaded in {:.1}s",
+        models.family.display_name(),
         load_started.elapsed().as_secs_f64()
     );
+    let request = sized_for_family(args, request, models.family);
     let mut cache = EmbeddingCache::default();
     let mut on_phase = |phase: Phase| {
         match phase {

@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::DType;
 use image::RgbImage;
 
 use crate::device::{DTypeChoice, DeviceChoice};
-use crate::pipeline::{Phase, PreviewKind, Request};
+use crate::models::family::ModelFamily;
+use crate::pipeline::{Models, Phase, PreviewKind, Request};
 use crate::weights::ModelPaths;
 use crate::weights::catalogue::Catalogue;
 use crate::weights::hub::Hub;
@@ -30,6 +30,8 @@ pub struct LoadSettings {
 pub struct LoadedModels {
     /// The model's folder or file name.
     pub model: String,
+    /// SD 1.5 or SDXL, as the model's files say.
+    pub family: ModelFamily,
     /// The separate VAE's name, `None` when the model's own is used.
     pub vae: Option<String>,
     /// The adapter's catalogue label ("Plus", ...) or file name; `None` without one.
@@ -46,8 +48,8 @@ pub struct LoadedModels {
 }
 
 impl LoadedModels {
-    /// Names what `paths` load on `device` in `dtype`, with or without TAESD.
-    pub fn describe(paths: &ModelPaths, device: &str, dtype: DType, taesd: bool) -> Self {
+    /// Names what `paths` loaded as `models` on `device`.
+    pub fn describe(paths: &ModelPaths, device: &str, models: &Models) -> Self {
         let adapter = paths.ip_adapter.as_deref().map(|path| {
             let label = Catalogue::built_in().ok().and_then(|c| {
                 c.adapter_for_file(path)
@@ -57,12 +59,13 @@ impl LoadedModels {
         });
         Self {
             model: file_name(&paths.model),
+            family: models.family,
             vae: paths.vae.as_deref().map(file_name),
             adapter,
             image_encoder: paths.image_encoder.as_deref().map(file_name),
             device: device.to_string(),
-            dtype: format!("{dtype:?}").to_lowercase(),
-            taesd,
+            dtype: format!("{:?}", models.dtype).to_lowercase(),
+            taesd: models.taesd.is_some(),
             loras: paths
                 .loras
                 .iter()

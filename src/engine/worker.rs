@@ -223,12 +223,7 @@ impl Worker {
         fallback: Option<String>,
     ) -> Event {
         let loaded = self.models.as_ref().map(|(models, _)| {
-            LoadedModels::describe(
-                &settings.paths,
-                device_name(&models.device),
-                models.dtype,
-                models.taesd.is_some(),
-            )
+            LoadedModels::describe(&settings.paths, device_name(&models.device), models)
         });
         Event::ModelsLoaded {
             elapsed_secs: started.elapsed().as_secs_f64(),

@@ -17,6 +17,33 @@ named_choices! {
 }
 
 impl ModelFamily {
+    /// Whether this is SD 1.5 (the family saved settings name only when it is not).
+    pub fn is_sd15(&self) -> bool {
+        *self == Self::Sd15
+    }
+
+    /// The side of the square picture the family was trained at.
+    pub fn default_side_px(self) -> usize {
+        match self {
+            Self::Sd15 => 512,
+            Self::Sdxl => 1024,
+        }
+    }
+
+    /// The size presets the window offers (width, height), square first.
+    pub fn size_presets(self) -> &'static [(usize, usize)] {
+        match self {
+            Self::Sd15 => &[(512, 512), (512, 768), (768, 512), (640, 640), (768, 768)],
+            Self::Sdxl => &[
+                (1024, 1024),
+                (896, 1152),
+                (1152, 896),
+                (832, 1216),
+                (1216, 832),
+            ],
+        }
+    }
+
     /// The name people use.
     pub fn display_name(self) -> &'static str {
         match self {

@@ -48,6 +48,12 @@ pub fn parameters_text(request: &Request, model_name: &str) -> String {
     if request.sampler.uses_eta() {
         text.push_str(&format!(", Eta: {}", request.eta));
     }
+    if !request.family.is_sd15() {
+        text.push_str(&format!(
+            ", Model family: {}",
+            request.family.display_name()
+        ));
+    }
     let masks = |side: &[crate::pipeline::ImagePrompt]| {
         side.iter()
             .filter(|image| image.enabled && image.active_mask().is_some())

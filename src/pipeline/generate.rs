@@ -89,6 +89,7 @@ pub fn generate(
     super::memory::check_request(models, request)?;
     let mut request = request.clone();
     request.loras = models.loras();
+    request.family = models.family;
     let prepared = prepare_with_masks(models, &mut request, cache, on_phase)?;
     let started = Instant::now();
     on_phase(Phase::FirstStep);

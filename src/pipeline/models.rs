@@ -411,6 +411,25 @@ fn encoder_identity(files: &[&Path], device: &Device, dtype: DType) -> String {
     format!("{}|{:?}|{dtype:?}", files.join("|"), device.location())
 }
 
+/// " (ViT-H)"-style name of the CLIP image encoder whose `feature` is `dim` wide, or "".
+fn encoder_name(feature: &str, dim: usize) -> &'static str {
+    match (feature, dim) {
+        ("projection_dim", 1024) | ("hidden_size", 1280) => " (CLIP ViT-H)",
+        ("projection_dim", 1280) | ("hidden_size", 1664) => " (OpenCLIP ViT-bigG)",
+        ("projection_dim", 768) | ("hidden_size", 1024) => " (CLIP ViT-L)",
+        _ => "",
+    }
+}
+
+/// " (SDXL)"-style name of the family whose cross-attention takes `dim`-wide tokens, or "".
+fn family_name(dim: usize) -> &'static str {
+    match dim {
+        768 => " (SD 1.5)",
+        2048 => " (SDXL)",
+        _ => "",
+    }
+}
+
 /// Explains in one line why an adapter does not fit the encoder or the UNet.
 fn check_compatible(
     adapter_path: &Path,
@@ -429,16 +448,20 @@ fn check_compatible(
         ImageFeature::PenultimateHidden => ("hidden_size", encoder.hidden_size),
     };
     if adapter.image_feature_dim() != feature_dim {
+        let wanted = adapter.image_feature_dim();
         return mismatch(format!(
-            "the adapter expects {}-dim image features but the image encoder's {feature_name} is {feature_dim} (wrong image encoder?)",
-            adapter.image_feature_dim()
+            "the adapter expects {wanted}-dim image features{} but the image encoder's {feature_name} is {feature_dim}{}: use the image encoder the adapter was trained with",
+            encoder_name(feature_name, wanted),
+            encoder_name(feature_name, feature_dim)
         ));
     }
     let unet_cross = unet.config().cross_attention_dim;
     if adapter.cross_attention_dim() != unet_cross {
+        let made = adapter.cross_attention_dim();
         return mismatch(format!(
-            "the adapter makes {}-dim tokens but the UNet's cross-attention takes {unet_cross} (adapter for another model family, e.g. SDXL?)",
-            adapter.cross_attention_dim()
+            "the adapter makes {made}-dim tokens{} but the UNet's cross-attention takes {unet_cross}{}: use an adapter made for the loaded model's family",
+            family_name(made),
+            family_name(unet_cross)
         ));
     }
     let widths = unet.cross_attention_channels();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::decoded::FinalDecode;
 use super::methods::{Combine, WeightType};
 use super::preprocess::FitMode;
+use crate::models::family::ModelFamily;
 use crate::models::unet::EmbedsScaling;
 use crate::schedulers::{DEFAULT_ETA, SamplerKind};
 use crate::weights::lora::LoraChoice;
@@ -160,6 +161,10 @@ pub struct Request {
     /// settings when it is the full VAE, so results saved before it existed read the same.
     #[serde(skip_serializing_if = "FinalDecode::is_vae")]
     pub final_decode: FinalDecode,
+    /// The family of the model that ran (filled in by `generate`). Left out of the saved
+    /// settings for SD 1.5, so its results saved before SDXL read the same.
+    #[serde(default, skip_serializing_if = "ModelFamily::is_sd15")]
+    pub family: ModelFamily,
 }
 
 impl Default for Request {
@@ -191,6 +196,7 @@ impl Default for Request {
             embeds_scaling: EmbedsScaling::VOnly,
             loras: Vec::new(),
             final_decode: FinalDecode::Vae,
+            family: ModelFamily::Sd15,
         }
     }
 }

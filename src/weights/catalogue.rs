@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::ModelPaths;
 use super::hub::{DownloadProgress, Hub};
+use crate::models::family::ModelFamily;
 use crate::{MinusError, Result};
 
 const CATALOGUE: &str = include_str!("../../resources/catalogue.json");
@@ -38,6 +39,12 @@ pub struct CatalogueEntry {
     pub files: Vec<String>,
     /// Approximate download size, for display before the hub is asked.
     pub approx_mb: u64,
+    /// The model family the entry belongs to (SD 1.5 when the catalogue says none).
+    #[serde(default)]
+    pub family: ModelFamily,
+    /// An adapter's image encoder entry ([`IMAGE_ENCODER`], CLIP ViT-H, when none is named).
+    #[serde(default)]
+    pub image_encoder: Option<String>,
 }
 
 /// The models Minus can download: the first-run defaults and the other adapters.
@@ -57,6 +64,16 @@ pub const DEFAULT_ADAPTER: &str = "ip-adapter";
 
 /// Catalogue name of TAESD, the previews' decoder.
 pub const TAESD: &str = "taesd";
+/// Catalogue name of TAESDXL, TAESD's twin for SDXL latents.
+pub const TAESDXL: &str = "taesdxl";
+
+/// The preview decoder made for `family`'s latents.
+pub fn preview_decoder_for(family: ModelFamily) -> &'static str {
+    match family {
+        ModelFamily::Sd15 => TAESD,
+        ModelFamily::Sdxl => TAESDXL,
+    }
+}
 
 /// Catalogue name of TCD's SD 1.5 LoRA (`h1t/TCD-SD15-LoRA`), made for the TCD sampler.
 pub const TCD_LORA: &str = "tcd-sd15-lora";
@@ -71,6 +88,54 @@ pub const FIRST_RUN: [&str; 5] = [
     DEFAULT_ADAPTER,
     TAESD,
 ];
+
+/// What `minus models download sdxl` and the window's SDXL button fetch.
+pub const SDXL_SET_NAME: &str = "sdxl";
+
+/// The entries a family's default setup is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultSet {
+    pub model: &'static str,
+    pub vae: &'static str,
+    pub image_encoder: &'static str,
+    pub adapter: &'static str,
+    pub preview: &'static str,
+}
+
+impl DefaultSet {
+    /// SD 1.5: Realistic Vision V4, sd-vae-ft-mse, ViT-H, the base adapter, TAESD.
+    /// SDXL: SDXL base 1.0, the fp16-fix VAE (its own overflows in f16), ViT-H, the Plus
+    /// ViT-H adapter, TAESDXL.
+    pub fn of(family: ModelFamily) -> Self {
+        match family {
+            ModelFamily::Sd15 => Self {
+                model: DEFAULT_MODEL,
+                vae: DEFAULT_VAE,
+                image_encoder: IMAGE_ENCODER,
+                adapter: DEFAULT_ADAPTER,
+                preview: TAESD,
+            },
+            ModelFamily::Sdxl => Self {
+                model: "sdxl-base",
+                vae: "sdxl-vae-fp16-fix",
+                image_encoder: IMAGE_ENCODER,
+                adapter: "ip-adapter-plus-sdxl-vit-h",
+                preview: TAESDXL,
+            },
+        }
+    }
+
+    /// The entry names, in download order.
+    pub fn names(&self) -> [&'static str; 5] {
+        [
+            self.model,
+            self.vae,
+            self.image_encoder,
+            self.adapter,
+            self.preview,
+        ]
+    }
+}
 
 /// The built-in catalogue, parsed the first time it is asked for.
 static BUILT_IN: LazyLock<std::result::Result<Catalogue, String>> =
@@ -103,6 +168,11 @@ impl Catalogue {
             .filter(|e| e.kind == EntryKind::IpAdapter)
     }
 
+    /// The IP-Adapters made for `family`'s models.
+    pub fn adapters_for(&self, family: ModelFamily) -> impl Iterator<Item = &CatalogueEntry> {
+        self.adapters().filter(move |e| e.family == family)
+    }
+
     /// The LoRA files Minus can download (the few-step LoRAs).
     pub fn loras(&self) -> impl Iterator<Item = &CatalogueEntry> {
         self.entries.iter().filter(|e| e.kind == EntryKind::Lora)
@@ -121,24 +191,53 @@ impl Catalogue {
         })
     }
 
-    /// Model paths made of cached entries: the default model and VAE, the image
-    /// encoder and `adapter`; `None` if any of them is not fully downloaded. TAESD is
-    /// added when it is cached (without it previews use the latent colour map).
-    pub fn cached_model_paths(&self, hub: &Hub, adapter: &str) -> Option<ModelPaths> {
+    /// Model paths made of `set`'s cached entries; `None` if the model, VAE, adapter or
+    /// image encoder is not fully downloaded. The preview decoder is added when it is
+    /// cached (without it previews use the latent colour map).
+    pub fn cached_model_paths(&self, hub: &Hub, set: DefaultSet) -> Option<ModelPaths> {
         let path = |name: &str| self.get(name).ok()?.cached_path(hub);
         Some(ModelPaths {
-            model: path(DEFAULT_MODEL)?,
-            vae: Some(path(DEFAULT_VAE)?),
-            ip_adapter: Some(path(adapter)?),
-            image_encoder: Some(path(IMAGE_ENCODER)?),
-            taesd: path(TAESD),
+            model: path(set.model)?,
+            vae: Some(path(set.vae)?),
+            ip_adapter: Some(path(set.adapter)?),
+            image_encoder: Some(path(set.image_encoder)?),
+            taesd: path(set.preview),
             configs: None,
             loras: Vec::new(),
         })
     }
+
+    /// Approximate size of `names` together, in MB.
+    pub fn size_mb(&self, names: &[&str]) -> u64 {
+        names
+            .iter()
+            .filter_map(|name| self.get(name).ok())
+            .map(|entry| entry.approx_mb)
+            .sum()
+    }
+
+    /// `names` with the set name `sdxl` replaced by the SDXL set's entries.
+    pub fn expand_sets(names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|name| {
+                if name == SDXL_SET_NAME {
+                    let set = DefaultSet::of(ModelFamily::Sdxl).names();
+                    set.iter().map(|n| n.to_string()).collect()
+                } else {
+                    vec![name.clone()]
+                }
+            })
+            .collect()
+    }
 }
 
 impl CatalogueEntry {
+    /// The catalogue name of the image encoder an adapter needs.
+    pub fn image_encoder_name(&self) -> &str {
+        self.image_encoder.as_deref().unwrap_or(IMAGE_ENCODER)
+    }
+
     /// The label, or the name where the entry has none.
     pub fn display_name(&self) -> &str {
         self.label.as_deref().unwrap_or(&self.name)
@@ -156,8 +255,10 @@ impl CatalogueEntry {
         }
         match self.kind {
             EntryKind::IpAdapter | EntryKind::Lora => hub.cached(&self.repo, self.files.first()?),
+            // The folder of its files (`models/image_encoder`, `sdxl_models/image_encoder`).
             EntryKind::ImageEncoder => {
-                Some(hub.snapshot_dir(&self.repo)?.join("models/image_encoder"))
+                let folder = Path::new(self.files.first()?).parent()?;
+                Some(hub.snapshot_dir(&self.repo)?.join(folder))
             }
             EntryKind::Model | EntryKind::Vae | EntryKind::PreviewDecoder => {
                 hub.snapshot_dir(&self.repo)
@@ -195,14 +296,14 @@ mod tests {
         let plus = catalogue.get("ip-adapter-plus")?;
         assert_eq!(plus.repo, "h94/IP-Adapter");
         assert_eq!(plus.files, ["models/ip-adapter-plus_sd15.safetensors"]);
-        let unknown = catalogue.get("sdxl");
+        let unknown = catalogue.get("sd3");
         assert!(
             matches!(&unknown, Err(MinusError::UnknownModel { name, known })
-                if name == "sdxl" && known.contains("ip-adapter-plus")),
+                if name == "sd3" && known.contains("ip-adapter-plus")),
             "{unknown:?}"
         );
         let labels: Vec<&str> = catalogue
-            .adapters()
+            .adapters_for(ModelFamily::Sd15)
             .map(CatalogueEntry::display_name)
             .collect();
         assert_eq!(
@@ -221,6 +322,48 @@ mod tests {
         let taesd = catalogue.get(TAESD)?;
         assert_eq!(taesd.kind, EntryKind::PreviewDecoder);
         assert_eq!(taesd.repo, "madebyollin/taesd");
+        Ok(())
+    }
+
+    #[test]
+    fn the_sdxl_set_is_sdxl_models_with_the_encoders_their_adapters_need() -> Result<()> {
+        let catalogue = Catalogue::built_in()?;
+        let set = DefaultSet::of(ModelFamily::Sdxl);
+        let kinds = [
+            EntryKind::Model,
+            EntryKind::Vae,
+            EntryKind::ImageEncoder,
+            EntryKind::IpAdapter,
+            EntryKind::PreviewDecoder,
+        ];
+        for (name, kind) in set.names().into_iter().zip(kinds) {
+            let entry = catalogue.get(name)?;
+            assert_eq!(entry.kind, kind, "{name}");
+            // The ViT-H encoder is shared with SD 1.5.
+            assert!(
+                entry.family == ModelFamily::Sdxl || name == IMAGE_ENCODER,
+                "{name}"
+            );
+        }
+        let labels: Vec<&str> = catalogue
+            .adapters_for(ModelFamily::Sdxl)
+            .map(CatalogueEntry::display_name)
+            .collect();
+        assert_eq!(
+            labels,
+            ["Plus", "IP-Adapter", "IP-Adapter bigG", "Plus Face"]
+        );
+        for adapter in catalogue.adapters() {
+            let encoder = catalogue.get(adapter.image_encoder_name())?;
+            assert_eq!(encoder.kind, EntryKind::ImageEncoder, "{}", adapter.name);
+        }
+        let big_g = catalogue.get("ip-adapter-sdxl")?;
+        assert_eq!(big_g.image_encoder_name(), "image-encoder-bigg");
+        let expanded = Catalogue::expand_sets(&["taesd".to_string(), "sdxl".to_string()]);
+        assert_eq!(expanded.len(), 6);
+        assert_eq!(expanded[1..], set.names().map(String::from));
+        assert!(catalogue.size_mb(&set.names()) > 10_000);
+        assert_eq!(preview_decoder_for(ModelFamily::Sdxl), TAESDXL);
         Ok(())
     }
 

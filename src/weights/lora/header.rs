@@ -8,12 +8,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::files::open_regular_file;
-use crate::weights::tensor_file::MAX_WEIGHTS_FILE_BYTES;
+use crate::weights::safetensors_header::read_header_bytes;
 use crate::{MinusError, Result};
-
-/// Largest header read (the safetensors reader's own limit).
-const MAX_HEADER_BYTES: u64 = 100 << 20;
 
 /// The header's `__metadata__` strings and the file's addnet hash.
 pub struct LoraHeader {
@@ -26,29 +22,11 @@ pub struct LoraHeader {
 
 /// Reads the header of the safetensors file at `path` and hashes the rest.
 pub fn read_header(path: &Path) -> Result<LoraHeader> {
-    let bad = |message: String| MinusError::BadWeights {
+    let (header, mut reader) = read_header_bytes(path)?;
+    let metadata = parse_metadata(&header).map_err(|e| MinusError::BadWeights {
         path: path.to_path_buf(),
-        message,
-    };
-    let (file, file_bytes) = open_regular_file(path, MAX_WEIGHTS_FILE_BYTES)?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut size = [0u8; 8];
-    reader
-        .read_exact(&mut size)
-        .map_err(|_| bad("too short to be a safetensors file".to_string()))?;
-    let header_bytes = u64::from_le_bytes(size);
-    if header_bytes > MAX_HEADER_BYTES || header_bytes > file_bytes.saturating_sub(8) {
-        return Err(bad(format!(
-            "not a safetensors file (its header would be {header_bytes} bytes of {file_bytes})"
-        )));
-    }
-    let mut header = Vec::new();
-    (&mut reader)
-        .take(header_bytes)
-        .read_to_end(&mut header)
-        .map_err(|e| MinusError::io(path, e))?;
-    let metadata = parse_metadata(&header)
-        .map_err(|e| bad(format!("not a safetensors file (header: {e})")))?;
+        message: format!("not a safetensors file (header: {e})"),
+    })?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
