@@ -16,8 +16,13 @@ use minus::weights::diffusers::find_weights_file;
 
 fn decoded_one_by_one_and_batched(dtype: DType) -> candle_core::Result<(Tensor, Tensor)> {
     // The CPU's f32 kernels, the path the parity tests pin down.
-    let vae = load_vae(&fixtures().join("models/sd15/vae"), &Device::Cpu, dtype)
-        .map_err(candle_core::Error::wrap)?;
+    let vae = load_vae(
+        &fixtures().join("models/sd15/vae"),
+        &Device::Cpu,
+        dtype,
+        false,
+    )
+    .map_err(candle_core::Error::wrap)?;
     let latents = Tensor::randn(0f32, 1f32, (3, 4, 8, 8), &Device::Cpu)?.to_dtype(dtype)?;
     Ok((vae.decode(&latents)?, vae.decode_batched(&latents)?))
 }
@@ -61,6 +66,7 @@ fn very_large_latents_decode_in_tiles_close_to_the_whole_picture() -> candle_cor
         &fixtures().join("models/sd15/vae"),
         &Device::Cpu,
         DType::F32,
+        false,
     )
     .map_err(candle_core::Error::wrap)?;
     // 136 latents a side: above the tiling threshold of 128², three tiles per axis.

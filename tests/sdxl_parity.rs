@@ -30,6 +30,8 @@ const IMAGE_MEAN_LIMIT: f64 = 0.003;
 /// The 8-bit pictures' largest |Δ|, in 1/255: a value on a rounding boundary (the
 /// issue asks for 4).
 const IMAGE_MAX_LIMIT: f64 = 1.0;
+/// An f16 run's mean |Δ| from the f32 reference picture, in 1/255: measured 0.072.
+const F16_IMAGE_MEAN_LIMIT: f64 = 0.15;
 
 fn sdxl_root() -> PathBuf {
     fixtures().join("sdxl")
@@ -320,4 +322,19 @@ fn plus_style_transfer_weight_type() {
 #[test]
 fn base_composition_weight_type() {
     run_case("base_composition");
+}
+
+/// An f16 run decodes with the VAE upcast to f32, as diffusers' SDXL pipeline does
+/// (`force_upcast`), and stays near the f32 reference picture.
+#[test]
+fn an_f16_run_upcasts_the_vae_and_stays_near_the_reference() {
+    let (json, _) = read_case("text_only");
+    let models = Models::load(&sdxl_paths(None), &Device::Cpu, DType::F16).expect("f16 loads");
+    assert_eq!(models.vae.dtype(), DType::F32);
+    let request = request_from_case(&json["case"]);
+    let images = generate_images(&models, &request);
+    let expected = sdxl_root().join("cases/text_only/out.png");
+    let mean = mean_abs_difference("f16 text_only", &images[0], &expected);
+    println!("f16 text_only: image mean |Δ| {mean:.3}/255");
+    assert!(mean <= F16_IMAGE_MEAN_LIMIT, "f16 mean |Δ| {mean}/255");
 }

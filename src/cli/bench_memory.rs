@@ -40,7 +40,7 @@ pub fn decode_only(
     size: usize,
     batch: usize,
 ) -> anyhow::Result<()> {
-    let vae = load_vae(&model_dir.join("vae"), device, dtype).context("loading the VAE")?;
+    let vae = load_vae(&model_dir.join("vae"), device, dtype, false).context("loading the VAE")?;
     let latent = size / 8;
     let latents = Tensor::randn(0f32, 1f32, (batch, 4, latent, latent), device)?.to_dtype(dtype)?;
     reset_peak_rss();

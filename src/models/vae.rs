@@ -35,6 +35,10 @@ pub struct VaeConfig {
     pub scaling_factor: f64,
     #[serde(default = "default_true")]
     pub use_post_quant_conv: bool,
+    /// Whether an SDXL run in f16 decodes in f32 (diffusers' default: SDXL's own VAE
+    /// overflows in f16; madebyollin's fp16-fix VAE turns it off).
+    #[serde(default = "default_true")]
+    pub force_upcast: bool,
 }
 
 fn default_layers() -> usize {
@@ -67,6 +71,7 @@ impl Default for VaeConfig {
             norm_num_groups: default_groups(),
             scaling_factor: default_scaling(),
             use_post_quant_conv: true,
+            force_upcast: true,
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct VaeDecoder {
     scaling_factor: f64,
     /// The widest channel count at full resolution, which sets a decode's memory.
     full_res_channels: usize,
+    /// The dtype of its weights, which latents are cast to before decoding.
+    dtype: candle_core::DType,
 }
 
 impl VaeDecoder {
@@ -191,7 +198,13 @@ impl VaeDecoder {
             scaling_factor: config.scaling_factor,
             // The last upsampler's output (the next-to-first channel count) and the last block.
             full_res_channels: channels.get(1).map_or(first, |&c| c.max(first)),
+            dtype: vb.dtype(),
         })
+    }
+
+    /// The dtype it decodes in (f32 for an upcast SDXL VAE in an f16 run).
+    pub fn dtype(&self) -> candle_core::DType {
+        self.dtype
     }
 
     /// Decodes SD latents (as the sampler produces them, i.e. before dividing by the

@@ -125,7 +125,7 @@ fn final_decoder(models: &Models, kind: FinalDecode) -> Result<Option<&TaesdDeco
 pub fn decode_final(models: &Models, kind: FinalDecode, latents: &Tensor) -> Result<Tensor> {
     Ok(match final_decoder(models, kind)? {
         Some(taesd) => taesd.decode(&latents.to_dtype(taesd.dtype())?)?,
-        None => models.vae.decode(&latents.to_dtype(models.dtype)?)?,
+        None => models.vae.decode(&latents.to_dtype(models.vae.dtype())?)?,
     })
 }
 

@@ -68,7 +68,7 @@ impl NetworkSizes {
                 .map_or(320, |&c| c as u64),
             dtype: models.dtype,
             on_cpu: models.device.is_cpu(),
-            decode: models.vae.decode_cost(&models.device, models.dtype),
+            decode: models.vae.decode_cost(&models.device, models.vae.dtype()),
         }
     }
 }

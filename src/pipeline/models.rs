@@ -18,11 +18,11 @@ use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{VaeConfig, VaeDecoder};
 use crate::schedulers::NoiseSchedule;
 use crate::weights::config::{read_config, read_json};
-use crate::weights::diffusers::load_component;
+use crate::weights::diffusers::{find_weights_file, load_component};
 use crate::weights::lora::{LoraChoice, LoraSet};
 use crate::weights::pickle::load_weights_file;
 use crate::weights::shapes::{infer_ip_adapter_config, infer_vision_config, read_vision_config};
-use crate::weights::single_file::{load_checkpoint, load_vae_file};
+use crate::weights::single_file::{load_vae_file, read_checkpoint};
 use crate::weights::{ModelPaths, TensorFile};
 use crate::{MinusError, Result};
 use lora_networks::LoraNetworks;
@@ -111,13 +111,15 @@ impl Models {
             });
         };
         let (unet, text_encoder) = (core.unet, core.text_encoder);
+        let sdxl = core.text_encoder_2.is_some();
         let vae = match (&paths.vae, core.vae) {
             (Some(path), _) if path.is_file() => {
                 let config: VaeConfig =
                     component_config(paths.configs.as_deref(), "vae", SD15_VAE_CONFIG)?;
+                let dtype = vae_dtype(&config, sdxl, dtype);
                 build_vae(load_vae_file(path, &config, dtype)?, &config, device, dtype)?
             }
-            (Some(dir), _) => load_vae(dir, device, dtype)?,
+            (Some(dir), _) => load_vae(dir, device, dtype, sdxl)?,
             (None, Some(vae)) => vae,
             (None, None) => {
                 return Err(MinusError::BadWeights {
@@ -217,7 +219,7 @@ fn load_diffusers_folder(
     // The folder's own VAE is only needed (and required) when no other is given.
     let vae = match paths.vae {
         Some(_) => None,
-        None => Some(load_vae(&dir.join("vae"), device, dtype)?),
+        None => Some(load_vae(&dir.join("vae"), device, dtype, sdxl)?),
     };
     Ok(CoreModels {
         text_encoder,
@@ -301,31 +303,125 @@ fn force_zeros_for_empty_prompt(dir: &Path) -> Result<bool> {
         .unwrap_or(true))
 }
 
+/// SDXL's configurations (stabilityai/stable-diffusion-xl-base-1.0's), for single
+/// files that come without them.
+const SDXL_UNET_CONFIG: &str = include_str!("../../resources/sdxl/unet_config.json");
+const SDXL_VAE_CONFIG: &str = include_str!("../../resources/sdxl/vae_config.json");
+const SDXL_TEXT_CONFIG: &str = include_str!("../../resources/sdxl/text_encoder_config.json");
+const SDXL_TEXT_2_CONFIG: &str = include_str!("../../resources/sdxl/text_encoder_2_config.json");
+
+/// The configurations of a single file's networks.
+struct SingleFileConfigs {
+    unet: UNetConfig,
+    vae: VaeConfig,
+    text: ClipTextConfig,
+    /// SDXL's second text encoder's; `None` for SD 1.5.
+    text_2: Option<ClipTextConfig>,
+}
+
+impl SingleFileConfigs {
+    /// From the `configs` folder (whichever family its UNet config is), or else the
+    /// built-in ones of SDXL or SD 1.5.
+    fn read(configs: Option<&Path>, sdxl: bool) -> Result<Self> {
+        let [unet, vae, text] = if sdxl {
+            [SDXL_UNET_CONFIG, SDXL_VAE_CONFIG, SDXL_TEXT_CONFIG]
+        } else {
+            [SD15_UNET_CONFIG, SD15_VAE_CONFIG, SD15_TEXT_CONFIG]
+        };
+        let unet: UNetConfig = component_config(configs, "unet", unet)?;
+        let vae = component_config(configs, "vae", vae)?;
+        let text = component_config(configs, "text_encoder", text)?;
+        let text_2 = unet
+            .is_sdxl()
+            .then(|| component_config(configs, "text_encoder_2", SDXL_TEXT_2_CONFIG))
+            .transpose()?;
+        Ok(Self {
+            unet,
+            vae,
+            text,
+            text_2,
+        })
+    }
+}
+
 fn load_single_file(
     paths: &ModelPaths,
     loras: &mut LoraNetworks,
     device: &Device,
     dtype: DType,
 ) -> Result<CoreModels> {
-    let configs = paths.configs.as_deref();
-    let unet_config: UNetConfig = component_config(configs, "unet", SD15_UNET_CONFIG)?;
-    let vae_config: VaeConfig = component_config(configs, "vae", SD15_VAE_CONFIG)?;
-    let text_config: ClipTextConfig = component_config(configs, "text_encoder", SD15_TEXT_CONFIG)?;
-    let parts = load_checkpoint(&paths.model, &unet_config, &vae_config, dtype)?;
-    let text_encoder = loras.text_encoder(parts.text_encoder, text_config, device, dtype)?;
-    let unet = loras.unet(parts.unet, unet_config, device, dtype)?;
-    let vae = match (&paths.vae, parts.vae) {
-        (None, Some(vae)) => Some(build_vae(vae, &vae_config, device, dtype)?),
+    let configs_dir = paths.configs.as_deref();
+    // A configs folder is read before the (large) file, so a wrong one fails at once.
+    let given = configs_dir
+        .map(|dir| SingleFileConfigs::read(Some(dir), false))
+        .transpose()?;
+    let checkpoint = read_checkpoint(&paths.model, dtype)?;
+    let sdxl = checkpoint.is_sdxl();
+    let configs = match given {
+        Some(configs) => configs,
+        None => SingleFileConfigs::read(None, sdxl)?,
+    };
+    if let (Some(dir), true) = (configs_dir, configs.text_2.is_some() != sdxl) {
+        return Err(family_mismatch(dir, &paths.model, sdxl));
+    }
+    let parts = checkpoint.split(&configs.unet, &configs.vae)?;
+    let text_encoder = loras.text_encoder(parts.text_encoder, configs.text, device, dtype)?;
+    let text_encoder_2 = match (parts.text_encoder_2, configs.text_2) {
+        (Some(file), Some(config)) => {
+            let pad_token = single_file_pad_token(configs_dir)?;
+            let encoder =
+                SecondTextEncoder::load(file.var_builder(dtype, device), &config, pad_token);
+            Some(encoder.map_err(|e| file.load_error(e))?)
+        }
         _ => None,
+    };
+    let unet = loras.unet(parts.unet, configs.unet, device, dtype)?;
+    let vae = match (&paths.vae, parts.vae) {
+        (None, Some(vae)) => Some(build_vae(vae, &configs.vae, device, dtype)?),
+        _ => None,
+    };
+    let (zero_empty_negative, schedule) = match (sdxl, configs_dir) {
+        (false, _) => (false, NoiseSchedule::sd15()),
+        (true, None) => (true, NoiseSchedule::sdxl()),
+        (true, Some(dir)) => (force_zeros_for_empty_prompt(dir)?, sdxl_schedule(dir)?),
     };
     Ok(CoreModels {
         text_encoder,
-        text_encoder_2: None,
+        text_encoder_2,
         unet,
         vae,
-        zero_empty_negative: false,
-        schedule: NoiseSchedule::sd15(),
+        zero_empty_negative,
+        schedule,
     })
+}
+
+/// The one-line error for a configs folder of the other family than the checkpoint.
+fn family_mismatch(configs: &Path, checkpoint: &Path, sdxl: bool) -> MinusError {
+    let [file, folder] = if sdxl {
+        ["SDXL", "SD 1.5"]
+    } else {
+        ["SD 1.5", "SDXL"]
+    };
+    let message = format!(
+        "an {folder} UNet, but `{}` is an {file} checkpoint",
+        checkpoint.display()
+    );
+    let path = configs.join("unet").join("config.json");
+    MinusError::BadConfig { path, message }
+}
+
+/// The id an SDXL single file's second encoder pads with: as the configs folder's
+/// `tokenizer_2/` says, or `!` (SDXL's) without one.
+fn single_file_pad_token(configs: Option<&Path>) -> Result<u32> {
+    match configs {
+        Some(dir) => second_pad_token(&dir.join("tokenizer_2")),
+        None => ClipTokenizer::new()
+            .token_id("!")
+            .ok_or_else(|| MinusError::BadConfig {
+                path: PathBuf::from("built-in tokenizer"),
+                message: "`!` is not in CLIP's vocabulary".to_string(),
+            }),
+    }
 }
 
 // The VAE builder takes the file by value: its tensors are freed when it is built.
@@ -339,11 +435,26 @@ fn build_vae(
     VaeDecoder::load(file.var_builder(dtype, device), config).map_err(|e| file.load_error(e))
 }
 
-/// Loads a diffusers VAE folder (`config.json` and weights).
-pub fn load_vae(dir: &Path, device: &Device, dtype: DType) -> Result<VaeDecoder> {
+/// Loads a diffusers VAE folder (`config.json` and weights), for an SDXL model when
+/// `sdxl` (whose VAE may decode in f32 in an f16 run: see [`vae_dtype`]).
+pub fn load_vae(dir: &Path, device: &Device, dtype: DType, sdxl: bool) -> Result<VaeDecoder> {
+    // A missing folder or weights file is named before its config is read.
+    find_weights_file(dir, dtype)?;
+    let config: VaeConfig = read_config(&dir.join("config.json"))?;
+    let dtype = vae_dtype(&config, sdxl, dtype);
     let component = load_component(dir, dtype)?;
-    let config: VaeConfig = read_config(&component.config_path)?;
     build_vae(component.weights, &config, device, dtype)
+}
+
+/// The dtype a VAE decodes in: f32 for an SDXL run in f16 when its config asks for it
+/// (`force_upcast`, as diffusers' SDXL pipeline upcasts), else the run's. SD 1.5's
+/// pipeline never upcasts.
+fn vae_dtype(config: &VaeConfig, sdxl: bool, dtype: DType) -> DType {
+    if sdxl && dtype == DType::F16 && config.force_upcast {
+        DType::F32
+    } else {
+        dtype
+    }
 }
 
 /// TAESD from its diffusers folder; `None` when the folder is not there (previews
