@@ -212,7 +212,7 @@ fn wrong_files_get_one_line_messages_naming_the_file() {
     let dir = temp_dir("wrong-files");
     let base_adapter = fixtures().join("models/ip-adapter/models/ip-adapter_sd15.safetensors");
 
-    // An SDXL checkpoint.
+    // An SDXL checkpoint with none of its networks' tensors.
     let sdxl = dir.join("sdxl.safetensors");
     let mut tensors = HashMap::new();
     tensors.insert(
@@ -229,7 +229,7 @@ fn wrong_files_get_one_line_messages_naming_the_file() {
         ..model_paths(None)
     });
     assert!(
-        message.contains("sdxl.safetensors") && message.contains("SDXL"),
+        message.contains("sdxl.safetensors") && message.contains("missing tensor"),
         "{message}"
     );
 

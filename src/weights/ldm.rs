@@ -1,5 +1,5 @@
 //! Key names of single-file SD 1.5 checkpoints (the original LDM layout used by
-//! A1111 and ComfyUI) and their diffusers equivalents.
+//! A1111 and ComfyUI, which SDXL's UNet and VAE keep) and their diffusers equivalents.
 //!
 //! The mapping is a table of (LDM prefix, diffusers prefix) pairs built from the
 //! block structure, so it works in both directions.
@@ -86,7 +86,8 @@ fn resnet_pairs(ldm: &str, diffusers: &str, parts: &[(&str, &str)]) -> Vec<(Stri
     pairs
 }
 
-/// The UNet table for a diffusers UNet config (SD 1.5's block structure).
+/// The UNet table for a diffusers UNet config (SD 1.5's block structure, and SDXL's:
+/// a transformer's inner names are the same in both layouts, so its depth needs no pairs).
 pub fn unet_key_map(config: &UNetConfig) -> KeyMap {
     let layers = config.layers_per_block;
     let blocks = config.block_out_channels.len();
@@ -105,6 +106,11 @@ pub fn unet_key_map(config: &UNetConfig) -> KeyMap {
         ("middle_block.2", "mid_block.resnets.1"),
     ] {
         pairs.extend(resnet_pairs(ldm, diffusers, &UNET_RESNET_PARTS));
+    }
+    if config.is_sdxl() {
+        // SDXL's added (pooled text and size) embedding.
+        pairs.push(pair("label_emb.0.0", "add_embedding.linear_1"));
+        pairs.push(pair("label_emb.0.2", "add_embedding.linear_2"));
     }
     for i in 0..blocks {
         for j in 0..layers {

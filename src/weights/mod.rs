@@ -13,6 +13,7 @@ pub mod locations;
 pub mod lora;
 pub mod pickle;
 pub mod safetensors_header;
+pub mod sgm;
 pub mod shapes;
 pub mod single_file;
 pub mod tensor_file;
