@@ -106,7 +106,7 @@ impl Models {
             return Err(MinusError::BadWeights {
                 path: paths.model.clone(),
                 message:
-                    "model not found (expected a diffusers SD 1.5 folder or a checkpoint file)"
+                    "model not found (expected a diffusers SD 1.5 or SDXL folder, or a checkpoint file)"
                         .to_string(),
             });
         };
@@ -114,8 +114,14 @@ impl Models {
         let sdxl = core.text_encoder_2.is_some();
         let vae = match (&paths.vae, core.vae) {
             (Some(path), _) if path.is_file() => {
+                // A VAE file carries no config: SDXL's scales latents by 0.13025.
+                let built_in = if sdxl {
+                    SDXL_VAE_CONFIG
+                } else {
+                    SD15_VAE_CONFIG
+                };
                 let config: VaeConfig =
-                    component_config(paths.configs.as_deref(), "vae", SD15_VAE_CONFIG)?;
+                    component_config(paths.configs.as_deref(), "vae", built_in)?;
                 let dtype = vae_dtype(&config, sdxl, dtype);
                 build_vae(load_vae_file(path, &config, dtype)?, &config, device, dtype)?
             }
