@@ -1,7 +1,7 @@
 //! `minus bench`: times the image encoder, one CFG UNet step, a full run, the VAE
-//! decode and the previews (latent colours, TAESD) on random full-size weights;
-//! prints figures (and JSON for `bench/compare_diffusers.py`, which runs diffusers on
-//! the same weights).
+//! decode and the previews (latent colours, TAESD) on random full-size SD 1.5 or SDXL
+//! weights; prints figures (and JSON for `bench/compare_diffusers.py`, which runs
+//! diffusers on the same weights).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,8 +10,9 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use minus::device::{DTypeChoice, DeviceChoice, device_name, resolve_dtype, select_device};
+use minus::models::family::ModelFamily;
 use minus::models::timing::{self, KindTotal, LayerKind};
-use minus::models::unet::{CrossContext, ImageTokens, IpScales};
+use minus::models::unet::{CrossContext, ImageTokens, IpScales, TextTime};
 use minus::pipeline::conditioning::{EmbeddingCache, encode_pixels, encode_text};
 use minus::pipeline::fast_preset::{FAST_CFG, FAST_STEPS, apply_fast_preset};
 use minus::pipeline::preview::{PreviewKind, latents_to_rgb, render, taesd_to_rgb};
@@ -20,7 +21,7 @@ use minus::weights::ModelPaths;
 use serde_json::json;
 
 use super::bench_memory::{decode_only, peak_rss_mb, print_peak, reset_peak_rss};
-use super::bench_weights;
+use super::{bench_weights, bench_weights_sdxl};
 
 /// One part of the bench run alone, for its peak memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,9 +53,13 @@ impl BenchAdapter {
 /// Flags of `minus bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Image side in pixels (multiple of 8).
-    #[arg(long, default_value_t = 512)]
-    size: usize,
+    /// Which model's weights to write and time (SDXL's take about 20 GB on disk and
+    /// 18 GB of memory in f32).
+    #[arg(long, value_enum, default_value = "sd15")]
+    family: ModelFamily,
+    /// Image side in pixels (multiple of 8) [default: 512 for SD 1.5, 1024 for SDXL].
+    #[arg(long)]
+    size: Option<usize>,
     /// Steps of the full run.
     #[arg(long, default_value_t = 4)]
     steps: usize,
@@ -87,6 +92,13 @@ pub struct BenchArgs {
     /// Run one part alone and print its peak resident memory.
     #[arg(long, value_enum)]
     only: Option<BenchPart>,
+}
+
+impl BenchArgs {
+    /// The image side: `--size`, or the size the family was trained at.
+    fn side_px(&self) -> usize {
+        self.size.unwrap_or(self.family.default_side_px())
+    }
 }
 
 /// Median seconds of `repeats` runs of `f` after one warm-up run.
@@ -168,7 +180,8 @@ struct Figures {
     step_secs: f64,
     layers: Option<LayerTimes>,
     decode: DecodeFigures,
-    runs: RunFigures,
+    /// `None` for SDXL, whose runs take too long on the CPU to time by default.
+    runs: Option<RunFigures>,
     peak_mb: Option<f64>,
     load_peak_mb: Option<f64>,
 }
@@ -181,7 +194,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .map(|p| p.cache_dir().join("bench-weights"))
             .context("no cache folder; pass --weights-dir")?,
     };
-    let weights = bench_weights::ensure(&dir)?;
+    let weights = match args.family {
+        ModelFamily::Sd15 => bench_weights::ensure(&dir)?,
+        ModelFamily::Sdxl => bench_weights_sdxl::ensure(&dir)?,
+    };
     let chosen = select_device(args.device, args.dtype)?;
     if let Some(fallback) = &chosen.fallback {
         eprintln!("{fallback}");
@@ -189,7 +205,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let device = chosen.device;
     let dtype = resolve_dtype(&device, args.dtype)?;
     if args.only == Some(BenchPart::Decode) {
-        return decode_only(&weights.model, &device, dtype, args.size, args.batch);
+        return decode_only(&weights.model, &device, dtype, args.side_px(), args.batch);
     }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -204,7 +220,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let figures = time_everything(args, &models, &setup, &dir, load_peak_mb)?;
-    figures.print();
+    figures.print(args.steps);
     if let Some(path) = &args.json {
         let json = figures.json(args, &setup, &dir);
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
@@ -243,11 +259,14 @@ fn load_models(
     sync(device)?;
     let load_secs = load_started.elapsed().as_secs_f64();
     let load_peak = peak_rss_mb();
+    if !args.family.is_sd15() {
+        println!("model: {}", args.family.display_name());
+    }
     println!(
         "device: {} ({dtype:?}), {threads} CPU threads, {}x{}, batch {}, adapter {}, loaded in {load_secs:.1}s",
         device_name(device),
-        args.size,
-        args.size,
+        args.side_px(),
+        args.side_px(),
         args.batch,
         args.adapter.name()
     );
@@ -280,7 +299,10 @@ fn time_everything(
     })?;
     let (step_secs, layers) = time_unet_step(args, models, &pixels, setup)?;
     let decode = time_decoders(args, models, setup)?;
-    let runs = time_full_runs(args, models, dir)?;
+    let runs = match args.family {
+        ModelFamily::Sd15 => Some(time_full_runs(args, models, dir)?),
+        ModelFamily::Sdxl => None,
+    };
     Ok(Figures {
         encoder_secs,
         step_secs,
@@ -292,7 +314,8 @@ fn time_everything(
     })
 }
 
-/// Times one CFG UNet step (batch `[uncond, cond]`, image tokens in every attn2), and
+/// Times one CFG UNet step (batch `[uncond, cond]`, image tokens in every attn2, SDXL's
+/// added conditioning), and
 /// with `--layers` one more, layer kind by layer kind.
 fn time_unet_step(
     args: &BenchArgs,
@@ -301,22 +324,10 @@ fn time_unet_step(
     setup: &Setup,
 ) -> anyhow::Result<(f64, Option<LayerTimes>)> {
     let Setup { device, dtype, .. } = setup;
-    let image = models.image.as_ref().context("image models")?;
     let n = args.batch;
-    let latent = args.size / 8;
+    let latent = args.side_px() / 8;
     let sample = Tensor::randn(0f32, 1f32, (2 * n, 4, latent, latent), device)?.to_dtype(*dtype)?;
-    let text = encode_text(models, "")?.tokens.repeat((2 * n, 1, 1))?;
-    let tokens = image
-        .adapter
-        .project(&encode_pixels(image, pixels)?)?
-        .repeat((2 * n, 1, 1))?;
-    let context = CrossContext::new(
-        text,
-        Some(ImageTokens {
-            tokens,
-            layers: image.adapter.attention_weights(),
-        }),
-    );
+    let context = step_context(models, pixels, 2 * n, args.side_px())?;
     let ip_scale = IpScales::uniform(
         Tensor::ones((2 * n, 1, 1), *dtype, device)?,
         models.unet.cross_attention_channels().len(),
@@ -343,6 +354,38 @@ fn time_unet_step(
     Ok((step_secs, layers))
 }
 
+/// What every step of a CFG batch of `batch` `side_px`² pictures attends to: the
+/// empty prompt, the image tokens of `pixels` (for the positive and the negative
+/// image), and for SDXL the pooled text embedding and size ids.
+fn step_context<'a>(
+    models: &'a Models,
+    pixels: &Tensor,
+    batch: usize,
+    side_px: usize,
+) -> anyhow::Result<CrossContext<'a>> {
+    let image = models.image.as_ref().context("image models")?;
+    let text = encode_text(models, "")?;
+    let tokens = image
+        .adapter
+        .project(&encode_pixels(image, pixels)?)?
+        .repeat((batch, 1, 1))?;
+    let context = CrossContext::new(
+        text.tokens.repeat((batch, 1, 1))?,
+        Some(ImageTokens {
+            tokens,
+            layers: image.adapter.attention_weights(),
+        }),
+    );
+    Ok(match text.pooled {
+        Some(pooled) => context.with_text_time(TextTime::uncropped(
+            pooled.repeat((batch, 1))?,
+            side_px,
+            side_px,
+        )),
+        None => context,
+    })
+}
+
 /// Times the VAE decode and the previews of `batch` random latents.
 fn time_decoders(
     args: &BenchArgs,
@@ -350,7 +393,7 @@ fn time_decoders(
     setup: &Setup,
 ) -> anyhow::Result<DecodeFigures> {
     let Setup { device, dtype, .. } = setup;
-    let latent = args.size / 8;
+    let latent = args.side_px() / 8;
     let latents =
         Tensor::randn(0f32, 1f32, (args.batch, 4, latent, latent), device)?.to_dtype(*dtype)?;
     let vae_secs = time(args.repeats, || {
@@ -391,8 +434,8 @@ fn bench_request(args: &BenchArgs, dir: &Path) -> anyhow::Result<Request> {
         images: vec![ImagePrompt::new(&prompt_image)],
         negative_images: vec![ImagePrompt::new(&prompt_image)],
         steps: args.steps,
-        width: args.size,
-        height: args.size,
+        width: args.side_px(),
+        height: args.side_px(),
         batch: args.batch,
         ..Request::default()
     })
@@ -429,27 +472,42 @@ fn time_full_runs(args: &BenchArgs, models: &Models, dir: &Path) -> anyhow::Resu
 }
 
 impl Figures {
-    /// Prints the figures as a table, then the shares and the peak memory.
-    fn print(&self) {
+    /// What an untimed full run of `steps` steps would take: both images encoded, the
+    /// steps and the VAE decode (the text encoders and the sampler's own work aside).
+    fn full_run_estimate_secs(&self, steps: usize) -> f64 {
+        2.0 * self.encoder_secs + steps as f64 * self.step_secs + self.decode.vae_secs
+    }
+
+    /// Prints the figures as a table, then the runs, the shares and the peak memory.
+    fn print(&self, steps: usize) {
         let decode = &self.decode;
         println!("{:<28} {:>10}", "figure", "seconds");
-        for (name, secs) in [
+        let mut rows = vec![
             ("image encoder (1 image)", self.encoder_secs),
             ("UNet step (CFG batch)", self.step_secs),
             ("VAE decode", decode.vae_secs),
             ("preview (latent colours)", decode.preview_secs),
             ("preview (TAESD, as drawn)", decode.taesd_secs),
             ("TAESD at full size", decode.taesd_full_secs),
-            ("full run", self.runs.full_secs),
-        ] {
+        ];
+        rows.extend(self.runs.as_ref().map(|runs| ("full run", runs.full_secs)));
+        for (name, secs) in rows {
             println!("{name:<28} {secs:>10.4}");
         }
-        println!(
-            "Fast preset (TCD, {FAST_STEPS} steps, CFG {FAST_CFG}, TAESD decode): {:.1} s to a picture",
-            self.runs.fast_secs
-        );
-        let its = self.runs.its_per_sec;
-        println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
+        match &self.runs {
+            Some(runs) => {
+                println!(
+                    "Fast preset (TCD, {FAST_STEPS} steps, CFG {FAST_CFG}, TAESD decode): {:.1} s to a picture",
+                    runs.fast_secs
+                );
+                let its = runs.its_per_sec;
+                println!("denoising: {its:.3} it/s ({:.3} s/step)", 1.0 / its);
+            }
+            None => println!(
+                "full run: not timed; {steps} steps would take about {:.0} s (2 images encoded, {steps} UNet steps, the VAE decode)",
+                self.full_run_estimate_secs(steps)
+            ),
+        }
         println!(
             "preview / UNet step: latent colours {:.4}%, TAESD as drawn {:.2}%, at full size {:.2}%",
             100.0 * decode.preview_secs / self.step_secs,
@@ -467,14 +525,18 @@ impl Figures {
         let decode = &self.decode;
         json!({
             "device": device_name(&setup.device), "dtype": format!("{:?}", setup.dtype),
-            "size": args.size, "steps": args.steps, "batch": args.batch,
+            "size": args.side_px(), "steps": args.steps, "batch": args.batch,
             "adapter": args.adapter.name(), "threads": setup.threads,
             "image_encoder_secs": self.encoder_secs, "unet_step_secs": self.step_secs,
             "vae_decode_secs": decode.vae_secs, "preview_secs": decode.preview_secs,
             "taesd_preview_secs": decode.taesd_secs,
             "taesd_full_size_secs": decode.taesd_full_secs,
-            "full_run_secs": self.runs.full_secs, "it_per_sec": self.runs.its_per_sec,
-            "fast_preset_secs": self.runs.fast_secs,
+            "family": args.family.name(),
+            "full_run_secs": self.runs.as_ref().map(|runs| runs.full_secs),
+            "it_per_sec": self.runs.as_ref().map(|runs| runs.its_per_sec),
+            "fast_preset_secs": self.runs.as_ref().map(|runs| runs.fast_secs),
+            "full_run_estimate_secs": self.runs.is_none()
+                .then(|| self.full_run_estimate_secs(args.steps)),
             "peak_rss_mb": self.peak_mb, "load_peak_rss_mb": self.load_peak_mb,
             "weights_dir": dir,
             "layers": self.layers.as_ref().map(|(timed_step_secs, totals)| json!({
@@ -486,3 +548,6 @@ impl Figures {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

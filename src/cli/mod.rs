@@ -3,6 +3,7 @@
 pub mod bench;
 mod bench_memory;
 mod bench_weights;
+mod bench_weights_sdxl;
 mod defaults;
 pub mod generate;
 pub mod models;
