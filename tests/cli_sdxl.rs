@@ -91,3 +91,20 @@ fn an_sd15_adapter_on_sdxl_is_one_line_naming_both_families() {
         "{text}"
     );
 }
+
+#[test]
+fn a_lora_on_an_sdxl_model_is_refused_in_one_line() {
+    let out = temp_dir("cli-sdxl-lora");
+    let adapter = sdxl_adapters().join("ip-adapter_sdxl.safetensors");
+    let output = sdxl_generate(&adapter, &sdxl_adapters().join("image_encoder"), out.path())
+        .args(["--width", "64", "--height", "64", "--lora"])
+        .arg(fixtures().join("lora/kohya.safetensors"))
+        .output()
+        .expect("minus runs");
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("kohya.safetensors: LoRAs on SDXL models are not supported yet"),
+        "{text}"
+    );
+}

@@ -14,7 +14,9 @@ use minus::models::family::ModelFamily;
 use minus::pipeline::conditioning::{Conditioning, EmbeddingCache, encode_pixels, prepare};
 use minus::pipeline::generate::{denoise, to_images};
 use minus::pipeline::preprocess::FitMode;
-use minus::pipeline::{Flow, ImagePrompt, Models, Request, WeightType, Window};
+use minus::pipeline::{
+    Combine, EmbedsScaling, Flow, ImagePrompt, MaskFile, Models, Request, WeightType, Window,
+};
 use minus::rng::TorchRng;
 use minus::schedulers::SamplerKind;
 use minus::weights::ModelPaths;
@@ -337,4 +339,61 @@ fn an_f16_run_upcasts_the_vae_and_stays_near_the_reference() {
     let mean = mean_abs_difference("f16 text_only", &images[0], &expected);
     println!("f16 text_only: image mean |Δ| {mean:.3}/255");
     assert!(mean <= F16_IMAGE_MEAN_LIMIT, "f16 mean |Δ| {mean}/255");
+}
+
+/// cubiq's methods and regional masks run on SDXL as on SD 1.5 (diffusers has no
+/// reference for them): each makes a picture that differs from the seed's method's.
+#[test]
+fn methods_and_masks_change_an_sdxl_picture() {
+    let (json, _) = read_case("plus_posneg");
+    let models =
+        Models::load(&sdxl_paths(Some("plus")), &Device::Cpu, DType::F32).expect("tiny SDXL loads");
+    let base = request_from_case(&json["case"]);
+    let plain = generate_images(&models, &base).remove(0);
+    let images = fixtures().join("images");
+    let mut masked = base.clone();
+    masked.images[0].mask = Some(MaskFile::new(fixtures().join("masks/inputs/left.png")));
+    let mut subtract = base.clone();
+    subtract
+        .images
+        .push(ImagePrompt::new(images.join("sticker_rgba.png")));
+    subtract.combine = Combine::Subtract;
+    let variants = [
+        (
+            "noise",
+            Request {
+                noise: 0.35,
+                ..base.clone()
+            },
+        ),
+        (
+            "k-v-c-penalty",
+            Request {
+                embeds_scaling: EmbedsScaling::KVCPenalty,
+                ..base.clone()
+            },
+        ),
+        (
+            "strong style transfer",
+            Request {
+                weight_type: WeightType::StrongStyleTransfer,
+                negative_weight_type: WeightType::StrongStyleTransfer,
+                ..base.clone()
+            },
+        ),
+        ("subtract", subtract),
+        ("mask", masked),
+    ];
+    for (name, request) in variants {
+        let image = generate_images(&models, &request).remove(0);
+        let diffs: Vec<u32> = image
+            .as_raw()
+            .iter()
+            .zip(plain.as_raw())
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .collect();
+        let mean = f64::from(diffs.iter().sum::<u32>()) / diffs.len() as f64;
+        println!("{name}: mean |Δ| from the seed's method {mean:.3}/255");
+        assert!(mean > 0.05, "{name} made the seed's method's picture");
+    }
 }

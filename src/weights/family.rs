@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::config::read_json;
 use super::safetensors_header::read_header_bytes;
+use super::sgm::CONDITIONER_PREFIX;
 use crate::models::family::ModelFamily;
 
 /// The family `model` (a diffusers folder or a single file) looks like: SDXL when its
@@ -18,7 +19,8 @@ pub fn peek_family(model: &Path) -> ModelFamily {
             .is_ok_and(|config| config["addition_embed_type"] == "text_time")
     } else {
         read_header_bytes(model).is_ok_and(|(header, _)| {
-            let needle = b"\"conditioner.embedders.";
+            let needle = format!("\"{CONDITIONER_PREFIX}");
+            let needle = needle.as_bytes();
             header.windows(needle.len()).any(|w| w == needle)
         })
     };
