@@ -4,7 +4,6 @@
 mod ddim;
 mod dpmpp_2m;
 mod euler;
-mod euler_ancestral;
 mod lcm;
 mod sigmas;
 mod tcd;
@@ -17,7 +16,6 @@ use crate::rng::TorchRng;
 pub use ddim::Ddim;
 pub use dpmpp_2m::DpmPp2M;
 pub use euler::Euler;
-pub use euler_ancestral::EulerAncestral;
 pub use lcm::{Lcm, ORIGINAL_INFERENCE_STEPS};
 pub use tcd::{DEFAULT_ETA, Tcd};
 
@@ -218,8 +216,8 @@ pub fn build(
 ) -> Box<dyn Scheduler> {
     match kind {
         SamplerKind::Ddim => Box::new(Ddim::new(schedule, steps)),
-        SamplerKind::EulerAncestral => Box::new(EulerAncestral::new(schedule, steps, karras)),
-        SamplerKind::Euler => Box::new(Euler::new(schedule, steps, karras)),
+        SamplerKind::EulerAncestral => Box::new(Euler::new(schedule, steps, karras, true)),
+        SamplerKind::Euler => Box::new(Euler::new(schedule, steps, karras, false)),
         SamplerKind::DpmPp2M => Box::new(DpmPp2M::new(schedule, steps, karras)),
         SamplerKind::Tcd => Box::new(Tcd::new(schedule, steps, eta)),
         SamplerKind::Lcm => Box::new(Lcm::new(schedule, steps)),
