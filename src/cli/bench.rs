@@ -53,8 +53,8 @@ impl BenchAdapter {
 /// Flags of `minus bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Which model's weights to write and time (SDXL's take about 20 GB on disk and
-    /// 18 GB of memory in f32).
+    /// Which model's weights to write and time (SDXL's: 19 GB on disk, and a 21 GB
+    /// peak of memory in f32 at 1024² on the CPU).
     #[arg(long, value_enum, default_value = "sd15")]
     family: ModelFamily,
     /// Image side in pixels (multiple of 8) [default: 512 for SD 1.5, 1024 for SDXL].

@@ -159,7 +159,7 @@ pub fn ensure(dir: &Path) -> anyhow::Result<BenchWeights> {
         return Ok(weights);
     }
     eprintln!(
-        "writing random full-size SDXL weights to {} (once; about 20 GB)...",
+        "writing random full-size SDXL weights to {} (once; 19 GB with the image encoder)...",
         dir.display()
     );
     write_sdxl(&weights, &SdxlShapes::full_size()?)?;
