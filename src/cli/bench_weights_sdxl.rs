@@ -7,7 +7,9 @@ use std::path::Path;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use minus::models::clip_text::{ClipTextConfig, ClipTextModel};
-use minus::pipeline::models::{SD15_TEXT_CONFIG, SD15_VAE_CONFIG};
+use minus::pipeline::models::{
+    SDXL_TEXT_2_CONFIG, SDXL_TEXT_CONFIG, SDXL_UNET_CONFIG, SDXL_VAE_CONFIG,
+};
 use serde_json::json;
 
 use super::bench_weights::{
@@ -30,22 +32,11 @@ pub(super) struct SdxlShapes {
 impl SdxlShapes {
     /// stabilityai/stable-diffusion-xl-base-1.0 and h94's `sdxl_models/*_vit-h` adapters.
     pub fn full_size() -> anyhow::Result<Self> {
-        let mut vae = shipped_config(SD15_VAE_CONFIG)?;
-        vae["scaling_factor"] = json!(0.13025);
-        vae["sample_size"] = json!(1024);
-        vae["force_upcast"] = json!(true);
         Ok(Self {
-            unet: sdxl_unet_config(),
-            // SDXL's first text encoder is SD 1.5's.
-            text_encoder: shipped_config(SD15_TEXT_CONFIG)?,
-            text_encoder_2: json!({
-                "architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model",
-                "vocab_size": 49408, "hidden_size": 1280, "intermediate_size": 5120,
-                "num_hidden_layers": 32, "num_attention_heads": 20, "max_position_embeddings": 77,
-                "layer_norm_eps": 1e-05, "hidden_act": "gelu", "projection_dim": 1280,
-                "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1
-            }),
-            vae,
+            unet: shipped_config(SDXL_UNET_CONFIG)?,
+            text_encoder: shipped_config(SDXL_TEXT_CONFIG)?,
+            text_encoder_2: shipped_config(SDXL_TEXT_2_CONFIG)?,
+            vae: shipped_config(SDXL_VAE_CONFIG)?,
             image: ImageSizes {
                 encoder_projection: 1024,
                 encoder_hidden: 1280,
@@ -53,26 +44,6 @@ impl SdxlShapes {
             },
         })
     }
-}
-
-/// stabilityai/stable-diffusion-xl-base-1.0's `unet/config.json` (the fields diffusers
-/// reads; the rest at their defaults).
-fn sdxl_unet_config() -> serde_json::Value {
-    json!({
-        "_class_name": "UNet2DConditionModel", "act_fn": "silu",
-        "addition_embed_type": "text_time", "addition_embed_type_num_heads": 64,
-        "addition_time_embed_dim": 256, "attention_head_dim": [5, 10, 20],
-        "block_out_channels": [320, 640, 1280], "center_input_sample": false,
-        "cross_attention_dim": 2048,
-        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-        "downsample_padding": 1, "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 4,
-        "layers_per_block": 2, "mid_block_scale_factor": 1,
-        "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05, "norm_num_groups": 32,
-        "out_channels": 4, "projection_class_embeddings_input_dim": 2816, "sample_size": 128,
-        "transformer_layers_per_block": [1, 2, 10],
-        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-        "use_linear_projection": true
-    })
 }
 
 /// The pipeline's own files: `model_index.json`, the scheduler's config and the

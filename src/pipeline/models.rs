@@ -30,7 +30,7 @@ use crate::{MinusError, Result};
 use folder::load_diffusers_folder;
 use image_models::load_image_models;
 use lora_networks::LoraNetworks;
-use single_file::{SDXL_VAE_CONFIG, load_single_file};
+use single_file::load_single_file;
 
 /// The image side of the networks: encoder and adapter, which only work together.
 pub struct ImagePromptModels {
@@ -74,6 +74,17 @@ pub const SD15_UNET_CONFIG: &str = include_str!("../../resources/sd15/unet_confi
 pub const SD15_VAE_CONFIG: &str = include_str!("../../resources/sd15/vae_config.json");
 /// SD 1.5's text encoder configuration (transformers format).
 pub const SD15_TEXT_CONFIG: &str = include_str!("../../resources/sd15/text_encoder_config.json");
+
+/// SDXL base 1.0's UNet configuration (stabilityai/stable-diffusion-xl-base-1.0's),
+/// for single files that come without one.
+pub const SDXL_UNET_CONFIG: &str = include_str!("../../resources/sdxl/unet_config.json");
+/// SDXL base 1.0's VAE configuration (latents scaled by 0.13025).
+pub const SDXL_VAE_CONFIG: &str = include_str!("../../resources/sdxl/vae_config.json");
+/// SDXL's first text encoder configuration (CLIP ViT-L's text tower).
+pub const SDXL_TEXT_CONFIG: &str = include_str!("../../resources/sdxl/text_encoder_config.json");
+/// SDXL's second text encoder configuration (OpenCLIP ViT-bigG's, with its projection).
+pub const SDXL_TEXT_2_CONFIG: &str =
+    include_str!("../../resources/sdxl/text_encoder_2_config.json");
 
 /// Reads `<configs>/<component>/config.json`, or the built-in SD 1.5 one.
 fn component_config<T: serde::de::DeserializeOwned + CheckedConfig>(

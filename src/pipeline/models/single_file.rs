@@ -7,7 +7,8 @@ use candle_core::{DType, Device};
 
 use super::folder::{force_zeros_for_empty_prompt, sdxl_schedule, second_pad_token};
 use super::{
-    CoreModels, LoraNetworks, SD15_TEXT_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG, build_vae,
+    CoreModels, LoraNetworks, SD15_TEXT_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG,
+    SDXL_TEXT_2_CONFIG, SDXL_TEXT_CONFIG, SDXL_UNET_CONFIG, SDXL_VAE_CONFIG, build_vae,
     component_config,
 };
 use crate::models::clip_text::ClipTextConfig;
@@ -19,13 +20,6 @@ use crate::schedulers::NoiseSchedule;
 use crate::weights::ModelPaths;
 use crate::weights::single_file::read_checkpoint;
 use crate::{MinusError, Result};
-
-/// SDXL's configurations (stabilityai/stable-diffusion-xl-base-1.0's), for single
-/// files that come without them.
-const SDXL_UNET_CONFIG: &str = include_str!("../../../resources/sdxl/unet_config.json");
-pub(super) const SDXL_VAE_CONFIG: &str = include_str!("../../../resources/sdxl/vae_config.json");
-const SDXL_TEXT_CONFIG: &str = include_str!("../../../resources/sdxl/text_encoder_config.json");
-const SDXL_TEXT_2_CONFIG: &str = include_str!("../../../resources/sdxl/text_encoder_2_config.json");
 
 /// The configurations of a single file's networks.
 struct SingleFileConfigs {
