@@ -136,29 +136,7 @@ impl Models {
         };
         let (unet, text_encoder) = (core.unet, core.text_encoder);
         let sdxl = core.text_encoder_2.is_some();
-        let vae = match (&paths.vae, core.vae) {
-            (Some(path), _) if path.is_file() => {
-                // A VAE file carries no config: SDXL's scales latents by 0.13025.
-                let built_in = if sdxl {
-                    SDXL_VAE_CONFIG
-                } else {
-                    SD15_VAE_CONFIG
-                };
-                let config: VaeConfig =
-                    component_config(paths.configs.as_deref(), "vae", built_in)?;
-                let dtype = vae_dtype(&config, sdxl, dtype);
-                build_vae(load_vae_file(path, &config, dtype)?, &config, device, dtype)?
-            }
-            (Some(dir), _) => load_vae(dir, device, dtype, sdxl)?,
-            (None, Some(vae)) => vae,
-            (None, None) => {
-                return Err(MinusError::BadWeights {
-                    path: paths.model.clone(),
-                    message: "the checkpoint has no VAE: give one (e.g. sd-vae-ft-mse) as the VAE"
-                        .to_string(),
-                });
-            }
-        };
+        let vae = choose_vae(paths, core.vae, sdxl, (device, dtype))?;
         let image = match (&paths.ip_adapter, &paths.image_encoder) {
             (None, _) => None,
             (Some(adapter), Some(encoder)) => {
@@ -227,6 +205,38 @@ struct CoreModels {
     vae: Option<VaeDecoder>,
     zero_empty_negative: bool,
     schedule: NoiseSchedule,
+}
+
+/// The run's VAE: the one `paths` names (a folder, or a file read with its family's
+/// built-in config), else the model's own.
+fn choose_vae(
+    paths: &ModelPaths,
+    own_vae: Option<VaeDecoder>,
+    sdxl: bool,
+    (device, dtype): (&Device, DType),
+) -> Result<VaeDecoder> {
+    Ok(match (&paths.vae, own_vae) {
+        (Some(path), _) if path.is_file() => {
+            // A VAE file carries no config: SDXL's scales latents by 0.13025.
+            let built_in = if sdxl {
+                SDXL_VAE_CONFIG
+            } else {
+                SD15_VAE_CONFIG
+            };
+            let config: VaeConfig = component_config(paths.configs.as_deref(), "vae", built_in)?;
+            let dtype = vae_dtype(&config, sdxl, dtype);
+            build_vae(load_vae_file(path, &config, dtype)?, &config, device, dtype)?
+        }
+        (Some(dir), _) => load_vae(dir, device, dtype, sdxl)?,
+        (None, Some(vae)) => vae,
+        (None, None) => {
+            return Err(MinusError::BadWeights {
+                path: paths.model.clone(),
+                message: "the checkpoint has no VAE: give one (e.g. sd-vae-ft-mse) as the VAE"
+                    .to_string(),
+            });
+        }
+    })
 }
 
 // The VAE builder takes the file by value: its tensors are freed when it is built.
