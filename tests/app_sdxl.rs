@@ -58,6 +58,8 @@ fn an_sdxl_model_is_named_sized_offered_its_adapters_and_makes_a_picture() {
     assert!(harness.query_by_label("IP-Adapter bigG").is_some());
     assert!(harness.query_by_label("Light").is_none());
     harness.key_press(egui::Key::Escape);
+    // Previews offer SDXL's tiny decoder.
+    assert!(harness.query_by_label("Download TAESDXL").is_some());
     // The Fast preset's LoRA is SD 1.5's.
     assert!(harness.get_by_label("Fast").accesskit_node().is_disabled());
     // A small run with a negative image.

@@ -29,7 +29,8 @@ pub enum ControlAction {
 }
 
 /// Draws every generation setting, the output folder and the Sweep section;
-/// `taesd_offer_mb` is TAESD's size when a button should offer to download it.
+/// `taesd_offer_mb` is the preview decoder's size when a button should offer to download
+/// it (TAESD, or TAESDXL for an SDXL `family`).
 pub fn settings_ui(
     ui: &mut egui::Ui,
     settings: &mut Settings,
@@ -52,7 +53,7 @@ pub fn settings_ui(
     ui.separator();
     [
         output_ui(ui, &mut settings.output_dir),
-        preview_ui(ui, &mut settings.preview, taesd_offer_mb),
+        preview_ui(ui, &mut settings.preview, taesd_offer_mb, family),
         sweep_ui(ui, &mut settings.sweep),
     ]
     .into_iter()
@@ -169,6 +170,7 @@ fn preview_ui(
     ui: &mut egui::Ui,
     preview: &mut PreviewKind,
     taesd_offer_mb: Option<u64>,
+    family: ModelFamily,
 ) -> ControlAction {
     ui.horizontal(|ui| {
         ui.label("Preview").on_hover_text("How the picture is shown while it is denoised");
@@ -188,14 +190,15 @@ fn preview_ui(
     let Some(approx_mb) = taesd_offer_mb else {
         return ControlAction::None;
     };
+    let decoder = family.preview_decoder_name();
     let offer = ui.horizontal_wrapped(|ui| {
         ui.label(
             RichText::new(format!(
-                "TAESD is not downloaded (about {approx_mb} MB): previews use latent colours."
+                "{decoder} is not downloaded (about {approx_mb} MB): previews use latent colours."
             ))
             .small(),
         );
-        ui.small_button("Download TAESD")
+        ui.small_button(format!("Download {decoder}"))
             .on_hover_text("Download it into the Hugging Face cache, then use it")
             .clicked()
     });

@@ -44,6 +44,14 @@ impl ModelFamily {
         }
     }
 
+    /// The name of the tiny preview decoder made for the family's latents.
+    pub fn preview_decoder_name(self) -> &'static str {
+        match self {
+            Self::Sd15 => "TAESD",
+            Self::Sdxl => "TAESDXL",
+        }
+    }
+
     /// The name people use.
     pub fn display_name(self) -> &'static str {
         match self {
