@@ -401,14 +401,14 @@ fn time_decoders(
         sync(device)
     })?;
     let preview_secs = time(args.repeats.max(5), || {
-        latents_to_rgb(&latents)?;
+        latents_to_rgb(&latents, models.family)?;
         Ok(())
     })?;
     // TAESD's preview of the first image as every step of a run in the window draws it
     // (averaged down first on the CPU), and at full size.
     let taesd = models.taesd.as_ref().context("TAESD")?;
     let taesd_secs = time(args.repeats.max(3), || {
-        render(&latents, PreviewKind::Taesd, Some(taesd))?;
+        render(&latents, PreviewKind::Taesd, Some(taesd), models.family)?;
         Ok(())
     })?;
     let taesd_full_secs = time(args.repeats, || {

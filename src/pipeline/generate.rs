@@ -16,6 +16,7 @@ use super::phase::Phase;
 use super::preview::{PreviewKind, render};
 use super::request::Request;
 use super::slots::{cross_context, repeat_batch};
+use crate::models::family::ModelFamily;
 use crate::models::taesd::TaesdDecoder;
 use crate::models::unet::{Coverage, IpScales, TextTime};
 use crate::rng::TorchRng;
@@ -51,13 +52,15 @@ pub struct StepReport<'a> {
     pub elapsed_secs: f64,
     /// The loaded TAESD, for previews.
     pub taesd: Option<&'a TaesdDecoder>,
+    /// The model's family, whose latent colours the preview without TAESD uses.
+    pub family: ModelFamily,
 }
 
 impl StepReport<'_> {
     /// The live preview of the first image drawn as `kind` asks, and the kind drawn
     /// (the latent colour map when TAESD is not loaded).
     pub fn preview(&self, kind: PreviewKind) -> Result<(RgbImage, PreviewKind)> {
-        render(self.pred_original, kind, self.taesd)
+        render(self.pred_original, kind, self.taesd, self.family)
     }
 }
 
@@ -213,6 +216,7 @@ pub fn denoise_in_slots(
             ip_scales,
             elapsed_secs: started.elapsed().as_secs_f64(),
             taesd: models.taesd.as_ref(),
+            family: models.family,
         };
         if on_step(&report) == Flow::Cancel {
             return Err(MinusError::Cancelled);

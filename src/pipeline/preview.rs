@@ -1,11 +1,13 @@
 //! Live previews of the image being denoised: TAESD's decode of the predicted clean
-//! latents when TAESD is loaded, else a colour map of them with SD 1.5's linear factors.
+//! latents when TAESD is loaded, else a colour map of them with the family's linear
+//! factors.
 
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::decoded::to_images;
+use crate::models::family::ModelFamily;
 use crate::models::taesd::TaesdDecoder;
 use crate::{MinusError, Result};
 
@@ -33,17 +35,45 @@ impl PreviewKind {
     }
 }
 
-/// Rows are latent channels, columns R, G, B.
-const LATENT_RGB_FACTORS: [[f32; 3]; 4] = [
-    [0.3512, 0.2297, 0.3227],
-    [0.3250, 0.4974, 0.2350],
-    [-0.2829, 0.1762, 0.2721],
-    [-0.2120, -0.2616, -0.7177],
-];
+/// A family's linear map from latents to colours: `factors` rows are latent channels,
+/// columns R, G, B, then `bias` is added. The values are ComfyUI's fits
+/// (`comfy/latent_formats.py`, `latent_rgb_factors` and `latent_rgb_factors_bias`).
+struct LatentColours {
+    factors: [[f32; 3]; 4],
+    bias: [f32; 3],
+}
 
-/// Converts the first item of `latents` `[batch, 4, h, w]` into an RGB image of
-/// `w × h` pixels; the window enlarges it with linear filtering.
-pub fn latents_to_rgb(latents: &Tensor) -> candle_core::Result<RgbImage> {
+const SD15_COLOURS: LatentColours = LatentColours {
+    factors: [
+        [0.3512, 0.2297, 0.3227],
+        [0.3250, 0.4974, 0.2350],
+        [-0.2829, 0.1762, 0.2721],
+        [-0.2120, -0.2616, -0.7177],
+    ],
+    bias: [0.0; 3],
+};
+
+const SDXL_COLOURS: LatentColours = LatentColours {
+    factors: [
+        [0.3651, 0.4232, 0.4341],
+        [-0.2533, -0.0042, 0.1068],
+        [0.1076, 0.1111, -0.0362],
+        [-0.3165, -0.2492, -0.2188],
+    ],
+    bias: [0.1084, -0.0175, -0.0011],
+};
+
+fn latent_colours(family: ModelFamily) -> &'static LatentColours {
+    match family {
+        ModelFamily::Sd15 => &SD15_COLOURS,
+        ModelFamily::Sdxl => &SDXL_COLOURS,
+    }
+}
+
+/// Converts the first item of `latents` `[batch, 4, h, w]` of a `family` model into an
+/// RGB image of `w × h` pixels; the window enlarges it with linear filtering.
+pub fn latents_to_rgb(latents: &Tensor, family: ModelFamily) -> candle_core::Result<RgbImage> {
+    let colours = latent_colours(family);
     let first = latents.get(0)?.to_dtype(DType::F32)?.to_vec3::<f32>()?;
     let (height, width) = (first[0].len(), first[0][0].len());
     let mut rgb = RgbImage::new(width as u32, height as u32);
@@ -51,8 +81,9 @@ pub fn latents_to_rgb(latents: &Tensor) -> candle_core::Result<RgbImage> {
         let (x, y) = (x as usize, y as usize);
         for c in 0..3 {
             let value: f32 = (0..4)
-                .map(|k| first[k][y][x] * LATENT_RGB_FACTORS[k][c])
-                .sum();
+                .map(|k| first[k][y][x] * colours.factors[k][c])
+                .sum::<f32>()
+                + colours.bias[c];
             pixel[c] = ((value.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
         }
     }
@@ -91,18 +122,19 @@ pub fn preview_latents(latents: &Tensor) -> candle_core::Result<Tensor> {
     first.avg_pool2d(factor)
 }
 
-/// The preview of `latents` as `kind` asks, and the kind actually drawn (the latent
-/// colours when TAESD is asked for but not loaded).
+/// The preview of `latents` (of a `family` model) as `kind` asks, and the kind actually
+/// drawn (the latent colours when TAESD is asked for but not loaded).
 pub fn render(
     latents: &Tensor,
     kind: PreviewKind,
     taesd: Option<&TaesdDecoder>,
+    family: ModelFamily,
 ) -> Result<(RgbImage, PreviewKind)> {
     match (kind, taesd) {
         (PreviewKind::Taesd, Some(taesd)) => {
             Ok((taesd_to_rgb(taesd, &preview_latents(latents)?)?, kind))
         }
-        _ => Ok((latents_to_rgb(latents)?, PreviewKind::LatentColours)),
+        _ => Ok((latents_to_rgb(latents, family)?, PreviewKind::LatentColours)),
     }
 }
 
@@ -117,10 +149,13 @@ mod tests {
         let mut values = vec![0f32; 4 * 2 * 3];
         values[..6].fill(1.0);
         let latents = Tensor::from_vec(values, (1, 4, 2, 3), &Device::Cpu)?;
-        let rgb = latents_to_rgb(&latents)?;
+        let rgb = latents_to_rgb(&latents, ModelFamily::Sd15)?;
         assert_eq!(rgb.dimensions(), (3, 2));
-        let expected = LATENT_RGB_FACTORS[0].map(|f| ((f + 1.0) * 127.5).round() as u8);
+        let expected = SD15_COLOURS.factors[0].map(|f| ((f + 1.0) * 127.5).round() as u8);
         assert_eq!(rgb.get_pixel(2, 1).0, expected);
+        // SDXL's factors and bias: 0.3651 + 0.1084 etc.
+        let rgb = latents_to_rgb(&latents, ModelFamily::Sdxl)?;
+        assert_eq!(rgb.get_pixel(2, 1).0, [188, 179, 183]);
         Ok(())
     }
 
@@ -143,7 +178,7 @@ mod tests {
     #[test]
     fn without_taesd_the_colour_map_is_drawn_and_said() -> Result<()> {
         let latents = Tensor::zeros((1, 4, 2, 3), DType::F32, &Device::Cpu)?;
-        let (rgb, kind) = render(&latents, PreviewKind::Taesd, None)?;
+        let (rgb, kind) = render(&latents, PreviewKind::Taesd, None, ModelFamily::Sd15)?;
         assert_eq!(kind, PreviewKind::LatentColours);
         assert_eq!(rgb.dimensions(), (3, 2));
         Ok(())
