@@ -14,13 +14,17 @@ use minus::weights::catalogue::Catalogue;
 /// The commit the stand-in cache's `refs/main` names.
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// The fixture folder standing in for each catalogue repo's root.
-fn fixture_root(repo: &str) -> PathBuf {
+/// The fixture folder standing in for each catalogue repo's root (h94's `sdxl_models/`
+/// are the tiny SDXL adapters; TAESDXL's stand-in is the tiny TAESD).
+fn fixture_root(repo: &str, file: &str) -> PathBuf {
     let models = fixtures().join("models");
     match repo {
         "SG161222/Realistic_Vision_V4.0_noVAE" => models.join("sd15"),
         "stabilityai/sd-vae-ft-mse" => models.join("sd15/vae"),
-        "madebyollin/taesd" => models.join("taesd"),
+        "madebyollin/taesd" | "madebyollin/taesdxl" => models.join("taesd"),
+        "h94/IP-Adapter" if file.starts_with("sdxl_models/") => {
+            fixtures().join("sdxl/models/ip-adapter")
+        }
         "h94/IP-Adapter" => models.join("ip-adapter"),
         other => panic!("no stand-in for {other}"),
     }
@@ -40,7 +44,7 @@ fn stand_in_cache(dir: &Path, names: &[&str]) -> PathBuf {
         for file in &entry.files {
             let to = repo_dir.join("snapshots").join(COMMIT).join(file);
             std::fs::create_dir_all(to.parent().expect("folder")).expect("snapshot");
-            std::fs::copy(fixture_root(&entry.repo).join(file), &to).expect("copy");
+            std::fs::copy(fixture_root(&entry.repo, file).join(file), &to).expect("copy");
         }
     }
     cache
@@ -306,4 +310,50 @@ fn the_few_step_loras_download_with_minus_models_download() {
         assert!(line.contains("present"), "{listing}");
     }
     assert!(listing.contains(&tcd), "{listing}");
+}
+
+#[test]
+fn an_sdxl_model_takes_sdxl_defaults_and_the_encoder_its_adapter_needs() {
+    let scratch = temp_dir("cli-defaults-sdxl");
+    let cache = stand_in_cache(
+        &scratch,
+        &["ip-adapter-sdxl", "image-encoder-bigg", "taesdxl"],
+    );
+    let out = scratch.join("x.png");
+    let sdxl = fixtures().join("sdxl/models/sdxl");
+    let adapter = snapshot(
+        &cache,
+        "h94/IP-Adapter",
+        "sdxl_models/ip-adapter_sdxl.safetensors",
+    );
+    let model_args = ["--model", sdxl.to_str().expect("path")];
+    let args = [
+        &model_args[..],
+        &["--ip-adapter", &adapter, "--decode", "taesd"],
+    ]
+    .concat();
+    let output = generate(&cache, &out, true, &args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = default_lines(&output);
+    let encoder = snapshot(&cache, "h94/IP-Adapter", "sdxl_models/image_encoder");
+    let taesdxl = snapshot(&cache, "madebyollin/taesdxl", "");
+    assert!(
+        lines.contains(&("image encoder".to_string(), encoder)),
+        "{lines:?}"
+    );
+    let taesd = lines
+        .iter()
+        .find(|(label, _)| label == "TAESD")
+        .expect("TAESD line");
+    assert!(
+        taesdxl.starts_with(taesd.1.trim_end_matches('/')),
+        "{lines:?}"
+    );
+    // Without an adapter, SDXL's default one is asked for.
+    let empty = scratch.join("empty-hub");
+    let error = usage_error(&generate(&empty, &out, true, &model_args));
+    assert!(
+        error.contains("minus models download ip-adapter-plus-sdxl-vit-h image-encoder"),
+        "{error}"
+    );
 }

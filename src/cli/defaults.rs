@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
+use minus::models::family::ModelFamily;
 use minus::weights::ModelPaths;
-use minus::weights::catalogue::{
-    Catalogue, DEFAULT_ADAPTER, DEFAULT_MODEL, DEFAULT_VAE, IMAGE_ENCODER, TAESD,
-};
+use minus::weights::catalogue::{Catalogue, DefaultSet};
+use minus::weights::family::peek_family;
 use minus::weights::hub::Hub;
 
 use super::UsageError;
@@ -31,31 +31,50 @@ struct Slot<'a> {
 }
 
 /// Fills every path of `paths` the flags left out and the run needs from the cached
-/// catalogue defaults, printing one line per file taken. Defaults that are not in the
-/// cache are one usage error naming them and `minus models download`.
+/// catalogue defaults of the model's family (SD 1.5's without `--model`), printing one
+/// line per file taken. An adapter from the catalogue takes the encoder made for it.
+/// Defaults that are not in the cache are one usage error naming them and
+/// `minus models download`.
 pub fn fill_from_cache(paths: &mut ModelPaths, needs: Needs, hub: &Hub) -> anyhow::Result<()> {
     let catalogue = Catalogue::built_in()?;
     // The default model comes without a VAE of its own ("noVAE"): it takes the default's.
     let default_model = !paths.is_set();
+    let family = if default_model {
+        ModelFamily::Sd15
+    } else {
+        peek_family(&paths.model)
+    };
+    let set = DefaultSet::of(family);
+    let encoder = paths
+        .ip_adapter
+        .as_deref()
+        .and_then(|adapter| catalogue.adapter_for_file(adapter))
+        .map_or(set.image_encoder, |entry| entry.image_encoder_name());
     let mut model = None;
     let wanted = [
-        (default_model, "model", "--model", DEFAULT_MODEL, &mut model),
-        (default_model, "VAE", "--vae", DEFAULT_VAE, &mut paths.vae),
+        (default_model, "model", "--model", set.model, &mut model),
+        (default_model, "VAE", "--vae", set.vae, &mut paths.vae),
         (
             needs.image_prompts,
             "IP-Adapter",
             "--ip-adapter",
-            DEFAULT_ADAPTER,
+            set.adapter,
             &mut paths.ip_adapter,
         ),
         (
             needs.image_prompts,
             "image encoder",
             "--image-encoder",
-            IMAGE_ENCODER,
+            encoder,
             &mut paths.image_encoder,
         ),
-        (needs.taesd, "TAESD", "--taesd", TAESD, &mut paths.taesd),
+        (
+            needs.taesd,
+            "TAESD",
+            "--taesd",
+            set.preview,
+            &mut paths.taesd,
+        ),
     ];
     let slots = wanted
         .into_iter()
