@@ -1,6 +1,6 @@
 //! `minus generate` on the tiny SDXL models: the family is read from the files and
-//! named, the size defaults to SDXL's, the saved settings name SDXL, and an SD 1.5
-//! adapter on SDXL is one line naming both families.
+//! named, the size defaults to SDXL's, the saved settings name SDXL, an SD 1.5
+//! adapter on SDXL is one line naming both families, and an SDXL LoRA runs.
 
 mod common;
 
@@ -93,18 +93,15 @@ fn an_sd15_adapter_on_sdxl_is_one_line_naming_both_families() {
 }
 
 #[test]
-fn a_lora_on_an_sdxl_model_is_refused_in_one_line() {
+fn a_lora_on_an_sdxl_model_runs() {
     let out = temp_dir("cli-sdxl-lora");
     let adapter = sdxl_adapters().join("ip-adapter_sdxl.safetensors");
     let output = sdxl_generate(&adapter, &sdxl_adapters().join("image_encoder"), out.path())
         .args(["--width", "64", "--height", "64", "--lora"])
-        .arg(fixtures().join("lora/kohya.safetensors"))
+        .arg(fixtures().join("sdxl/lora/kohya.safetensors"))
         .output()
         .expect("minus runs");
     let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("kohya.safetensors: LoRAs on SDXL models are not supported yet"),
-        "{text}"
-    );
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(out.path().join("x.png").is_file(), "{text}");
 }

@@ -64,7 +64,7 @@ pub struct Models {
     pub schedule: NoiseSchedule,
     pub device: Device,
     pub dtype: DType,
-    /// The LoRAs merged into the UNet and text encoder.
+    /// The LoRAs merged into the UNet and text encoders.
     loras: LoraNetworks,
 }
 
@@ -110,18 +110,14 @@ impl Models {
     /// beside the f16 network, and the host holds one component's file at a time.
     ///
     /// The LoRAs of `paths` are read first (a file Minus cannot merge fails the load
-    /// before the model is read), and merged into the UNet and text encoder as they load.
+    /// before the model is read), and merged into the UNet and text encoders as they load.
     pub fn load(paths: &ModelPaths, device: &Device, dtype: DType) -> Result<Self> {
-        if let Some(lora) = paths.loras.first()
-            && peek_family(&paths.model) == ModelFamily::Sdxl
-        {
-            return Err(MinusError::BadWeights {
-                path: lora.path.clone(),
-                message: "LoRAs on SDXL models are not supported yet: remove the LoRAs to load this SDXL model".to_string(),
-            });
+        let set = LoraSet::read(&paths.loras)?;
+        if !set.is_empty() {
+            set.check_family(peek_family(&paths.model))?;
         }
         let text_model_id = encoder_identity(&[&paths.model], device, dtype);
-        let mut loras = LoraNetworks::new(LoraSet::read(&paths.loras)?, text_model_id);
+        let mut loras = LoraNetworks::new(set, text_model_id);
         let core = if paths.model.is_file() {
             load_single_file(paths, &mut loras, device, dtype)?
         } else if paths.model.is_dir() {
@@ -184,11 +180,14 @@ impl Models {
     /// un-merged weights kept at load: the model files are not read again. Nothing
     /// changes when it fails.
     pub fn set_lora_strengths(&mut self, strengths: &[f64]) -> Result<()> {
-        let (text_encoder, unet) = self.loras.reweigh(strengths, &self.device, self.dtype)?;
-        if let Some(text_encoder) = text_encoder {
+        let rebuilt = self.loras.reweigh(strengths, &self.device, self.dtype)?;
+        if let Some(text_encoder) = rebuilt.text_encoder {
             self.text_encoder = text_encoder;
         }
-        if let Some(unet) = unet {
+        if rebuilt.text_encoder_2.is_some() {
+            self.text_encoder_2 = rebuilt.text_encoder_2;
+        }
+        if let Some(unet) = rebuilt.unet {
             self.unet = unet;
         }
         self.text_id = self.loras.text_id();

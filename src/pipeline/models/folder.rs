@@ -5,6 +5,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 
+use super::lora_networks::SecondTextConfig;
 use super::{CoreModels, LoraNetworks, load_vae};
 use crate::models::clip_text::ClipTextConfig;
 use crate::models::sdxl_text::SecondTextEncoder;
@@ -30,7 +31,7 @@ pub(super) fn load_diffusers_folder(
     let unet_config: UNetConfig = read_config(&unet_component.config_path)?;
     let sdxl = unet_config.is_sdxl();
     let text_encoder_2 = sdxl
-        .then(|| load_second_text_encoder(dir, device, dtype))
+        .then(|| load_second_text_encoder(dir, loras, device, dtype))
         .transpose()?;
     let unet = loras.unet(unet_component.weights, unet_config, device, dtype)?;
     // The folder's own VAE is only needed (and required) when no other is given.
@@ -72,18 +73,18 @@ pub(super) fn sdxl_schedule(dir: &Path) -> Result<NoiseSchedule> {
     })
 }
 
-/// SDXL's `text_encoder_2/`, padding as `tokenizer_2/` says.
+/// SDXL's `text_encoder_2/`, padding as `tokenizer_2/` says, with the LoRAs merged in.
 fn load_second_text_encoder(
     dir: &Path,
+    loras: &mut LoraNetworks,
     device: &Device,
     dtype: DType,
 ) -> Result<SecondTextEncoder> {
     let pad_token = second_pad_token(&dir.join("tokenizer_2"))?;
     let component = load_component(&dir.join("text_encoder_2"), dtype)?;
-    let config: ClipTextConfig = read_config(&component.config_path)?;
-    let file = &component.weights;
-    SecondTextEncoder::load(file.var_builder(dtype, device), &config, pad_token)
-        .map_err(|e| file.load_error(e))
+    let text: ClipTextConfig = read_config(&component.config_path)?;
+    let config = SecondTextConfig { text, pad_token };
+    loras.text_encoder_2(component.weights, config, device, dtype)
 }
 
 /// The id `tokenizer_2/special_tokens_map.json` pads with (`!` when the file or the

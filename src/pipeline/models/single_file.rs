@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 
 use super::folder::{force_zeros_for_empty_prompt, sdxl_schedule, second_pad_token};
+use super::lora_networks::SecondTextConfig;
 use super::{
     CoreModels, LoraNetworks, SD15_TEXT_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG,
     SDXL_TEXT_2_CONFIG, SDXL_TEXT_CONFIG, SDXL_UNET_CONFIG, SDXL_VAE_CONFIG, build_vae,
     component_config,
 };
 use crate::models::clip_text::ClipTextConfig;
-use crate::models::sdxl_text::SecondTextEncoder;
 use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::UNetConfig;
 use crate::models::vae::VaeConfig;
@@ -78,11 +78,10 @@ pub(super) fn load_single_file(
     let parts = checkpoint.split(&configs.unet, &configs.vae)?;
     let text_encoder = loras.text_encoder(parts.text_encoder, configs.text, device, dtype)?;
     let text_encoder_2 = match (parts.text_encoder_2, configs.text_2) {
-        (Some(file), Some(config)) => {
+        (Some(file), Some(text)) => {
             let pad_token = single_file_pad_token(configs_dir)?;
-            let encoder =
-                SecondTextEncoder::load(file.var_builder(dtype, device), &config, pad_token);
-            Some(encoder.map_err(|e| file.load_error(e))?)
+            let config = SecondTextConfig { text, pad_token };
+            Some(loras.text_encoder_2(file, config, device, dtype)?)
         }
         _ => None,
     };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Tensor};
 
 use super::header::read_header;
-use super::kind::{refuse_pickles, refuse_unsupported, split_key};
+use super::kind::{is_sdxl_key, refuse_pickles, refuse_unsupported, split_key};
 use super::names::Network;
 use super::peft::PeftScales;
 use super::some_names;
@@ -36,6 +36,8 @@ pub struct LoraFile {
     pub addnet_hash: String,
     /// In module-name order.
     pub layers: Vec<LoraLayer>,
+    /// Whether its names say it was made for SDXL (its text encoders' prefixes).
+    pub made_for_sdxl: bool,
 }
 
 fn bad(path: &Path, message: String) -> MinusError {
@@ -86,6 +88,7 @@ impl LoraFile {
             path: path.to_path_buf(),
             addnet_hash: header.addnet_hash,
             layers,
+            made_for_sdxl: file.keys().any(is_sdxl_key),
         })
     }
 }

@@ -65,11 +65,8 @@ const UNSUPPORTED_KINDS: [(&str, &str); 17] = [
     (".lora_B.bias", "a LoRA with biases"),
 ];
 
-/// Prefixes of the second text encoder and of networks other than SD 1.5's.
-const OTHER_FAMILIES: [(&str, &str); 5] = [
-    ("lora_te1_", "an SDXL LoRA"),
-    ("lora_te2_", "an SDXL LoRA"),
-    ("text_encoder_2.", "an SDXL LoRA"),
+/// Prefixes of networks neither SD 1.5 nor SDXL has.
+const OTHER_FAMILIES: [(&str, &str); 2] = [
     (
         "lora_transformer_",
         "a LoRA for a transformer model (Flux, SD3...)",
@@ -80,8 +77,25 @@ const OTHER_FAMILIES: [(&str, &str); 5] = [
     ),
 ];
 
+/// Prefixes only LoRAs made for SDXL have: its two text encoders' (kohya's `lora_te1_`
+/// and `lora_te2_`, diffusers' `text_encoder_2.`).
+const SDXL_PREFIXES: [&str; 3] = ["lora_te1_", "lora_te2_", "text_encoder_2."];
+
+/// Whether a LoRA tensor name says its file was made for SDXL.
+pub fn is_sdxl_key(key: &str) -> bool {
+    SDXL_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+/// The refusal of a LoRA made for SDXL on an SD 1.5 model.
+pub fn sdxl_lora_on_sd15(path: &Path) -> MinusError {
+    MinusError::BadWeights {
+        path: path.to_path_buf(),
+        message: "this is an SDXL LoRA; Minus needs LoRAs made for SD 1.5".to_string(),
+    }
+}
+
 /// Refuses a file whose tensors belong to a kind Minus does not merge, or to a model
-/// family other than SD 1.5, naming the kind.
+/// family other than SD 1.5 and SDXL, naming the kind.
 pub fn refuse_unsupported<'a>(path: &Path, keys: impl IntoIterator<Item = &'a str>) -> Result<()> {
     let refuse = |message: String| {
         Err(MinusError::BadWeights {
@@ -167,7 +181,7 @@ mod tests {
             ("lora_unet_a.oft_blocks", "OFT is not supported yet"),
             ("lora_unet_a.dora_scale", "DoRA is not supported yet"),
             ("lora_unet_a.lora_mid.weight", "CP (Tucker)"),
-            ("lora_te2_a.lora_down.weight", "SDXL LoRA"),
+            ("lora_transformer_a.lora_down.weight", "transformer model"),
         ];
         for (key, expected) in cases {
             let message = refuse_unsupported(Path::new("/l/x.safetensors"), [key])
@@ -181,6 +195,14 @@ mod tests {
         }
         let plain = ["lora_unet_a.lora_down.weight", "unet.b.lora_A.weight"];
         assert!(refuse_unsupported(Path::new("x"), plain).is_ok());
+        let sdxl = [
+            "lora_te2_a.lora_down.weight",
+            "text_encoder_2.a.lora_A.weight",
+        ];
+        assert!(refuse_unsupported(Path::new("x"), sdxl).is_ok());
+        assert!(sdxl.iter().all(|key| is_sdxl_key(key)) && !plain.iter().any(|k| is_sdxl_key(k)));
+        let message = sdxl_lora_on_sd15(Path::new("/l/x.safetensors")).to_string();
+        assert!(message.contains("/l/x.safetensors") && message.contains("SDXL LoRA"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! LoRA files users already have (kohya LoRA and LoCon, diffusers/PEFT), merged into
-//! the UNet's and text encoder's weights as they load, each at its own strength.
+//! the UNet's and text encoders' weights (SD 1.5's one, SDXL's two) as they load, each
+//! at its own strength.
 //!
 //! A file is read into layers (`file`, with `kind` refusing what Minus does not merge,
 //! `header` for its metadata and hash, `peft` for diffusers' alphas), each layer is

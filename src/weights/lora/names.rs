@@ -3,8 +3,10 @@
 //!
 //! kohya names a layer after its module with `_` for `.` (`lora_unet_down_blocks_0_...`,
 //! from the diffusers UNet; `lora_unet_input_blocks_1_1_...` from the original LDM one;
-//! `lora_te_text_model_encoder_...`), PEFT with the dots kept (`unet.down_blocks.0....`,
-//! `text_encoder.text_model.encoder...`, or without `text_model.` from transformers 5).
+//! `lora_te_text_model_encoder_...`; SDXL's `lora_te1_`/`lora_te2_` for its two text
+//! encoders), PEFT with the dots kept (`unet.down_blocks.0....`,
+//! `text_encoder.text_model.encoder...`, or without `text_model.` from transformers 5;
+//! `text_encoder_2.` for SDXL's second).
 //! Turning `_` back into `.` is ambiguous (`to_q`, `down_blocks`), so the table goes the
 //! other way: every weight of the network, spelled each way a file may spell it.
 
@@ -19,6 +21,8 @@ use crate::models::unet::UNetConfig;
 pub enum Network {
     Unet,
     TextEncoder,
+    /// SDXL's second text encoder.
+    TextEncoder2,
 }
 
 impl Network {
@@ -27,6 +31,7 @@ impl Network {
         match self {
             Self::Unet => "UNet",
             Self::TextEncoder => "text encoder",
+            Self::TextEncoder2 => "second text encoder",
         }
     }
 
@@ -34,11 +39,14 @@ impl Network {
     /// prefix. Names without a known prefix are taken for UNet names (diffusers' oldest
     /// files name UNet layers bare).
     pub fn of_module(module: &str) -> (Self, &str) {
-        const PREFIXES: [(&str, Network); 4] = [
+        const PREFIXES: [(&str, Network); 7] = [
             ("lora_unet_", Network::Unet),
             ("lora_te_", Network::TextEncoder),
+            ("lora_te1_", Network::TextEncoder),
+            ("lora_te2_", Network::TextEncoder2),
             ("unet.", Network::Unet),
             ("text_encoder.", Network::TextEncoder),
+            ("text_encoder_2.", Network::TextEncoder2),
         ];
         PREFIXES
             .iter()
@@ -53,6 +61,8 @@ pub enum Target<'a> {
     /// The UNet, whose LDM names follow its block layout.
     Unet(&'a UNetConfig),
     TextEncoder,
+    /// SDXL's second text encoder (its tower under `text_model.`, and `text_projection`).
+    TextEncoder2,
 }
 
 impl Target<'_> {
@@ -61,6 +71,7 @@ impl Target<'_> {
         match self {
             Self::Unet(_) => Network::Unet,
             Self::TextEncoder => Network::TextEncoder,
+            Self::TextEncoder2 => Network::TextEncoder2,
         }
     }
 }
@@ -85,7 +96,7 @@ impl LayerNames {
         };
         let ldm = match target {
             Target::Unet(config) => Some(unet_key_map(config)),
-            Target::TextEncoder => None,
+            Target::TextEncoder | Target::TextEncoder2 => None,
         };
         for key in file.keys() {
             let Some(module) = key.strip_suffix(".weight") else {
@@ -188,6 +199,18 @@ mod tests {
             (Network::TextEncoder, "text_model_x")
         );
         assert_eq!(Network::of_module("unet.a.b"), (Network::Unet, "a.b"));
+        assert_eq!(
+            Network::of_module("lora_te1_text_model_x"),
+            (Network::TextEncoder, "text_model_x")
+        );
+        assert_eq!(
+            Network::of_module("lora_te2_text_model_x"),
+            (Network::TextEncoder2, "text_model_x")
+        );
+        assert_eq!(
+            Network::of_module("text_encoder_2.text_model.x"),
+            (Network::TextEncoder2, "text_model.x")
+        );
         assert_eq!(
             Network::of_module("mid_block.a"),
             (Network::Unet, "mid_block.a")

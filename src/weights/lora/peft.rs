@@ -27,6 +27,7 @@ struct NetworkScale {
 pub struct PeftScales {
     unet: NetworkScale,
     text_encoder: NetworkScale,
+    text_encoder_2: NetworkScale,
 }
 
 impl PeftScales {
@@ -40,6 +41,7 @@ impl PeftScales {
         Ok(Self {
             unet: NetworkScale::read(&config, "unet")?,
             text_encoder: NetworkScale::read(&config, "text_encoder")?,
+            text_encoder_2: NetworkScale::read(&config, "text_encoder_2")?,
         })
     }
 
@@ -48,6 +50,7 @@ impl PeftScales {
         let config = match network {
             Network::Unet => &self.unet,
             Network::TextEncoder => &self.text_encoder,
+            Network::TextEncoder2 => &self.text_encoder_2,
         };
         let pattern = config
             .alpha_pattern
@@ -106,11 +109,13 @@ mod tests {
     fn alpha_patterns_and_rslora_set_the_scale() -> Result<(), String> {
         let peft = scales(
             r#"{"unet.lora_alpha": 2, "unet.alpha_pattern": {"mid.attn2.to_q": 8},
-                "text_encoder.lora_alpha": 4, "text_encoder.use_rslora": true}"#,
+                "text_encoder.lora_alpha": 4, "text_encoder.use_rslora": true,
+                "text_encoder_2.lora_alpha": 1}"#,
         )?;
         assert_eq!(peft.scale(Network::Unet, "a.to_q", 4), 0.5);
         assert_eq!(peft.scale(Network::Unet, "x.mid.attn2.to_q", 4), 2.0);
         assert_eq!(peft.scale(Network::TextEncoder, "q_proj", 4), 2.0);
+        assert_eq!(peft.scale(Network::TextEncoder2, "q_proj", 4), 0.25);
         assert_eq!(PeftScales::default().scale(Network::Unet, "a", 4), 1.0);
         Ok(())
     }

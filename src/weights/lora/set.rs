@@ -2,7 +2,9 @@
 
 use super::choice::LoraChoice;
 use super::file::{LoraFile, LoraLayer};
+use super::kind::sdxl_lora_on_sd15;
 use super::names::Network;
+use crate::models::family::ModelFamily;
 use crate::{MinusError, Result};
 
 /// LoRA files and their strengths, in the order they were chosen.
@@ -25,6 +27,14 @@ impl LoraSet {
                 .collect::<Result<_>>()?,
             strengths: choices.iter().map(|choice| choice.strength).collect(),
         })
+    }
+
+    /// Refuses a LoRA made for SDXL on an SD 1.5 model (before the model is read).
+    pub fn check_family(&self, family: ModelFamily) -> Result<()> {
+        match self.files.iter().find(|file| file.made_for_sdxl) {
+            Some(file) if family == ModelFamily::Sd15 => Err(sdxl_lora_on_sd15(&file.path)),
+            _ => Ok(()),
+        }
     }
 
     /// Whether there are no LoRAs.
