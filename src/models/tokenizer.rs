@@ -2,6 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::LazyLock;
 
 use super::clip_words::{SPECIAL_TOKENS, Word, WordSplitter};
 
@@ -26,7 +27,16 @@ pub struct ClipTokenizer {
     splitter: WordSplitter,
 }
 
+/// The one tokenizer of the process: every model load and pad-token lookup shares it
+/// instead of parsing the 49k merges again.
+static SHARED: LazyLock<ClipTokenizer> = LazyLock::new(ClipTokenizer::new);
+
 impl ClipTokenizer {
+    /// The tokenizer, built the first time it is asked for.
+    pub fn shared() -> &'static Self {
+        &SHARED
+    }
+
     /// Builds the tokenizer from the embedded merges (the vocabulary follows from them).
     pub fn new() -> Self {
         let byte_chars = byte_to_unicode();

@@ -44,7 +44,7 @@ pub struct ImagePromptModels {
 
 /// All loaded networks, on one device, in one dtype.
 pub struct Models {
-    pub tokenizer: ClipTokenizer,
+    pub tokenizer: &'static ClipTokenizer,
     pub text_encoder: ClipTextModel,
     /// SDXL's second text encoder.
     pub text_encoder_2: Option<SecondTextEncoder>,
@@ -150,7 +150,7 @@ impl Models {
             None => None,
         };
         Ok(Self {
-            tokenizer: ClipTokenizer::new(),
+            tokenizer: ClipTokenizer::shared(),
             text_encoder,
             family: if core.text_encoder_2.is_some() {
                 ModelFamily::Sdxl

@@ -31,7 +31,7 @@ impl TextEmbedding {
 pub fn encode_text(models: &Models, text: &str) -> Result<TextEmbedding> {
     if let Some(second) = &models.text_encoder_2 {
         let (tokens, pooled) =
-            encode_sdxl_text(&models.tokenizer, &models.text_encoder, second, text)?;
+            encode_sdxl_text(models.tokenizer, &models.text_encoder, second, text)?;
         return Ok(TextEmbedding {
             tokens,
             pooled: Some(pooled),

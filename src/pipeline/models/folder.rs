@@ -1,7 +1,7 @@
 //! A diffusers pipeline folder, SD 1.5's or SDXL's (with `text_encoder_2/`, its
 //! tokenizer's padding, `model_index.json` and the scheduler's spacing).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 
@@ -95,15 +95,23 @@ pub(super) fn second_pad_token(tokenizer_dir: &Path) -> Result<u32> {
         let map: serde_json::Value = read_json(&path)?;
         match &map["pad_token"] {
             serde_json::Value::String(token) => token.clone(),
-            other => other["content"].as_str().unwrap_or("!").to_string(),
+            other => other["content"].as_str().unwrap_or(SDXL_PAD).to_string(),
         }
     } else {
-        "!".to_string()
+        SDXL_PAD.to_string()
     };
-    ClipTokenizer::new()
-        .token_id(&pad)
+    pad_token_id(&pad, path)
+}
+
+/// The token SDXL's second tokenizer pads with.
+pub(super) const SDXL_PAD: &str = "!";
+
+/// The id of `pad`, or an error naming `origin`, where it was read.
+pub(super) fn pad_token_id(pad: &str, origin: PathBuf) -> Result<u32> {
+    ClipTokenizer::shared()
+        .token_id(pad)
         .ok_or_else(|| MinusError::BadConfig {
-            path,
+            path: origin,
             message: format!("pad_token `{pad}` is not in CLIP's vocabulary"),
         })
 }

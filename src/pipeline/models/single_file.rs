@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 
-use super::folder::{force_zeros_for_empty_prompt, sdxl_schedule, second_pad_token};
+use super::folder::{
+    SDXL_PAD, force_zeros_for_empty_prompt, pad_token_id, sdxl_schedule, second_pad_token,
+};
 use super::lora_networks::SecondTextConfig;
 use super::{
     CoreModels, LoraNetworks, SD15_TEXT_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG,
@@ -13,7 +15,6 @@ use super::{
     component_config,
 };
 use crate::models::clip_text::ClipTextConfig;
-use crate::models::tokenizer::ClipTokenizer;
 use crate::models::unet::UNetConfig;
 use crate::models::vae::VaeConfig;
 use crate::schedulers::NoiseSchedule;
@@ -125,11 +126,6 @@ fn family_mismatch(configs: &Path, checkpoint: &Path, sdxl: bool) -> MinusError 
 fn single_file_pad_token(configs: Option<&Path>) -> Result<u32> {
     match configs {
         Some(dir) => second_pad_token(&dir.join("tokenizer_2")),
-        None => ClipTokenizer::new()
-            .token_id("!")
-            .ok_or_else(|| MinusError::BadConfig {
-                path: PathBuf::from("built-in tokenizer"),
-                message: "`!` is not in CLIP's vocabulary".to_string(),
-            }),
+        None => pad_token_id(SDXL_PAD, PathBuf::from("built-in tokenizer")),
     }
 }
