@@ -280,19 +280,32 @@ pub fn ensure(dir: &Path) -> anyhow::Result<BenchWeights> {
         taesd: dir.join("taesd"),
     };
     ensure_taesd(&weights.taesd)?;
-    let marker = dir.join("complete");
-    if marker.is_file() {
-        return Ok(weights);
-    }
-    eprintln!(
+    let announce = format!(
         "writing random full-size weights to {} (once)...",
         dir.display()
     );
-    let unet = write_unet(&weights.model, &shipped_config(SD15_UNET_CONFIG)?)?;
-    write_vae(&weights.model, &shipped_config(SD15_VAE_CONFIG)?)?;
-    write_text_encoder(&weights.model, &shipped_config(SD15_TEXT_CONFIG)?)?;
-    write_base_adapter(&weights.base_adapter, &SD15_IMAGE_SIZES, &unet)?;
-    write_plus_adapter(&weights.plus_adapter, &SD15_IMAGE_SIZES, &unet)?;
-    std::fs::write(&marker, b"")?;
+    write_once(&dir.join("complete"), &announce, || {
+        let unet = write_unet(&weights.model, &shipped_config(SD15_UNET_CONFIG)?)?;
+        write_vae(&weights.model, &shipped_config(SD15_VAE_CONFIG)?)?;
+        write_text_encoder(&weights.model, &shipped_config(SD15_TEXT_CONFIG)?)?;
+        write_base_adapter(&weights.base_adapter, &SD15_IMAGE_SIZES, &unet)?;
+        write_plus_adapter(&weights.plus_adapter, &SD15_IMAGE_SIZES, &unet)
+    })?;
     Ok(weights)
+}
+
+/// Runs `write` (saying `announce` first) unless `marker` says an earlier run finished
+/// it, then leaves the marker.
+pub fn write_once(
+    marker: &Path,
+    announce: &str,
+    write: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if marker.is_file() {
+        return Ok(());
+    }
+    eprintln!("{announce}");
+    write()?;
+    std::fs::write(marker, b"")?;
+    Ok(())
 }

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::bench_weights::{
     BenchWeights, ImageSizes, ensure_image_encoder, ensure_taesd, shipped_config,
-    write_base_adapter, write_component, write_json, write_plus_adapter, write_text_encoder,
-    write_unet, write_vae,
+    write_base_adapter, write_component, write_json, write_once, write_plus_adapter,
+    write_text_encoder, write_unet, write_vae,
 };
 
 /// The configurations and adapter widths of the SDXL set the bench writes.
@@ -125,16 +125,13 @@ pub fn ensure(dir: &Path) -> anyhow::Result<BenchWeights> {
         taesd: dir.join("taesdxl"),
     };
     ensure_taesd(&weights.taesd)?;
-    let marker = weights.model.join("complete");
-    if marker.is_file() {
-        return Ok(weights);
-    }
-    eprintln!(
+    let announce = format!(
         "writing random full-size SDXL weights to {} (once; 19 GB with the image encoder)...",
         dir.display()
     );
-    write_sdxl(&weights, &SdxlShapes::full_size()?)?;
-    std::fs::write(&marker, b"")?;
+    write_once(&weights.model.join("complete"), &announce, || {
+        write_sdxl(&weights, &SdxlShapes::full_size()?)
+    })?;
     Ok(weights)
 }
 
