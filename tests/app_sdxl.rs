@@ -10,7 +10,7 @@ use common::ui::{
     State, app, app_mut, drop_on, harness, run_until, saved_pngs, saved_settings_png, step_until,
     test_settings,
 };
-use common::{fixtures, temp_dir};
+use common::{fixtures, sdxl_adapters, sdxl_folder, temp_dir};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -22,9 +22,9 @@ use minus::pipeline::Request;
 /// default square).
 fn sdxl_settings(out: &Path) -> Settings {
     let mut settings = test_settings(out);
-    let adapters = fixtures().join("sdxl/models/ip-adapter/sdxl_models");
+    let adapters = sdxl_adapters();
     let paths = &mut settings.models.paths;
-    paths.model = fixtures().join("sdxl/models/sdxl");
+    paths.model = sdxl_folder();
     paths.ip_adapter = Some(adapters.join("ip-adapter-plus_sdxl_vit-h.safetensors"));
     paths.image_encoder = Some(adapters.join("image_encoder"));
     settings.request.width = 512;

@@ -4,15 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{fixtures, temp_dir};
+use common::{fixtures, sdxl_adapters, sdxl_folder, temp_dir};
 use minus::models::family::ModelFamily;
-
-fn sdxl_adapters() -> PathBuf {
-    fixtures().join("sdxl/models/ip-adapter/sdxl_models")
-}
 
 /// `minus generate` on the tiny SDXL folder with `adapter`, its encoder, the house
 /// and the lawn, Euler, one step, writing `out/x.png`.
@@ -30,7 +26,7 @@ fn sdxl_generate(adapter: &Path, encoder: &Path, out: &Path) -> Command {
         ])
         .args(["--prompt", "a house", "--seed", "3"])
         .arg("--model")
-        .arg(fixtures().join("sdxl/models/sdxl"))
+        .arg(sdxl_folder())
         .arg("--ip-adapter")
         .arg(adapter)
         .arg("--image-encoder")

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use common::{
-    assert_image_matches, copy_dir, fixtures, generate_images, load_error, model_paths, temp_dir,
+    assert_image_matches, copy_dir, fixtures, generate_images, load_error, model_paths,
+    sdxl_folder, sdxl_text_request, temp_dir,
 };
 use minus::pipeline::{Models, Request};
-use minus::schedulers::SamplerKind;
 use minus::weights::ModelPaths;
 use minus::weights::lora::LoraChoice;
 
@@ -31,17 +31,9 @@ fn lora(file: &str, strength: f64) -> Vec<LoraChoice> {
 fn paths(model: PathBuf, loras: Vec<LoraChoice>) -> ModelPaths {
     ModelPaths {
         model,
-        vae: None,
-        ip_adapter: None,
-        image_encoder: None,
-        taesd: None,
-        configs: None,
         loras,
+        ..ModelPaths::default()
     }
-}
-
-fn sdxl_folder() -> PathBuf {
-    fixtures().join("sdxl/models/sdxl")
 }
 
 fn load(paths: &ModelPaths) -> Models {
@@ -50,18 +42,7 @@ fn load(paths: &ModelPaths) -> Models {
 
 /// The cases' settings (`cases.json`): negative prompt None, so SDXL's zeros.
 fn request() -> Request {
-    Request {
-        prompt: "a photo of a cat".to_string(),
-        negative_prompt: String::new(),
-        sampler: SamplerKind::Euler,
-        karras: false,
-        steps: 4,
-        cfg: 6.0,
-        seed: 42,
-        width: 64,
-        height: 64,
-        ..Request::default()
-    }
+    sdxl_text_request("")
 }
 
 fn picture(loras: Vec<LoraChoice>) -> image::RgbImage {

@@ -41,13 +41,13 @@ fn sdxl_root() -> PathBuf {
 
 /// The tiny SDXL folder, with the case's adapter (`base`, `plus`) and its encoder.
 fn sdxl_paths(adapter: Option<&str>) -> ModelPaths {
-    let adapters = sdxl_root().join("models/ip-adapter/sdxl_models");
+    let adapters = sdxl_adapters();
     let file = |kind: &str| match kind {
         "plus" => adapters.join("ip-adapter-plus_sdxl_vit-h.safetensors"),
         _ => adapters.join("ip-adapter_sdxl.safetensors"),
     };
     ModelPaths {
-        model: sdxl_root().join("models/sdxl"),
+        model: sdxl_folder(),
         vae: None,
         ip_adapter: adapter.map(file),
         image_encoder: adapter.map(|_| adapters.join("image_encoder")),

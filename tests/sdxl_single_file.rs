@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use common::{assert_close, fixtures, load_error, temp_dir};
+use common::{assert_close, fixtures, load_error, sdxl_folder, sdxl_text_request, temp_dir};
 use minus::models::clip_text::ClipTextConfig;
 use minus::models::family::ModelFamily;
 use minus::models::unet::UNetConfig;
@@ -17,17 +17,12 @@ use minus::models::vae::VaeConfig;
 use minus::pipeline::conditioning::{EmbeddingCache, prepare};
 use minus::pipeline::generate::denoise;
 use minus::pipeline::{Flow, Models, Request};
-use minus::schedulers::SamplerKind;
 use minus::weights::ModelPaths;
 use minus::weights::config::read_config;
 
 /// What the diffusers run of the `text_only` case decoded may differ from the single
 /// file's by (the folder's own parity limit in `sdxl_parity.rs`).
 const DIFFUSERS_TOLERANCE: f64 = 5e-6;
-
-fn sdxl_folder() -> PathBuf {
-    fixtures().join("sdxl/models/sdxl")
-}
 
 fn tiny_single_file() -> PathBuf {
     fixtures().join("sdxl/single_file/tiny_sdxl.safetensors")
@@ -36,29 +31,14 @@ fn tiny_single_file() -> PathBuf {
 fn paths(model: PathBuf, configs: Option<PathBuf>) -> ModelPaths {
     ModelPaths {
         model,
-        vae: None,
-        ip_adapter: None,
-        image_encoder: None,
-        taesd: None,
         configs,
-        loras: Vec::new(),
+        ..ModelPaths::default()
     }
 }
 
 /// The `text_only` SDXL case's request.
 fn text_request() -> Request {
-    Request {
-        prompt: "a photo of a cat".to_string(),
-        negative_prompt: "blurry, low quality".to_string(),
-        sampler: SamplerKind::Euler,
-        karras: false,
-        steps: 4,
-        cfg: 6.0,
-        seed: 42,
-        width: 64,
-        height: 64,
-        ..Request::default()
-    }
+    sdxl_text_request("blurry, low quality")
 }
 
 /// The VAE's output for the request, before it is turned into 8-bit pixels.

@@ -31,6 +31,33 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The tiny SDXL diffusers folder (`tests/tools/make_sdxl_cases.py`).
+pub fn sdxl_folder() -> PathBuf {
+    fixtures().join("sdxl/models/sdxl")
+}
+
+/// The tiny SDXL adapters in h94's `sdxl_models/` layout, with their image encoder.
+pub fn sdxl_adapters() -> PathBuf {
+    fixtures().join("sdxl/models/ip-adapter/sdxl_models")
+}
+
+/// The text-only SDXL request of the reference cases: "a photo of a cat", Euler, 4
+/// steps, CFG 6, 64², seed 42, with `negative_prompt` (empty: SDXL's zeros).
+pub fn sdxl_text_request(negative_prompt: &str) -> Request {
+    Request {
+        prompt: "a photo of a cat".to_string(),
+        negative_prompt: negative_prompt.to_string(),
+        sampler: minus::schedulers::SamplerKind::Euler,
+        karras: false,
+        steps: 4,
+        cfg: 6.0,
+        seed: 42,
+        width: 64,
+        height: 64,
+        ..Request::default()
+    }
+}
+
 /// Paths of the tiny reference models, with the given adapter file (if any).
 pub fn model_paths(adapter: Option<&str>) -> ModelPaths {
     let root = fixtures().join("models");
