@@ -30,7 +30,7 @@ pub struct GenerateArgs {
     #[command(flatten)]
     models: ModelPaths,
     /// LoRA file (.safetensors: kohya LoRA/LoCon or diffusers/PEFT; repeatable), merged
-    /// into the UNet and text encoder.
+    /// into the UNet and text encoders.
     #[arg(long = "lora")]
     loras: Vec<PathBuf>,
     /// Strengths of the --lora files, comma separated, in order (default 1 each;

@@ -38,11 +38,11 @@ pub struct ModelPaths {
     #[serde(deserialize_with = "empty_is_none")]
     pub taesd: Option<PathBuf>,
     /// Diffusers folder whose config.json files describe a single-file checkpoint
-    /// of unusual size (default: SD 1.5's configuration).
+    /// of unusual size (default: SD 1.5's or SDXL base 1.0's configuration, as the file is).
     #[arg(long = "config-from")]
     #[serde(deserialize_with = "empty_is_none")]
     pub configs: Option<PathBuf>,
-    /// LoRA files merged into the UNet and text encoder as they load, in order, each at
+    /// LoRA files merged into the UNet and text encoders as they load, in order, each at
     /// its strength (the command line fills it from `--lora` and `--lora-weights`).
     #[arg(skip)]
     pub loras: Vec<LoraChoice>,
