@@ -131,7 +131,7 @@ impl ModelsPanel {
             ui,
             "Model",
             &mut model,
-            "A diffusers SD 1.5 folder, or a single-file checkpoint (.safetensors or .ckpt)",
+            "A diffusers SD 1.5 or SDXL folder, or a single-file checkpoint (.safetensors or .ckpt)",
             PathField::Model,
         );
         if edit.response.changed() {

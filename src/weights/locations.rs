@@ -12,7 +12,7 @@ use super::lora::LoraChoice;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct ModelPaths {
-    /// Diffusers SD 1.5 model folder, or a single-file checkpoint (.safetensors/.ckpt)
+    /// Diffusers SD 1.5 or SDXL model folder, or a single-file checkpoint (.safetensors/.ckpt)
     /// [default: the catalogue's model (with its VAE) from the download cache].
     // Empty when not given: the command line then fills it from the download cache.
     #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path())]
