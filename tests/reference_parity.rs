@@ -15,8 +15,12 @@ use serde_json::Value;
 
 /// Intermediate tensors must agree to this relative error. Measured on the CPU in f32
 /// over the six cases: text embeddings 3.2e-7, image features 4.7e-7, IP tokens 5.8e-7,
-/// every step's UNet input, output and latents 2.95e-6, the decoded images 3.20e-6.
+/// every step's UNet input, output and latents 4.39e-6 (2.95e-6 before 3×3 convolutions
+/// of 16×16 images and more became Winograd's, `src/models/cpu/winograd.rs`).
 const TENSOR_TOLERANCE: f64 = 5e-6;
+/// The decoded images' relative error: measured 3.09e-6 to 5.07e-6 (3.20e-6 at worst
+/// before Winograd: the VAE's larger images take it in most of their convolutions).
+const DECODED_TOLERANCE: f64 = 8e-6;
 /// The 8-bit pictures' mean |Δ| limit, in 1/255: measured 0.0009 at worst (every case's
 /// largest |Δ| is one level, the limit [`IMAGE_MAX_LIMIT`]).
 const IMAGE_MEAN_LIMIT: f64 = 0.003;
@@ -250,7 +254,7 @@ fn run_case(name: &str) {
     let decoded = models.vae.decode(&final_latents).unwrap();
     errors.push((
         "decoded",
-        assert_close("decoded", &decoded, get("decoded"), TENSOR_TOLERANCE),
+        assert_close("decoded", &decoded, get("decoded"), DECODED_TOLERANCE),
     ));
     for (what, error) in &errors {
         println!("{name}: {what}: relative error {error:.2e}");

@@ -198,9 +198,7 @@ pub fn denoise_in_slots(
                 ip_scale.as_ref(),
             )?
             .to_dtype(DType::F32)?;
-        let uncond = unet_output.narrow(0, 0, n)?;
-        let cond = unet_output.narrow(0, n, n)?;
-        let guided = (&uncond + ((cond - &uncond)? * request.cfg)?)?;
+        let guided = guide(&unet_output, n, request.cfg)?;
         let out = scheduler.step(&guided, step, &latents, &mut rng)?;
         latents = out.prev_sample;
         // A GPU runs behind the host: wait for the step, so times and rates are real.
@@ -284,4 +282,17 @@ fn half_scales(
         .chain(std::iter::repeat_n(cond as f32, n))
         .collect();
     Tensor::from_vec(values, (2 * n, 1, 1), device)?.to_dtype(dtype)
+}
+
+/// The guided noise prediction from a UNet output of `n` unconditioned then `n`
+/// conditioned samples: `uncond + cfg·(cond − uncond)`.
+fn guide(unet_output: &Tensor, n: usize, cfg: f64) -> candle_core::Result<Tensor> {
+    let uncond = unet_output.narrow(0, 0, n)?;
+    let cond = unet_output.narrow(0, n, n)?;
+    if cfg == 1.0 {
+        // The conditioned half alone, as in diffusers: the sum would let the negative
+        // half in through rounding.
+        return Ok(cond);
+    }
+    &uncond + ((cond - &uncond)? * cfg)?
 }

@@ -12,7 +12,8 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{Product, SharedOut, contiguous_f32, gemm, threads};
+use super::conv_geometry::Geometry;
+use super::{Product, SharedOut, contiguous_f32, gemm, threads, winograd};
 
 /// Column-matrix elements built at once (4 MiB: they stay in cache while the
 /// GEMM reads them). A band has this many unless it is deep and narrow; then it
@@ -26,21 +27,6 @@ const MIN_BAND_PIXELS: usize = 512;
 pub struct CpuConv2d {
     pub stride: usize,
     pub padding: usize,
-}
-
-/// The sizes of one convolution.
-#[derive(Debug, Clone, Copy)]
-struct Geometry {
-    c_in: usize,
-    in_h: usize,
-    in_w: usize,
-    c_out: usize,
-    k_h: usize,
-    k_w: usize,
-    out_h: usize,
-    out_w: usize,
-    stride: usize,
-    padding: usize,
 }
 
 impl CustomOp3 for CpuConv2d {
@@ -62,7 +48,11 @@ impl CustomOp3 for CpuConv2d {
         let xs = contiguous_f32(xs, xs_layout, name)?;
         let weight = contiguous_f32(weight, weight_layout, name)?;
         let bias = contiguous_f32(bias, bias_layout, name)?;
-        let out = convolve(&geometry, batch, xs, weight, bias);
+        let out = if winograd::applies(&geometry) {
+            winograd::convolve(&geometry, batch, xs, weight, bias)
+        } else {
+            convolve(&geometry, batch, xs, weight, bias)
+        };
         let shape = Shape::from((batch, geometry.c_out, geometry.out_h, geometry.out_w));
         Ok((CpuStorage::F32(out), shape))
     }
@@ -342,6 +332,45 @@ mod tests {
             message.contains("input [1, 3, 4, 4], weight [2, 5, 3, 3] and bias [2] do not fit"),
             "{message}"
         );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::models::cpu::test_support::seeded_randn;
+
+    #[test]
+    #[ignore]
+    fn conv_speed() -> candle_core::Result<()> {
+        crate::allocator::keep_freed_memory_for_reuse();
+        let shapes = [
+            (2, 320, 64, 320), (2, 960, 64, 320), (2, 640, 32, 640), (2, 1920, 32, 640),
+            (2, 1280, 16, 1280), (1, 1280, 16, 1280), (2, 2560, 16, 1280), (2, 1280, 8, 1280),
+            (1, 512, 64, 512), (1, 512, 128, 512), (1, 256, 256, 256), (1, 128, 512, 128), (1, 128, 512, 3),
+        ];
+        for (batch, c_in, size, c_out) in shapes {
+            let xs = seeded_randn(1, 1.0, &[batch, c_in, size, size])?.flatten_all()?.to_vec1::<f32>()?;
+            let w = seeded_randn(2, 0.1, &[c_out, c_in, 3, 3])?.flatten_all()?.to_vec1::<f32>()?;
+            let b = vec![0.1f32; c_out];
+            let g = Geometry { c_in, in_h: size, in_w: size, c_out, k_h: 3, k_w: 3, out_h: size, out_w: size, stride: 1, padding: 1 };
+            let flops = 2.0 * (batch * c_out * c_in * 9 * size * size) as f64;
+            let time = |f: &dyn Fn() -> Vec<f32>| {
+                f();
+                let start = std::time::Instant::now();
+                let reps = 2;
+                for _ in 0..reps { std::hint::black_box(f()); }
+                start.elapsed().as_secs_f64() / reps as f64
+            };
+            if std::env::var("ONLY_WINO").is_ok() {
+                for _ in 0..60 { std::hint::black_box(winograd::convolve(&g, batch, &xs, &w, &b)); }
+                return Ok(());
+            }
+            let direct = time(&|| convolve(&g, batch, &xs, &w, &b));
+            let wino = time(&|| winograd::convolve(&g, batch, &xs, &w, &b));
+            println!("{batch}x{c_in}@{size}->{c_out}: im2col {:.4}s ({:.0} GF/s) winograd {:.4}s ({:.0} eff GF/s)", direct, flops / direct / 1e9, wino, flops / wino / 1e9);
+        }
         Ok(())
     }
 }

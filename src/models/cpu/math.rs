@@ -83,27 +83,44 @@ pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// Runs `body` compiled for AVX-512 or AVX2+FMA when the CPU has them, else for the
-/// baseline target. `body` must be `#[inline(always)]` for the wider code to apply.
+/// Runs `body` compiled for AVX-512 (with the `avx512` feature) or AVX2+FMA when the
+/// CPU has them, else for the baseline target. `body` must be `#[inline(always)]` for
+/// the wider code to apply.
 macro_rules! dispatch {
     ($body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
         {
             #[target_feature(enable = "avx512f")]
             unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports the features the function is compiled for.
+                unsafe { wide($body) }
+            } else {
+                $crate::models::cpu::math::dispatch_below_avx512!($body)
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
+        {
+            $crate::models::cpu::math::dispatch_below_avx512!($body)
+        }
+    }};
+}
+
+/// Runs `body` compiled for AVX2+FMA when the CPU has them, else for the baseline target.
+macro_rules! dispatch_below_avx512 {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports the features the function is compiled for.
-                unsafe { wide($body) }
-            } else if std::arch::is_x86_feature_detected!("avx2")
+            if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                // SAFETY: as above.
+                // SAFETY: the CPU supports the features the function is compiled for.
                 unsafe { avx2($body) }
             } else {
                 ($body)()
@@ -115,6 +132,7 @@ macro_rules! dispatch {
         }
     }};
 }
+pub(crate) use dispatch_below_avx512;
 pub(crate) use dispatch;
 
 #[cfg(test)]

@@ -10,11 +10,13 @@
 
 mod attention;
 mod conv;
+mod conv_geometry;
 mod geglu;
 mod gelu;
 mod group_norm;
 mod linear;
 mod math;
+mod winograd;
 #[cfg(test)]
 pub(crate) mod test_support;
 
