@@ -132,8 +132,8 @@ macro_rules! dispatch_below_avx512 {
         }
     }};
 }
-pub(crate) use dispatch_below_avx512;
 pub(crate) use dispatch;
+pub(crate) use dispatch_below_avx512;
 
 #[cfg(test)]
 mod tests {

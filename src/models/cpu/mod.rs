@@ -16,9 +16,9 @@ mod gelu;
 mod group_norm;
 mod linear;
 mod math;
-mod winograd;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod winograd;
 
 pub use attention::CpuAttention;
 pub use conv::CpuConv2d;
