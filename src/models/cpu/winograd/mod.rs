@@ -85,7 +85,8 @@ pub(super) fn convolve(
     convolve_within(g, batch, (xs, weight, bias), BUDGET)
 }
 
-/// [`convolve`] holding no more than `budget` of transformed data at once.
+/// [`convolve`] holding about `budget` of transformed data at once (more only
+/// when a single tile row, or the fewest channels of a group, need it).
 fn convolve_within(
     g: &Geometry,
     batch: usize,
@@ -97,7 +98,7 @@ fn convolve_within(
         .max(budget.min_group_channels)
         .min(g.c_out.max(1));
     let band_rows = (budget.band_elements / (POINTS * (g.c_in + group) * tile_cols))
-        .clamp(1, batch * tile_rows);
+        .clamp(1, (batch * tile_rows).max(1));
     let mut out = vec![0f32; batch * g.c_out * g.out_h * g.out_w];
     let out_ptr = SharedOut(out.as_mut_ptr());
     let (mut inputs, mut kernels, mut products) = (Vec::new(), Vec::new(), Vec::new());
