@@ -5,6 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, fixtures, load_error, max_abs_diff, model_paths, temp_dir};
+use image::RgbImage;
 use minus::models::family::ModelFamily;
 use minus::models::taesd::{TaesdConfig, TaesdDecoder};
 use minus::pipeline::generate::to_images;
@@ -68,21 +69,9 @@ fn the_preview_is_diffusers_picture_of_the_first_image() {
     // Measured 0; one level allows a value that lands on a rounding boundary.
     assert!(worst <= Some(1), "8-bit preview off by {worst:?}/255");
     // Both kinds through the pipeline's entry point: TAESD when loaded, else the colour map.
-    let (drawn, kind) = render(
-        &latents,
-        PreviewKind::Taesd,
-        Some(&taesd),
-        ModelFamily::Sd15,
-    )
-    .expect("render");
+    let (drawn, kind) = render_sd15(&latents, PreviewKind::Taesd, &taesd);
     assert_eq!((drawn.dimensions(), kind), ((80, 96), PreviewKind::Taesd));
-    let (drawn, kind) = render(
-        &latents,
-        PreviewKind::LatentColours,
-        Some(&taesd),
-        ModelFamily::Sd15,
-    )
-    .expect("map");
+    let (drawn, kind) = render_sd15(&latents, PreviewKind::LatentColours, &taesd);
     assert_eq!(
         (drawn.dimensions(), kind),
         ((10, 12), PreviewKind::LatentColours)
@@ -93,13 +82,7 @@ fn the_preview_is_diffusers_picture_of_the_first_image() {
 fn cpu_previews_of_large_pictures_are_decoded_from_averaged_latents() {
     let taesd = load_taesd(DType::F32);
     let latents = Tensor::randn(0f32, 1f32, (1, 4, 64, 64), &Device::Cpu).unwrap();
-    let (drawn, kind) = render(
-        &latents,
-        PreviewKind::Taesd,
-        Some(&taesd),
-        ModelFamily::Sd15,
-    )
-    .expect("render");
+    let (drawn, kind) = render_sd15(&latents, PreviewKind::Taesd, &taesd);
     assert_eq!((drawn.dimensions(), kind), ((256, 256), PreviewKind::Taesd));
     let pooled = latents.avg_pool2d(2).unwrap();
     assert_eq!(drawn, taesd_to_rgb(&taesd, &pooled).expect("decode"));
@@ -178,4 +161,13 @@ fn a_broken_taesd_is_an_error_naming_the_file() {
         ),
         "{message}"
     );
+}
+
+/// An SD 1.5 preview of `latents` through the pipeline's entry point, with TAESD loaded.
+fn render_sd15(
+    latents: &Tensor,
+    kind: PreviewKind,
+    taesd: &TaesdDecoder,
+) -> (RgbImage, PreviewKind) {
+    render(latents, kind, Some(taesd), ModelFamily::Sd15).expect("render")
 }
