@@ -59,6 +59,7 @@ pub fn attention(
             let op = cpu::CpuAttention {
                 heads,
                 scale: scale_for(channels / heads) as f32,
+                widest: cpu::Widest::Avx512,
             };
             return q
                 .contiguous()?
@@ -201,17 +202,43 @@ mod tests {
     #[test]
     fn cpu_kernel_matches_the_generic_path() -> candle_core::Result<()> {
         let device = Device::Cpu;
-        // Long enough that the kernel splits the queries into several blocks.
-        for (q_len, kv_len) in [(2500, 1000), (7, 3)] {
-            let q = seeded_randn(9, 1.0, &[2, q_len, 24])?;
-            let k = seeded_randn(10, 1.0, &[2, kv_len, 24])?;
-            let v = seeded_randn(11, 1.0, &[2, kv_len, 24])?;
-            let kernel = attention(&q, &k, &v, 3, None)?;
+        // Heads of 8, 40, 10 and 6 channels take the register tiles of 8 (AVX-512), 5
+        // (else), 4 then 1 channels; the query and key counts leave partial groups and
+        // key tiles. A head of 200 takes the GEMM blocks, several per head at 1100
+        // keys.
+        for (q_len, kv_len, heads, width) in [
+            (2500, 1000, 3, 24),
+            (7, 3, 3, 24),
+            (37, 77, 2, 80),
+            (16, 4096, 1, 40),
+            (50, 20, 2, 20),
+            (33, 13, 2, 12),
+            (1000, 1100, 1, 200),
+        ] {
+            let q = seeded_randn(9, 1.0, &[2, q_len, width])?;
+            let k = seeded_randn(10, 1.0, &[2, kv_len, width])?;
+            let v = seeded_randn(11, 1.0, &[2, kv_len, width])?;
             // A mask (here all zeros) takes candle's generic path.
             let zeros = Tensor::zeros((1, 1, 1, kv_len), DType::F32, &device)?;
-            let generic = attention(&q, &k, &v, 3, Some(&zeros))?;
-            let difference = max_relative_difference(&kernel, &generic)?;
-            assert!(difference < 1e-5, "{q_len}x{kv_len}");
+            let generic = attention(&q, &k, &v, heads, Some(&zeros))?;
+            // Every vector width this CPU has, not only the widest.
+            for widest in [
+                cpu::Widest::Portable,
+                cpu::Widest::Avx2,
+                cpu::Widest::Avx512,
+            ] {
+                let op = cpu::CpuAttention {
+                    heads,
+                    scale: scale_for(width / heads) as f32,
+                    widest,
+                };
+                let kernel = q.apply_op3_no_bwd(&k, &v, &op)?;
+                let difference = max_relative_difference(&kernel, &generic)?;
+                assert!(
+                    difference < 1e-5,
+                    "{q_len}x{kv_len}, {widest:?}: {difference}"
+                );
+            }
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ mod linear;
 mod math;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod vector;
 mod winograd;
 
 pub use attention::CpuAttention;
@@ -26,6 +27,7 @@ pub use geglu::CpuGeglu;
 pub use gelu::CpuGelu;
 pub use group_norm::CpuGroupNorm;
 pub use linear::CpuLinear;
+pub use vector::Widest;
 
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 

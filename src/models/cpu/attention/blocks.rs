@@ -1,116 +1,60 @@
-//! Multi-head attention over tiles of queries, without a score tensor for
-//! every head at once.
+//! Attention for wide heads (the VAE's 512 channels): scores for a block of
+//! queries with one GEMM, a softmax in place, and a second GEMM into the output.
 //!
-//! Each task takes one (sample, head, block of query rows): scores for the
-//! block with one GEMM, a softmax in place, and a second GEMM into the output.
-//! Heads are read where the projections put them (`[batch, len, heads·dim]`),
-//! so there are no transposes, and the score block stays in cache.
+//! Deep score products suit a GEMM, and a block of many queries reads each key
+//! and value once for all of them; the register tiles of [`super::tiles`] would
+//! stream a wide head's keys and values again for every sixteen queries.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::math::{dispatch, exp};
-use super::{Product, SharedOut, contiguous_f32, gemm};
+use super::super::math::{dispatch, exp};
+use super::super::{Product, SharedOut, gemm};
 
 /// Score elements per block (4 MiB of f32). Every block repacks its head's keys
 /// and values for the GEMMs, so blocks are as large as the shared cache allows:
 /// at 4096 tokens this was 8% faster than blocks that fit in L2.
 const BLOCK_SCORES: usize = 1 << 20;
 
-/// `softmax(q·kᵀ·scale)·v` per head; q `[batch, q_len, heads·dim]`, k and v
-/// `[batch, kv_len, heads·dim]`, output shaped like q.
-#[derive(Debug, Clone, Copy)]
-pub struct CpuAttention {
-    pub heads: usize,
-    pub scale: f32,
+/// `softmax(q·kᵀ·scale)·v` for every head, in blocks of query rows; `q`, `k` and
+/// `v` contiguous `[batch, len, heads·head_dim]` (sizes in `sizes`).
+pub(super) fn attend(
+    sizes: &super::Sizes,
+    heads: usize,
+    scale: f32,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+) -> Vec<f32> {
+    let block_rows = (BLOCK_SCORES / sizes.kv_len).clamp(1, sizes.q_len.max(1));
+    let blocks = Blocks {
+        sizes: *sizes,
+        heads,
+        scale,
+        block_rows,
+        count: sizes.q_len.div_ceil(block_rows),
+    };
+    let mut out = vec![0f32; q.len()];
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    (0..sizes.batch * heads * blocks.count)
+        .into_par_iter()
+        .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+            // SAFETY: every task writes its own block of rows of one head.
+            unsafe { blocks.attend_block((q, k, v), out_ptr, task, scores) }
+        });
+    out
 }
 
-impl CustomOp3 for CpuAttention {
-    fn name(&self) -> &'static str {
-        "minus-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        q: &CpuStorage,
-        q_layout: &Layout,
-        k: &CpuStorage,
-        k_layout: &Layout,
-        v: &CpuStorage,
-        v_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let sizes = self.sizes(q_layout, k_layout, v_layout)?;
-        let (q, k, v) = (
-            contiguous_f32(q, q_layout, name)?,
-            contiguous_f32(k, k_layout, name)?,
-            contiguous_f32(v, v_layout, name)?,
-        );
-        let mut out = vec![0f32; q.len()];
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        (0..sizes.batch * self.heads * sizes.blocks)
-            .into_par_iter()
-            .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
-                // SAFETY: every task writes its own block of rows of one head.
-                unsafe { self.attend_block(&sizes, (q, k, v), out_ptr, task, scores) }
-            });
-        Ok((CpuStorage::F32(out), q_layout.shape().clone()))
-    }
-}
-
-/// The sizes of one attention call and how its queries are cut into blocks.
-#[derive(Debug, Clone, Copy)]
-struct Sizes {
-    batch: usize,
-    q_len: usize,
-    kv_len: usize,
-    /// `heads · head_dim`.
-    width: usize,
-    head_dim: usize,
+/// How one call's queries are cut into blocks.
+#[derive(Clone, Copy)]
+struct Blocks {
+    sizes: super::Sizes,
+    heads: usize,
+    scale: f32,
     /// Query rows per block (the last block may have fewer).
     block_rows: usize,
     /// Blocks per (sample, head).
-    blocks: usize,
+    count: usize,
 }
 
-impl CpuAttention {
-    /// The sizes of attending with `q`, `k` and `v`, or why their shapes do not fit.
-    fn sizes(
-        &self,
-        q_layout: &Layout,
-        k_layout: &Layout,
-        v_layout: &Layout,
-    ) -> candle_core::Result<Sizes> {
-        let name = self.name();
-        let (batch, q_len, width) = q_layout.shape().dims3()?;
-        let (k_batch, kv_len, k_width) = k_layout.shape().dims3()?;
-        if k_layout.shape() != v_layout.shape()
-            || k_batch != batch
-            || k_width != width
-            || kv_len == 0
-            || self.heads == 0
-            || width % self.heads != 0
-        {
-            candle_core::bail!(
-                "{name}: q {:?}, k {:?}, v {:?} do not fit {} heads",
-                q_layout.shape(),
-                k_layout.shape(),
-                v_layout.shape(),
-                self.heads
-            );
-        }
-        let block_rows = (BLOCK_SCORES / kv_len).clamp(1, q_len.max(1));
-        Ok(Sizes {
-            batch,
-            q_len,
-            kv_len,
-            width,
-            head_dim: width / self.heads,
-            block_rows,
-            blocks: q_len.div_ceil(block_rows),
-        })
-    }
-
+impl Blocks {
     /// Task `task`, one (sample, head, block of query rows): scores into `scores`, a
     /// softmax in place, then their product with the values into `out`.
     ///
@@ -119,21 +63,19 @@ impl CpuAttention {
     /// write this task's block at the same time.
     unsafe fn attend_block(
         &self,
-        sizes: &Sizes,
         (q, k, v): (&[f32], &[f32], &[f32]),
         out: SharedOut,
         task: usize,
         scores: &mut Vec<f32>,
     ) {
-        let Sizes {
+        let super::Sizes {
             q_len,
             kv_len,
             width,
             head_dim,
-            block_rows,
-            blocks,
             ..
-        } = *sizes;
+        } = self.sizes;
+        let (block_rows, blocks) = (self.block_rows, self.count);
         let (sample_head, block) = (task / blocks, task % blocks);
         let (sample, head) = (sample_head / self.heads, sample_head % self.heads);
         let first_row = block * block_rows;
