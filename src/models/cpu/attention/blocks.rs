@@ -7,8 +7,8 @@
 
 use rayon::prelude::*;
 
-use super::super::math::{dispatch, exp};
-use super::super::{Product, SharedOut, gemm};
+use crate::models::cpu::math::{dispatch, exp};
+use crate::models::cpu::{Product, SharedOut, gemm};
 
 /// Score elements per block (4 MiB of f32). Every block repacks its head's keys
 /// and values for the GEMMs, so blocks are as large as the shared cache allows:

@@ -10,9 +10,9 @@
 
 use rayon::prelude::*;
 
-use super::super::SharedOut;
-use super::super::vector::{LANES, Vector, WithVector, dispatch_up_to};
 use super::{CpuAttention, Sizes};
+use crate::models::cpu::SharedOut;
+use crate::models::cpu::vector::{LANES, Vector, WithVector, dispatch_up_to};
 
 /// Keys per score tile: with [`LANES`] queries, six accumulators with AVX-512 and
 /// twelve with AVX2, enough to hide the FMA latency and few enough to stay in
