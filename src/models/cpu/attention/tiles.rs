@@ -292,11 +292,11 @@ impl WithVector for ValueTiles<'_> {
         {
             let chunk = (probabilities, values);
             // Eight accumulators keep two FMA units busy; with AVX2 they would not fit.
-            if V::REGISTERS >= 16 && head_dim % 8 == 0 {
+            if V::REGISTERS >= 16 && head_dim.is_multiple_of(8) {
                 for (tile, first) in columns.chunks_exact_mut(8).zip((0..).step_by(8)) {
                     value_tile::<V, 8>(chunk, first, tile);
                 }
-            } else if head_dim % 5 == 0 {
+            } else if head_dim.is_multiple_of(5) {
                 for (tile, first) in columns.chunks_exact_mut(5).zip((0..).step_by(5)) {
                     value_tile::<V, 5>(chunk, first, tile);
                 }
