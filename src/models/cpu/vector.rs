@@ -101,6 +101,10 @@ pub enum Widest {
     #[allow(dead_code, reason = "only tests choose the narrowest path")]
     Portable,
     /// AVX2 and FMA.
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        allow(dead_code, reason = "only x86 has this path")
+    )]
     Avx2,
     /// AVX-512 (with the `avx512` feature), or whatever the CPU has.
     Avx512,
