@@ -2,12 +2,12 @@
 //! instruction set the CPU offers chosen at run time.
 
 /// log2(e).
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
+pub(super) const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln(2) split in a part exact in f32 and the remainder, for the range reduction.
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
+pub(super) const LN2_HI: f32 = 0.693_145_75;
+pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
 /// Adding and subtracting 1.5·2^23 rounds an f32 below 2^22 to the nearest integer.
-const ROUNDING_SHIFT: f32 = 12_582_912.0;
+pub(super) const ROUNDING_SHIFT: f32 = 12_582_912.0;
 
 /// `e^x`, within about 2 ulp of the exact value for `x` in `[-87.3, 88.3]`
 /// (clamped outside it). Branch-free, so loops over it vectorise.

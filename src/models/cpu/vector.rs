@@ -7,6 +7,8 @@
 //! picks one `zmm` register (AVX-512), two `ymm` (AVX2 + FMA), four NEON
 //! registers (aarch64) or plain arrays (anything else) at run time.
 
+use super::math::{LN2_HI, LN2_LO, LOG2_E, ROUNDING_SHIFT};
+
 /// Lanes per vector.
 pub const LANES: usize = 16;
 
@@ -65,13 +67,6 @@ pub trait Vector: Copy {
     }
 }
 
-/// log2(e).
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
-/// ln(2) split in a part exact in f32 and the remainder, for the range reduction.
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
-/// Adding and subtracting 1.5·2^23 rounds an f32 below 2^22 to the nearest integer.
-const ROUNDING_SHIFT: f32 = 12_582_912.0;
 /// The bits `pow2` turns into an exponent: those of `ROUNDING_SHIFT`, less the bias.
 const POW2_OFFSET: i32 = ROUNDING_SHIFT.to_bits() as i32 - 127;
 /// P(r), highest power first (Cephes' `expf`, relative error below 1e-7; its last

@@ -10,6 +10,8 @@ use rayon::prelude::*;
 use crate::models::cpu::math::{dispatch, exp};
 use crate::models::cpu::{Product, SharedOut, gemm};
 
+use super::{CpuAttention, Sizes};
+
 /// Score elements per block (4 MiB of f32). Every block repacks its head's keys
 /// and values for the GEMMs, so blocks are as large as the shared cache allows:
 /// at 4096 tokens this was 8% faster than blocks that fit in L2.
@@ -18,22 +20,20 @@ const BLOCK_SCORES: usize = 1 << 20;
 /// `softmax(q·kᵀ·scale)·v` for every head, in blocks of query rows; `q`, `k` and
 /// `v` contiguous `[batch, len, heads·head_dim]` (sizes in `sizes`).
 pub(super) fn attend(
-    sizes: &super::Sizes,
-    heads: usize,
-    scale: f32,
+    op: &CpuAttention,
+    sizes: &Sizes,
     (q, k, v): (&[f32], &[f32], &[f32]),
 ) -> Vec<f32> {
     let block_rows = (BLOCK_SCORES / sizes.kv_len).clamp(1, sizes.q_len.max(1));
     let blocks = Blocks {
+        op: *op,
         sizes: *sizes,
-        heads,
-        scale,
         block_rows,
         count: sizes.q_len.div_ceil(block_rows),
     };
     let mut out = vec![0f32; q.len()];
     let out_ptr = SharedOut(out.as_mut_ptr());
-    (0..sizes.batch * heads * blocks.count)
+    (0..sizes.batch * op.heads * blocks.count)
         .into_par_iter()
         .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
             // SAFETY: every task writes its own block of rows of one head.
@@ -45,9 +45,8 @@ pub(super) fn attend(
 /// How one call's queries are cut into blocks.
 #[derive(Clone, Copy)]
 struct Blocks {
-    sizes: super::Sizes,
-    heads: usize,
-    scale: f32,
+    op: CpuAttention,
+    sizes: Sizes,
     /// Query rows per block (the last block may have fewer).
     block_rows: usize,
     /// Blocks per (sample, head).
@@ -68,7 +67,7 @@ impl Blocks {
         task: usize,
         scores: &mut Vec<f32>,
     ) {
-        let super::Sizes {
+        let Sizes {
             q_len,
             kv_len,
             width,
@@ -77,7 +76,8 @@ impl Blocks {
         } = self.sizes;
         let (block_rows, blocks) = (self.block_rows, self.count);
         let (sample_head, block) = (task / blocks, task % blocks);
-        let (sample, head) = (sample_head / self.heads, sample_head % self.heads);
+        let heads = self.op.heads;
+        let (sample, head) = (sample_head / heads, sample_head % heads);
         let first_row = block * block_rows;
         let rows = block_rows.min(q_len - first_row);
         let column = head * head_dim;
@@ -98,7 +98,7 @@ impl Blocks {
                 k_head.as_ptr(),
                 (1, width),
                 Product {
-                    scale: self.scale,
+                    scale: self.op.scale,
                     accumulate: false,
                     parallel: false,
                 },

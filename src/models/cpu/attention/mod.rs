@@ -50,7 +50,7 @@ impl CustomOp3 for CpuAttention {
         let out = if sizes.head_dim <= WIDEST_TILED_HEAD {
             tiles::attend(self, &sizes, operands)
         } else {
-            blocks::attend(&sizes, self.heads, self.scale, operands)
+            blocks::attend(self, &sizes, operands)
         };
         Ok((CpuStorage::F32(out), q_layout.shape().clone()))
     }

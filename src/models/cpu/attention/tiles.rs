@@ -290,7 +290,7 @@ impl WithVector for ValueTiles<'_> {
             .chunks(chunk_keys)
             .zip(self.values.chunks(chunk_keys * head_dim))
         {
-            let chunk = (probabilities, values);
+            let chunk = (probabilities, values, head_dim);
             // Eight accumulators keep two FMA units busy; with AVX2 they would not fit.
             if V::REGISTERS >= 16 && head_dim.is_multiple_of(8) {
                 for (tile, first) in columns.chunks_exact_mut(8).zip((0..).step_by(8)) {
@@ -314,14 +314,13 @@ impl WithVector for ValueTiles<'_> {
 }
 
 /// One tile of [`ValueTiles`]: channels `first..first + CHANNELS` (the rows of
-/// `columns`) over one chunk of keys, `([keys][LANES], [keys][head_dim])`.
+/// `columns`) over one chunk of keys, `([keys][LANES], [keys][head_dim], head_dim)`.
 #[inline(always)]
 fn value_tile<V: Vector, const CHANNELS: usize>(
-    (probabilities, values): (&[Lanes], &[f32]),
+    (probabilities, values, head_dim): (&[Lanes], &[f32], usize),
     first: usize,
     columns: &mut [Lanes],
 ) {
-    let head_dim = values.len() / probabilities.len().max(1);
     // Checked once here, so the loop below is only loads and multiply-adds.
     assert!(
         first + CHANNELS <= head_dim
