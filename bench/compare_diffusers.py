@@ -107,7 +107,8 @@ def main():
         features = encode()
         embeds = torch.cat([features, features])[:, None]  # [negative, positive]
         tokens_2n = pipe.unet.encoder_hid_proj.image_projection_layers[0](torch.cat([features] * (2 * n)))
-        sample = torch.randn(2 * n, 4, latent, latent, device=device, dtype=dtype)
+        latents = torch.randn(n, 4, latent, latent, device=device, dtype=dtype)
+        sample = torch.cat([latents, latents])  # [uncond, cond], as the pipeline passes them
         hidden = torch.randn(2 * n, 77, 768, device=device, dtype=dtype)
         pipe.set_ip_adapter_scale(1.0)
         step = lambda: pipe.unet(sample, 500, encoder_hidden_states=hidden,

@@ -326,7 +326,9 @@ fn time_unet_step(
     let Setup { device, dtype, .. } = setup;
     let n = args.batch;
     let latent = args.side_px() / 8;
-    let sample = Tensor::randn(0f32, 1f32, (2 * n, 4, latent, latent), device)?.to_dtype(*dtype)?;
+    // The same latents twice, [uncond, cond], as a denoising step passes them.
+    let latents = Tensor::randn(0f32, 1f32, (n, 4, latent, latent), device)?.to_dtype(*dtype)?;
+    let sample = Tensor::cat(&[&latents, &latents], 0)?;
     let context = step_context(models, pixels, 2 * n, args.side_px())?;
     let ip_scale = IpScales::uniform(
         Tensor::ones((2 * n, 1, 1), *dtype, device)?,

@@ -96,6 +96,19 @@ pub struct StepInputs<'a> {
     pub cross: CrossInputs<'a>,
 }
 
+impl StepInputs<'_> {
+    /// The time embedding's rows for `xs`: all of them, or the first half where
+    /// `xs` is one copy of the batch's two equal halves (their embeddings are equal too).
+    fn temb_silu_for(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let rows = xs.dim(0)?;
+        if rows == self.cross.batch {
+            Ok(self.temb_silu.clone())
+        } else {
+            self.temb_silu.narrow(0, 0, rows)
+        }
+    }
+}
+
 /// `CrossAttnDownBlock2D` (with attentions) or `DownBlock2D` (without).
 pub struct DownBlock {
     resnets: Vec<ResnetBlock2D>,
@@ -158,7 +171,7 @@ impl DownBlock {
     ) -> candle_core::Result<Tensor> {
         let mut xs = xs.clone();
         for (i, resnet) in self.resnets.iter().enumerate() {
-            xs = resnet.forward(&xs, Some(inputs.temb_silu))?;
+            xs = resnet.forward(&xs, Some(&inputs.temb_silu_for(&xs)?))?;
             if let Some(attn) = self.attentions.get(i) {
                 xs = attn.forward(&xs, &inputs.cross)?;
             }
@@ -198,9 +211,12 @@ impl MidBlock {
 
     /// Runs the mid block.
     pub fn forward(&self, xs: &Tensor, inputs: &StepInputs) -> candle_core::Result<Tensor> {
-        let xs = self.resnet_in.forward(xs, Some(inputs.temb_silu))?;
+        let xs = self
+            .resnet_in
+            .forward(xs, Some(&inputs.temb_silu_for(xs)?))?;
         let xs = self.attention.forward(&xs, &inputs.cross)?;
-        self.resnet_out.forward(&xs, Some(inputs.temb_silu))
+        self.resnet_out
+            .forward(&xs, Some(&inputs.temb_silu_for(&xs)?))
     }
 }
 

@@ -419,16 +419,30 @@ impl UNet {
         ip_scale: Option<&IpScales>,
     ) -> candle_core::Result<Tensor> {
         let temb_silu = self.time_embedding(sample, timestep, context)?.silu()?;
+        let batch = sample.dim(0)?;
         let inputs = StepInputs {
             temb_silu: &temb_silu,
-            cross: CrossInputs { context, ip_scale },
+            cross: CrossInputs {
+                context,
+                ip_scale,
+                batch,
+            },
         };
-        let mut xs = self.conv_in.forward(sample)?;
+        // A CFG batch is the same latents twice at the same timestep: until the first
+        // cross-attention, where the halves' contexts part, one copy is computed for both.
+        let first = match equal_halves(sample, &temb_silu)? {
+            Some(half) => half,
+            None => sample.clone(),
+        };
+        let mut xs = self.conv_in.forward(&first)?;
         let mut skips = vec![xs.clone()];
         for block in &self.down_blocks {
             xs = block.forward(&xs, &inputs, &mut skips)?;
         }
-        xs = self.mid_block.forward(&xs, &inputs)?;
+        xs = whole_batch(self.mid_block.forward(&xs, &inputs)?, batch)?;
+        for skip in &mut skips {
+            *skip = whole_batch(skip.clone(), batch)?;
+        }
         for block in &self.up_blocks {
             xs = block.forward(&xs, &inputs, &mut skips)?;
         }
@@ -468,6 +482,37 @@ impl UNet {
     fn timestep_embedding(&self, timestep: f64, device: &Device) -> candle_core::Result<Tensor> {
         let dim = self.config.block_out_channels[0];
         sinusoids(&[timestep], dim, sinusoid_style(&self.config), device)
+    }
+}
+
+/// The first half of `sample` when its two halves are equal, and so are those of
+/// the time embedding `temb` (SDXL's differs per half when the size ids do).
+fn equal_halves(sample: &Tensor, temb: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let batch = sample.dim(0)?;
+    if batch < 2 || batch % 2 != 0 {
+        return Ok(None);
+    }
+    let half = batch / 2;
+    for tensor in [sample, temb] {
+        let same = tensor
+            .narrow(0, 0, half)?
+            .eq(&tensor.narrow(0, half, half)?)?
+            .flatten_all()?
+            .min(0)?
+            .to_scalar::<u8>()?;
+        if same == 0 {
+            return Ok(None);
+        }
+    }
+    sample.narrow(0, 0, half).map(Some)
+}
+
+/// `xs` with `batch` images: as it is, or doubled where it is one copy of two equal halves.
+fn whole_batch(xs: Tensor, batch: usize) -> candle_core::Result<Tensor> {
+    if xs.dim(0)? == batch {
+        Ok(xs)
+    } else {
+        Tensor::cat(&[&xs, &xs], 0)
     }
 }
 

@@ -21,6 +21,10 @@ use super::regions::add_regional_attention;
 pub struct CrossInputs<'a> {
     pub context: &'a CrossContext<'a>,
     pub ip_scale: Option<&'a IpScales>,
+    /// The step's batch. A feature map of half as many images holds one copy of a
+    /// batch whose two halves are equal (see `UNet::forward`); the first
+    /// cross-attention, where the halves' contexts part, doubles it.
+    pub batch: usize,
 }
 
 /// diffusers `Attention` as the UNet uses it: no q/k/v bias, `to_out.0` with bias.
@@ -152,13 +156,20 @@ impl BasicTransformerBlock {
         })
     }
 
+    /// `double_before_cross`: `xs` is one copy of two equal halves, to be doubled
+    /// after the self-attention.
     fn forward(
         &self,
         xs: &Tensor,
         cross: &CrossInputs,
-        layer: usize,
+        (layer, double_before_cross): (usize, bool),
     ) -> candle_core::Result<Tensor> {
         let xs = (self.attn1.forward_self(&self.norm1.forward(xs)?)? + xs)?;
+        let xs = if double_before_cross {
+            Tensor::cat(&[&xs, &xs], 0)?
+        } else {
+            xs
+        };
         let normed = self.norm2.forward(&xs)?;
         let attended = self
             .attn2
@@ -234,9 +245,11 @@ impl Transformer2D {
         self.blocks.len()
     }
 
-    /// `xs`: `[batch, channels, h, w]`.
+    /// `xs`: `[batch, channels, h, w]`, or one copy of the batch's two equal halves
+    /// (then the output is the whole batch).
     pub fn forward(&self, xs: &Tensor, cross: &CrossInputs) -> candle_core::Result<Tensor> {
         let (batch, channels, height, width) = xs.dims4()?;
+        let halved = 2 * batch == cross.batch;
         let normed = self.norm.forward(xs)?;
         let to_tokens = |t: Tensor| -> candle_core::Result<Tensor> {
             t.permute((0, 2, 3, 1))?
@@ -247,10 +260,11 @@ impl Transformer2D {
             Projection::Linear(linear) => linear.forward(&to_tokens(normed)?)?,
         };
         for (i, block) in self.blocks.iter().enumerate() {
-            hidden = block.forward(&hidden, cross, self.first_ip_layer + i)?;
+            let layer = (self.first_ip_layer + i, halved && i == 0);
+            hidden = block.forward(&hidden, cross, layer)?;
         }
         let to_image = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.reshape((batch, height, width, channels))?
+            t.reshape((t.dim(0)?, height, width, channels))?
                 .permute((0, 3, 1, 2))?
                 .contiguous()
         };
@@ -258,6 +272,10 @@ impl Transformer2D {
             Projection::Conv(conv) => conv.forward(&to_image(hidden)?)?,
             Projection::Linear(linear) => to_image(linear.forward(&hidden)?)?,
         };
-        out + xs
+        if halved {
+            out + Tensor::cat(&[xs, xs], 0)?
+        } else {
+            out + xs
+        }
     }
 }
