@@ -6,6 +6,9 @@ go, and prints Minus / diffusers per figure (lower is better for Minus).
 
 The weights are those `minus bench` writes (random values in the real layouts); diffusers
 loads them into freshly configured models, so both sides compute exactly the same shapes.
+
+A shared VM's speed drifts by 10-30% over minutes, so `--rounds N` alternates the two sides
+N times (Minus, diffusers, Minus, ...) and prints each round's ratios and their median.
 """
 import argparse
 import json
@@ -53,8 +56,21 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, choices=[None, "f32", "f16", "bf16"])
     parser.add_argument("--weights-dir", default=None)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
 
+    minus = run_minus(args)
+    pipe, encoder, text = load_diffusers(args, minus)
+    rounds = []
+    for round_index in range(max(1, args.rounds)):
+        if round_index > 0:
+            minus = run_minus(args)
+        rounds.append((minus, time_diffusers(args, minus, pipe, encoder, text)))
+    report(args, rounds)
+
+
+def run_minus(args):
+    """Runs `minus bench` and returns its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         figures_path = os.path.join(tmp, "minus.json")
         command = [args.minus, "bench", "--size", str(args.size), "--steps", str(args.steps),
@@ -66,13 +82,14 @@ def main():
             command += ["--weights-dir", args.weights_dir]
         subprocess.run(command, check=True)
         with open(figures_path) as f:
-            minus = json.load(f)
+            return json.load(f)
 
+
+def load_diffusers(args, minus):
+    """The diffusers pipeline on the weights Minus wrote, and its image and text encoders."""
     weights = minus["weights_dir"]
-    device = torch.device("cuda" if minus["device"] == "cuda" else "cpu")
-    dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[minus["dtype"]]
+    device, dtype, _ = torch_setup(minus)
     torch.set_num_threads(minus["threads"])
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     sd = os.path.join(weights, "sd15")
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(os.path.join(sd, "unet")))
@@ -94,7 +111,19 @@ def main():
     pipe.image_encoder = encoder
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
+    return pipe, encoder, text
 
+
+def torch_setup(minus):
+    device = torch.device("cuda" if minus["device"] == "cuda" else "cpu")
+    dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[minus["dtype"]]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    return device, dtype, sync
+
+
+def time_diffusers(args, minus, pipe, encoder, text):
+    """diffusers' seconds for the figures Minus reports, in Minus's order."""
+    device, dtype, sync = torch_setup(minus)
     n, latent = args.batch, args.size // 8
     pixels = torch.randn(1, 3, 224, 224, device=device, dtype=dtype)
     with torch.no_grad():
@@ -133,24 +162,44 @@ def main():
         sync()
         full_secs = time.perf_counter() - start
 
-    rows = [
-        ("image encoder (1 image)", minus["image_encoder_secs"], encoder_secs),
-        ("UNet step (CFG batch)", minus["unet_step_secs"], step_secs),
-        ("VAE decode", minus["vae_decode_secs"], vae_secs),
-        ("full run", minus["full_run_secs"], full_secs),
-    ]
+    return [encoder_secs, step_secs, vae_secs, full_secs]
+
+
+FIGURES = [
+    ("image encoder (1 image)", "image_encoder_secs"),
+    ("UNet step (CFG batch)", "unet_step_secs"),
+    ("VAE decode", "vae_decode_secs"),
+    ("full run", "full_run_secs"),
+]
+
+
+def report(args, rounds):
+    """Prints each round's figures and ratios, then the median ratio per figure."""
+    minus = rounds[0][0]
+    n = args.batch
+    device, _, _ = torch_setup(minus)
     print(f"\n{minus['device']} {minus['dtype']}, {args.size}x{args.size}, batch {n}, {args.steps} steps, "
           f"adapter {args.adapter}, {minus['threads']} threads, torch {torch.__version__}")
-    print(f"{'figure':<26}{'Minus s':>10}{'diffusers s':>13}{'Minus/diffusers':>17}")
-    for name, ours, theirs in rows:
-        print(f"{name:<26}{ours:>10.3f}{theirs:>13.3f}{ours / theirs:>17.2f}")
-    print(f"{'preview':<26}{minus['preview_secs']:>10.4f}{'(none)':>13}")
+    for index, (figures, theirs) in enumerate(rounds):
+        if len(rounds) > 1:
+            print(f"round {index + 1}")
+        print(f"{'figure':<26}{'Minus s':>10}{'diffusers s':>13}{'Minus/diffusers':>17}")
+        for (name, key), their_secs in zip(FIGURES, theirs):
+            ours = figures[key]
+            print(f"{name:<26}{ours:>10.3f}{their_secs:>13.3f}{ours / their_secs:>17.2f}")
+        print(f"{'preview':<26}{figures['preview_secs']:>10.4f}{'(none)':>13}")
+    if len(rounds) > 1:
+        print(f"median over {len(rounds)} rounds")
+        for column, (name, key) in enumerate(FIGURES):
+            ratios = [figures[key] / theirs[column] for figures, theirs in rounds]
+            listed = " ".join(f"{r:.2f}" for r in ratios)
+            print(f"{name:<26}{statistics.median(ratios):>6.2f}   ({listed})")
     # Both processes load the same weights, so resident peaks compare like for like.
     diffusers_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(f"peak resident memory: Minus {minus['peak_rss_mb']:.0f} MB, diffusers {diffusers_rss_mb:.0f} MB")
+    peak_mb = max(figures["peak_rss_mb"] for figures, _ in rounds)
+    print(f"peak resident memory: Minus {peak_mb:.0f} MB, diffusers {diffusers_rss_mb:.0f} MB")
     if device.type == "cuda":
         print(f"diffusers peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-
 
 if __name__ == "__main__":
     main()

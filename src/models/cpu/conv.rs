@@ -104,10 +104,11 @@ impl CpuConv2d {
 /// band of output rows by band.
 fn convolve(g: &Geometry, batch: usize, xs: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let out_pixels = g.out_h * g.out_w;
-    let mut out = vec![0f32; batch * g.c_out * out_pixels];
-    out.par_chunks_mut(out_pixels)
-        .enumerate()
-        .for_each(|(plane, dst)| dst.fill(bias[plane % g.c_out]));
+    // Every plane starts as its bias (written once: a zeroed buffer would be written twice).
+    let mut out = Vec::with_capacity(batch * g.c_out * out_pixels);
+    for plane in 0..batch * g.c_out {
+        out.resize(out.len() + out_pixels, bias[plane % g.c_out]);
+    }
     let image_len = g.c_in * g.in_h * g.in_w;
     let out_image_len = g.c_out * out_pixels;
     let band_rows = g.band_rows();

@@ -1,9 +1,7 @@
 //! `x · weightᵀ + bias` as one GEMM into an output that already holds the bias.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
-use rayon::prelude::*;
-
 use super::{Product, contiguous_f32, gemm, with_last_dim};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 
 /// Input `[..., in]`, weight `[out, in]`, bias `[out]`; output `[..., out]`.
 #[derive(Debug, Clone, Copy)]
@@ -42,9 +40,11 @@ impl CustomOp3 for CpuLinear {
         let weight = contiguous_f32(weight, weight_layout, name)?;
         let bias = contiguous_f32(bias, bias_layout, name)?;
         let rows = xs.len() / in_dim.max(1);
-        let mut out = vec![0f32; rows * out_dim];
-        out.par_chunks_mut(out_dim)
-            .for_each(|row| row.copy_from_slice(bias));
+        // Every row starts as the bias (written once: a zeroed buffer would be written twice).
+        let mut out = Vec::with_capacity(rows * out_dim);
+        for _ in 0..rows {
+            out.extend_from_slice(bias);
+        }
         // SAFETY: out is [rows, out_dim], xs [rows, in_dim], and weight [out_dim, in_dim]
         // read as its transpose [in_dim, out_dim] (row stride 1, column stride in_dim).
         unsafe {
