@@ -4,27 +4,18 @@
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{adapter_file, load_models, relative_error};
-use minus::models::unet::{CrossContext, ImageTokens, IpScales};
+use common::{adapter_file, context_with_random_image_tokens, load_models, relative_error};
+use minus::models::unet::IpScales;
 use minus::pipeline::conditioning::encode_text;
 
 #[test]
 fn equal_halves_give_what_each_half_gives_beside_another() -> anyhow::Result<()> {
     let models = load_models(Some(adapter_file("plus")));
-    let image = models.image.as_ref().expect("image models");
     let device = Device::Cpu;
     // Different prompts and image tokens per half, as CFG has.
     let uncond = encode_text(&models, "")?.tokens;
     let cond = encode_text(&models, "a house in winter")?.tokens;
-    let text = Tensor::cat(&[&uncond, &cond], 0)?;
-    let tokens_shape = (2, 16, text.dim(2)?);
-    let context = CrossContext::new(
-        text,
-        Some(ImageTokens {
-            tokens: Tensor::randn(0f32, 1f32, tokens_shape, &device)?,
-            layers: image.adapter.attention_weights(),
-        }),
-    );
+    let context = context_with_random_image_tokens(&models, Tensor::cat(&[&uncond, &cond], 0)?);
     let ip_scale = IpScales::uniform(
         Tensor::new(&[[[0.5f32]], [[1.0]]], &device)?,
         models.unet.cross_attention_channels().len(),

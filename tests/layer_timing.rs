@@ -4,9 +4,9 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{adapter_file, fixtures, load_models};
+use common::{adapter_file, context_with_random_image_tokens, fixtures, load_models};
 use minus::models::timing::{self, LayerKind};
-use minus::models::unet::{CrossContext, ImageTokens, IpScales};
+use minus::models::unet::IpScales;
 use minus::pipeline::conditioning::encode_text;
 
 /// How many tensors of the tiny UNet's file have names ending in `suffix` and `rank` dimensions.
@@ -22,17 +22,9 @@ fn count_unet_tensors(suffix: &str, rank: usize) -> usize {
 #[test]
 fn a_timed_unet_step_counts_each_layer_once() -> anyhow::Result<()> {
     let models = load_models(Some(adapter_file("plus")));
-    let image = models.image.as_ref().expect("image models");
     let device = Device::Cpu;
     let text = encode_text(&models, "a house")?.tokens.repeat((2, 1, 1))?;
-    let tokens_shape = (2, 16, text.dim(2)?);
-    let context = CrossContext::new(
-        text,
-        Some(ImageTokens {
-            tokens: Tensor::randn(0f32, 1f32, tokens_shape, &device)?,
-            layers: image.adapter.attention_weights(),
-        }),
-    );
+    let context = context_with_random_image_tokens(&models, text);
     let ip_scale = IpScales::uniform(
         Tensor::ones((2, 1, 1), DType::F32, &device)?,
         models.unet.cross_attention_channels().len(),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use minus::models::unet::{CrossContext, ImageTokens};
 use minus::pipeline::conditioning::EmbeddingCache;
 use minus::pipeline::{Flow, Models, Request, generate};
 use minus::scratch::ScratchDir;
@@ -102,6 +103,20 @@ pub fn adapter_file(kind: &str) -> &'static str {
 /// Loads the tiny models on the CPU in f32.
 pub fn load_models(adapter: Option<&str>) -> Models {
     Models::load(&model_paths(adapter), &Device::Cpu, DType::F32).expect("reference models load")
+}
+
+/// A CFG batch's context: `text` (`[2, tokens, dim]`) and random image tokens for
+/// the adapter's layers (the models must have been loaded with an adapter).
+pub fn context_with_random_image_tokens(models: &Models, text: Tensor) -> CrossContext<'_> {
+    let image = models.image.as_ref().expect("image models");
+    let tokens_shape = (2, 16, text.dim(2).expect("text tokens [2, tokens, dim]"));
+    CrossContext::new(
+        text,
+        Some(ImageTokens {
+            tokens: Tensor::randn(0f32, 1f32, tokens_shape, &Device::Cpu).expect("random tokens"),
+            layers: image.adapter.attention_weights(),
+        }),
+    )
 }
 
 /// The images of `request`, run to the end with a fresh embedding cache.

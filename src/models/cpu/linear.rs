@@ -1,7 +1,8 @@
 //! `x · weightᵀ + bias` as one GEMM into an output that already holds the bias.
 
-use super::{Product, contiguous_f32, gemm, with_last_dim};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
+
+use super::{Product, contiguous_f32, gemm, with_last_dim};
 
 /// Input `[..., in]`, weight `[out, in]`, bias `[out]`; output `[..., out]`.
 #[derive(Debug, Clone, Copy)]

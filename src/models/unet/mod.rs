@@ -439,9 +439,11 @@ impl UNet {
         for block in &self.down_blocks {
             xs = block.forward(&xs, &inputs, &mut skips)?;
         }
-        xs = whole_batch(self.mid_block.forward(&xs, &inputs)?, batch)?;
+        xs = inputs
+            .cross
+            .whole_batch(self.mid_block.forward(&xs, &inputs)?)?;
         for skip in &mut skips {
-            *skip = whole_batch(skip.clone(), batch)?;
+            *skip = inputs.cross.whole_batch(skip.clone())?;
         }
         for block in &self.up_blocks {
             xs = block.forward(&xs, &inputs, &mut skips)?;
@@ -505,15 +507,6 @@ fn equal_halves(sample: &Tensor, temb: &Tensor) -> candle_core::Result<Option<Te
         }
     }
     sample.narrow(0, 0, half).map(Some)
-}
-
-/// `xs` with `batch` images: as it is, or doubled where it is one copy of two equal halves.
-fn whole_batch(xs: Tensor, batch: usize) -> candle_core::Result<Tensor> {
-    if xs.dim(0)? == batch {
-        Ok(xs)
-    } else {
-        Tensor::cat(&[&xs, &xs], 0)
-    }
 }
 
 fn sinusoid_style(config: &UNetConfig) -> SinusoidStyle {

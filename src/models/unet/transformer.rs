@@ -27,6 +27,18 @@ pub struct CrossInputs<'a> {
     pub batch: usize,
 }
 
+impl CrossInputs<'_> {
+    /// `xs` with the step's whole batch: as it is, or doubled where it is one copy
+    /// of the batch's two equal halves.
+    pub fn whole_batch(&self, xs: Tensor) -> candle_core::Result<Tensor> {
+        if xs.dim(0)? == self.batch {
+            Ok(xs)
+        } else {
+            Tensor::cat(&[&xs, &xs], 0)
+        }
+    }
+}
+
 /// diffusers `Attention` as the UNet uses it: no q/k/v bias, `to_out.0` with bias.
 struct CrossAttention {
     to_q: Linear,
@@ -194,20 +206,16 @@ impl BasicTransformerBlock {
         })
     }
 
-    /// `double_before_cross`: `xs` is one copy of two equal halves, to be doubled
-    /// after the self-attention.
+    /// `xs` may be one copy of the batch's two equal halves: the self-attention
+    /// runs on it, the cross-attention on the whole batch.
     fn forward(
         &self,
         xs: &Tensor,
         cross: &CrossInputs,
-        (layer, double_before_cross): (usize, bool),
+        layer: usize,
     ) -> candle_core::Result<Tensor> {
         let xs = (self.attn1.forward_self(&self.norm1.forward(xs)?)? + xs)?;
-        let xs = if double_before_cross {
-            Tensor::cat(&[&xs, &xs], 0)?
-        } else {
-            xs
-        };
+        let xs = cross.whole_batch(xs)?;
         let normed = self.norm2.forward(&xs)?;
         let attended = self
             .attn2
@@ -287,7 +295,6 @@ impl Transformer2D {
     /// (then the output is the whole batch).
     pub fn forward(&self, xs: &Tensor, cross: &CrossInputs) -> candle_core::Result<Tensor> {
         let (batch, channels, height, width) = xs.dims4()?;
-        let halved = 2 * batch == cross.batch;
         let normed = self.norm.forward(xs)?;
         let to_tokens = |t: Tensor| -> candle_core::Result<Tensor> {
             t.permute((0, 2, 3, 1))?
@@ -298,8 +305,7 @@ impl Transformer2D {
             Projection::Linear(linear) => linear.forward(&to_tokens(normed)?)?,
         };
         for (i, block) in self.blocks.iter().enumerate() {
-            let layer = (self.first_ip_layer + i, halved && i == 0);
-            hidden = block.forward(&hidden, cross, layer)?;
+            hidden = block.forward(&hidden, cross, self.first_ip_layer + i)?;
         }
         let to_image = |t: Tensor| -> candle_core::Result<Tensor> {
             t.reshape((t.dim(0)?, height, width, channels))?
@@ -310,11 +316,7 @@ impl Transformer2D {
             Projection::Conv(conv) => conv.forward(&to_image(hidden)?)?,
             Projection::Linear(linear) => to_image(linear.forward(&hidden)?)?,
         };
-        if halved {
-            out + Tensor::cat(&[xs, xs], 0)?
-        } else {
-            out + xs
-        }
+        out + cross.whole_batch(xs.clone())?
     }
 }
 
